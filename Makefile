@@ -1,0 +1,46 @@
+# Two commands: `make run` (set up, then execute every notebook) and `make test`.
+# TORCH picks the torch requirement: users get the normal PyPI build (GPU on Linux);
+# a CPU-only machine can pass e.g. `make test TORCH=torch==2.13.0`.
+PYTHON ?= python3
+TORCH ?= torch
+PROFILE ?= demo
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export MPLBACKEND ?= Agg
+export PYTHONHASHSEED ?= 0
+
+.PHONY: setup data run test test-fast lint report clean
+
+setup: $(STAMP)
+
+# Re-install only when the dependency list or the torch choice changed.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+data: setup
+	$(PY) -m helpers.demo_data
+
+run: data
+	$(PY) -m helpers.run_notebooks --profile $(PROFILE)
+
+report: setup
+	$(PY) -m helpers.report --profile $(PROFILE)
+
+test: data
+	$(PY) -m ruff check helpers tests
+	$(PY) -m pytest
+
+test-fast: data
+	$(PY) -m pytest -m "not slow and not notebook"
+
+lint: setup
+	$(PY) -m ruff check helpers tests
+
+clean:
+	rm -rf outputs data/demo data/prepared
