@@ -1,0 +1,72 @@
+"""Atomic writes for files that matter (masks, metrics, manifests, checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> Path:
+    """Write text atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(target: str | os.PathLike[str], data: Any) -> Path:
+    """Write JSON atomically (numpy scalars and paths are converted)."""
+    return write_text(target, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_mask_png(target: str | os.PathLike[str], mask: np.ndarray) -> Path:
+    """Write a binary mask as a single-channel PNG with values {0, 255}, atomically."""
+    import cv2
+
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"mask for {target} must be 2-D, got shape {arr.shape}")
+    out = np.where(arr > 0, 255, 0).astype(np.uint8)
+    with atomic_path(target) as tmp:
+        ok, buf = cv2.imencode(".png", out)
+        if not ok:
+            raise OSError(f"could not encode mask for {target}")
+        tmp.write_bytes(buf.tobytes())
+    return Path(target)

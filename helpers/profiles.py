@@ -1,0 +1,81 @@
+"""The two profiles: `demo` (generated data, tiny model, CPU) and `full` (real data and model).
+
+A profile changes data, model and training length together. Notebooks name a profile in their
+`parameters` cell and may override single values; everything else comes from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+HUB_MODEL_ID = "CIDAS/clipseg-rd64-refined"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting that differs between a laptop demo and a real GPU run."""
+
+    name: str
+    model: str  # "tiny" (built locally), a Hub id, or a local save_pretrained folder
+    cracks_export: str  # "" = the generated demo export
+    taping_export: str  # "" = the generated demo export
+    seed: int = 42
+    image_size: int = 352
+    batch_size: int = 8
+    epochs: int = 6
+    lr: float = 5e-4
+    tower_lr: float = 1e-5
+    full_lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    patience: int = 4
+    negative_rate: float = 0.1
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    max_steps_per_epoch: int = 0  # 0 = whole epoch
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for metrics files and the report."""
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "demo": Profile(
+        name="demo",
+        model="tiny",
+        cracks_export="",
+        taping_export="",
+        batch_size=8,
+        epochs=6,
+        lr=2e-3,
+        tower_lr=5e-4,
+        full_lr=1e-3,
+    ),
+    "full": Profile(
+        name="full",
+        model=HUB_MODEL_ID,
+        cracks_export="data/roboflow/cracks",
+        taping_export="data/roboflow/drywall-join",
+        batch_size=8,
+        epochs=20,
+        lr=5e-4,
+        tower_lr=1e-5,
+        full_lr=1e-4,
+    ),
+}
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """The named profile with `overrides` applied; empty-string or None overrides are ignored."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    base = PROFILES[name]
+    known = set(Profile.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown profile settings {unknown}; known: {sorted(known)}")
+    kept = {k: v for k, v in overrides.items() if v is not None and v != ""}
+    return replace(base, **kept)

@@ -1,0 +1,78 @@
+"""Figures shared by the notebooks: overlays, sample grids, histograms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+CLASS_COLOURS = {"cracks": (255, 60, 60), "taping": (40, 160, 255)}
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colour=(255, 60, 60), alpha: float = 0.45):
+    """RGB image with the mask's foreground tinted; `mask` may be bool, {0,1} or {0,255}."""
+    img = np.asarray(image, dtype=np.float32).copy()
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    fg = np.asarray(mask) > 0
+    if fg.shape != img.shape[:2]:
+        raise ValueError(f"mask shape {fg.shape} does not match image shape {img.shape[:2]}")
+    img[fg] = (1 - alpha) * img[fg] + alpha * np.asarray(colour, dtype=np.float32)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def draw_annotations(image: np.ndarray, record, colour=(255, 60, 60)) -> np.ndarray:
+    """Polygons and boxes of one image record drawn as outlines (what the export says)."""
+    import cv2
+
+    out = np.ascontiguousarray(np.asarray(image, dtype=np.uint8).copy())
+    thickness = max(1, round(max(out.shape[:2]) / 320))
+    for ann in record.annotations:
+        if ann.kind == "polygon" and ann.polygons:
+            for part in ann.polygons:
+                pts = np.asarray(part, dtype=np.float32).reshape(-1, 2).round().astype(np.int32)
+                cv2.polylines(out, [pts], True, colour, thickness)
+        else:
+            x, y, w, h = (round(v) for v in ann.bbox)
+            cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
+    return out
+
+
+def image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    size: float = 3.0,
+    suptitle: str | None = None,
+    cmap: str | None = None,
+):
+    """A grid of images with optional titles; returns the figure."""
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid needs at least one image")
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, img in enumerate(images):
+        ax = axes.flat[i]
+        ax.imshow(img, cmap=cmap if np.asarray(img).ndim == 2 else None)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a figure (PNG, 110 dpi) atomically and return its path."""
+    from helpers.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    return path

@@ -1,0 +1,30 @@
+"""Shared fixtures: real-data location, offline mode, a headless plotting backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from helpers.paths import SHARED_MODELS_DIR, SHARED_ROBOFLOW_DIR  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared_roboflow() -> Path:
+    """The real Roboflow exports beside the repository, or a skip saying why."""
+    if not SHARED_ROBOFLOW_DIR.is_dir():
+        pytest.skip(f"real Roboflow exports not found at {SHARED_ROBOFLOW_DIR}")
+    return SHARED_ROBOFLOW_DIR
+
+
+@pytest.fixture(scope="session")
+def real_processor_dir() -> Path:
+    """The real CLIPSeg processor files beside the repository, or a skip saying why."""
+    path = SHARED_MODELS_DIR / "clipseg-rd64-refined-processor"
+    if not path.is_dir():
+        pytest.skip(f"real processor files not found at {path}")
+    return path
