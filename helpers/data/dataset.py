@@ -1,0 +1,273 @@
+"""The joint cracks + taping dataset: (image, prompt) -> soft target mask, with a collate function.
+
+Each item pairs one image with one prompt of its class, drawn afresh each epoch (fixed by
+seed, epoch and index, so runs repeat exactly). Optional negative pairs show the image with a
+prompt of the other class and an all-zero target, teaching the model that "segment crack" on a
+taped seam means "nothing here".
+
+With a `DataLoader(num_workers > 0)`, leave `persistent_workers=False` (the default) so each
+epoch's workers receive the dataset after `set_epoch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from helpers.data.prompts import (
+    PROMPTS,
+    STREAM_AUGMENT,
+    STREAM_NEGATIVE,
+    item_rng,
+    prompts_for,
+    sample_prompt,
+)
+
+try:
+    from helpers.data.images import load_rgb
+except ImportError:  # pragma: no cover - the loader module ships with the package
+
+    def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+        """Decode an image as (H, W, 3) uint8 RGB with its EXIF orientation applied."""
+        try:
+            with Image.open(path) as im:
+                return np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
+        except OSError as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from exc
+
+
+def load_binary_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask PNG as float32 {0, 1} (any non-zero pixel is foreground)."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise ValueError(f"cannot read mask {path}")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    return (mask > 0).astype(np.float32)
+
+
+def resize_soft_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resize a {0, 1} mask to (size, size) as a soft target in [0, 1].
+
+    INTER_AREA averages the source pixels under each target pixel, so a crack 1-2 px wide in a
+    640 px image becomes a line of partial values (e.g. 0.4) at 352 px instead of vanishing or
+    breaking up as it can under nearest-neighbour sampling.
+    """
+    out = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return np.clip(out, 0.0, 1.0)
+
+
+def augment_pair(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the same random geometry to image (H, W, 3) and mask (H, W); colour to image only.
+
+    Geometry: with probability 1/2 a mild random resized crop (75-100 % of the area, aspect
+    change up to 15 %), then horizontal flip, vertical flip (each 1/2) and a rotation by a
+    random multiple of 90 degrees. Colour: brightness and contrast factors in 1 +/- `jitter`.
+    """
+    h, w = mask.shape
+    # Draw every number in a fixed order so an item's augmentation depends on its rng only.
+    do_crop = rng.random() < 0.5
+    area = rng.uniform(0.75, 1.0)
+    ratio = float(np.exp(rng.uniform(np.log(0.85), np.log(1 / 0.85))))
+    fx, fy = rng.random(), rng.random()
+    hflip, vflip = rng.random() < 0.5, rng.random() < 0.5
+    turns = int(rng.integers(4))
+    brightness = rng.uniform(1 - jitter, 1 + jitter)
+    contrast = rng.uniform(1 - jitter, 1 + jitter)
+
+    if do_crop:
+        cw = int(min(w, max(1, round(w * np.sqrt(area * ratio)))))
+        ch = int(min(h, max(1, round(h * np.sqrt(area / ratio)))))
+        x0, y0 = int(fx * (w - cw + 1)), int(fy * (h - ch + 1))
+        image = image[y0 : y0 + ch, x0 : x0 + cw]
+        mask = mask[y0 : y0 + ch, x0 : x0 + cw]
+    if hflip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if vflip:
+        image, mask = image[::-1], mask[::-1]
+    if turns:
+        image, mask = np.rot90(image, turns), np.rot90(mask, turns)
+    image = np.ascontiguousarray(image)
+    mask = np.ascontiguousarray(mask)
+
+    if jitter > 0:
+        pixels = image.astype(np.float32)
+        mean = pixels.mean()
+        pixels = (pixels - mean) * contrast + mean * brightness
+        image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return image, mask
+
+
+class JointSegmentationDataset(Dataset):
+    """Rows of one split of a manifest as CLIPSeg training items.
+
+    Item: {"pixel_values": (3, S, S) float, "labels": (S, S) float in [0, 1], "prompt": str,
+    "dataset": str, "is_negative": bool, "index": int} where `index` is the row of `self.frame`.
+    Without augmentation, `pixel_values` equals what `CLIPSegProcessor(images=img)` returns
+    (at size 352). Needs manifest columns image_path, dataset, split and `mask_column`.
+    """
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame | str | os.PathLike[str],
+        split: str,
+        image_processor: Any,
+        prompts: Mapping[str, Sequence[str]] = PROMPTS,
+        size: int = 352,
+        augment: bool = False,
+        negative_rate: float = 0.0,
+        seed: int = 42,
+        mask_column: str = "mask_path",
+        jitter: float = 0.1,
+    ) -> None:
+        if not isinstance(manifest, pd.DataFrame):
+            path = Path(manifest)
+            if not path.is_file():
+                raise FileNotFoundError(f"manifest not found: {path}")
+            manifest = pd.read_csv(path, keep_default_na=False)
+        needed = ["image_path", "dataset", "split", mask_column]
+        missing = [c for c in needed if c not in manifest.columns]
+        if missing:
+            raise ValueError(
+                f"manifest lacks columns {missing}; columns present: {list(manifest.columns)}"
+            )
+        available = sorted(manifest["split"].astype(str).unique())
+        if split not in available:
+            raise ValueError(f"unknown split {split!r}; available splits: {available}")
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        if not 0.0 <= float(negative_rate) <= 1.0:
+            raise ValueError(f"negative_rate must be in [0, 1], got {negative_rate}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if not 0.0 <= float(jitter) < 1.0:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+
+        self.frame = manifest[manifest["split"].astype(str) == split].reset_index(drop=True)
+        self.prompts = {name: list(options) for name, options in prompts.items()}
+        for name in self.frame["dataset"].astype(str).unique():
+            prompts_for(name, self.prompts)
+            if negative_rate > 0 and not self._other_classes(name):
+                raise ValueError(
+                    f"negative_rate > 0 needs prompts of a class other than {name!r}; "
+                    f"prompt classes: {sorted(self.prompts)}"
+                )
+        processor = getattr(image_processor, "image_processor", image_processor)
+        if not callable(processor):
+            raise TypeError(f"image_processor must be callable, got {type(processor).__name__}")
+        self.image_processor = processor
+        self.split = split
+        self.size = int(size)
+        self.augment = bool(augment)
+        self.negative_rate = float(negative_rate)
+        self.seed = int(seed)
+        self.mask_column = mask_column
+        self.jitter = float(jitter)
+        self.epoch = 0
+
+    def _other_classes(self, dataset: str) -> list[str]:
+        return [name for name, options in self.prompts.items() if name != dataset and options]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose prompts, negatives and augmentations items are drawn from."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def pair(self, index: int) -> tuple[str, bool]:
+        """The (prompt, is_negative) item `index` gets in the current epoch (no image read)."""
+        dataset = str(self.frame.at[index, "dataset"])
+        if self.negative_rate > 0:
+            rng = item_rng(self.seed, self.epoch, index, STREAM_NEGATIVE)
+            if rng.random() < self.negative_rate:
+                others = self._other_classes(dataset)
+                other = others[int(rng.integers(len(others)))]
+                options = self.prompts[other]
+                return options[int(rng.integers(len(options)))], True
+        return sample_prompt(dataset, self.seed, self.epoch, index, self.prompts), False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        row = self.frame.iloc[index]
+        prompt, negative = self.pair(index)
+        image = load_rgb(row["image_path"])
+        mask_path = row[self.mask_column]
+        if negative:
+            mask = np.zeros(image.shape[:2], dtype=np.float32)
+        else:
+            if not isinstance(mask_path, str | os.PathLike) or not str(mask_path):
+                raise ValueError(f"row {index} ({row['image_path']}) has no {self.mask_column}")
+            mask = load_binary_mask(mask_path)
+            if mask.shape != image.shape[:2]:
+                raise ValueError(
+                    f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image "
+                    f"{row['image_path']} is {image.shape[1]}x{image.shape[0]}"
+                )
+        if self.augment:
+            rng = item_rng(self.seed, self.epoch, index, STREAM_AUGMENT)
+            image, mask = augment_pair(image, mask, rng, self.jitter)
+        pixel_values = self.image_processor(
+            images=Image.fromarray(image),
+            size={"height": self.size, "width": self.size},
+            return_tensors="pt",
+        )["pixel_values"][0]
+        labels = torch.from_numpy(resize_soft_mask(mask, self.size))
+        return {
+            "pixel_values": pixel_values.float(),
+            "labels": labels,
+            "prompt": prompt,
+            "dataset": str(row["dataset"]),
+            "is_negative": negative,
+            "index": int(index),
+        }
+
+    def summary(self) -> pd.DataFrame:
+        """Images per dataset in this split."""
+        counts = self.frame.groupby("dataset").size().rename("images")
+        return counts.to_frame()
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.frame.groupby("dataset").size().items())
+        return (
+            f"{type(self).__name__}(split={self.split!r}, n={len(self)} ({counts}), "
+            f"size={self.size}, augment={self.augment}, negative_rate={self.negative_rate}, "
+            f"seed={self.seed}, epoch={self.epoch})"
+        )
+
+
+def make_collate(tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """A collate_fn that stacks items and tokenises their prompts (padded to the longest)."""
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        prompts = [item["prompt"] for item in items]
+        text = tok(prompts, padding=True, return_tensors="pt")
+        return {
+            "pixel_values": torch.stack([item["pixel_values"] for item in items]),
+            "input_ids": text["input_ids"],
+            "attention_mask": text["attention_mask"],
+            "labels": torch.stack([item["labels"] for item in items]),
+            "prompts": prompts,
+            "datasets": [item["dataset"] for item in items],
+            "is_negative": torch.tensor([bool(item["is_negative"]) for item in items]),
+            "indices": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
+        }
+
+    return collate
