@@ -1,0 +1,141 @@
+"""Robust image loading: EXIF orientation, grayscale, alpha, 16-bit and palette images.
+
+Every image in the project is read through `load_rgb`, so the pixels a model sees and the
+pixels a mask was checked against are oriented the same way (EXIF orientation applied).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# EXIF orientation tag and the PIL transpose that undoes each value (as ImageOps.exif_transpose).
+ORIENTATION_TAG = 0x0112
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be read (missing, truncated, corrupt or of an unknown type)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Header facts of an image file: stored size, EXIF orientation and the size after it."""
+
+    raw_width: int
+    raw_height: int
+    orientation: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) after the EXIF orientation is applied."""
+        if self.orientation in (5, 6, 7, 8):
+            return self.raw_height, self.raw_width
+        return self.raw_width, self.raw_height
+
+
+def is_image_file(path: Path) -> bool:
+    """True for the file types an export may hold as images."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(ORIENTATION_TAG, 1))
+    except Exception:  # a broken EXIF block is treated as "no orientation"
+        return 1
+    return value if value in EXIF_TRANSPOSE else 1
+
+
+def image_info(path: str | os.PathLike[str]) -> ImageInfo:
+    """Read size and EXIF orientation from the file header only (no full decode)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            return ImageInfo(width, height, _orientation(im))
+    except FileNotFoundError as exc:
+        raise ImageReadError(path, "file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(path, "not a recognised image file") from exc
+    except OSError as exc:
+        raise ImageReadError(path, str(exc)) from exc
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of the image as `load_rgb` returns it (EXIF orientation applied)."""
+    return image_info(path).size
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale 16-bit (or 32-bit integer / float) single-channel data to 0..255."""
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = np.nan_to_num(arr.astype(np.float64))
+        top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        return np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
+    arr = arr.astype(np.int64)
+    top = 65535 if arr.max(initial=0) > 255 else 255
+    return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to an (H, W, 3) uint8 array; transparency is composited on white."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        gray = _to_uint8(np.asarray(im))
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image as (H, W, 3) uint8 RGB with its EXIF orientation applied.
+
+    Grayscale is repeated over three channels, alpha is composited on white, 16-bit data is
+    scaled to 8 bits and palette images are expanded. A missing, truncated or corrupt file
+    raises `ImageReadError` naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes everything: a truncated file fails here
+            oriented = ImageOps.exif_transpose(im)
+            return _pil_to_rgb(oriented)
+    except FileNotFoundError as exc:
+        raise ImageReadError(path, "file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(path, "not a recognised image file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
+
+
+def orient_like_exif(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply to `array` (a mask in stored pixel order) the transpose EXIF `orientation` asks for."""
+    method = EXIF_TRANSPOSE.get(orientation)
+    if method is None:
+        return array
+    return np.asarray(Image.fromarray(array).transpose(method)).copy()

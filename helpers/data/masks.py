@@ -1,0 +1,122 @@
+"""Render the objects of one image as a binary mask, and name the source photo of an image.
+
+Conventions (COCO's): pixel (col, row) covers [col, col + 1) x [row, row + 1).
+- Polygons and RLE go through pycocotools (`frPyObjects`, `merge`, `decode`); a polygon square
+  with integer corners (x0, y0)-(x1, y1) fills columns x0..x1-1 and rows y0..y1-1.
+- A box (x, y, w, h) fills columns floor(x)..ceil(x + w) - 1 and rows floor(y)..ceil(y + h) - 1,
+  clipped to the image: every pixel the box touches is in the mask.
+- Several objects are OR-ed. The result is uint8 with values {0, 255}.
+
+Orientation: masks are rendered at the annotation frame (the JSON's width/height). When the
+image on disk, after its EXIF orientation is applied (what `load_rgb` returns), has that same
+size, the mask is used as is (Roboflow's case: it bakes orientation into the pixels). When only
+the stored (un-rotated) size matches, the annotations were drawn on the stored pixels, so
+`mask_for_image` turns the mask by the same EXIF transpose and says so. A 180-degree or mirror
+orientation keeps the size and cannot be told apart: the annotations are taken to follow the
+displayed image. Any other size disagreement raises `MaskSizeError` (the image is not used).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from helpers.data.images import ImageInfo, image_info, orient_like_exif
+from helpers.data.roboflow import Annotation, ImageRecord
+
+_ROBOFLOW_NAME = re.compile(r"_(?:jpe?g|png|bmp|webp|tiff?|gif)\.rf\.", re.IGNORECASE)
+
+
+class MaskSizeError(ValueError):
+    """The annotation frame and the image on disk disagree in a way that cannot be resolved."""
+
+
+def box_pixels(
+    bbox: tuple[float, float, float, float], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Pixel bounds (col0, row0, col1, row1), end-exclusive, of a box clipped to the image."""
+    x, y, w, h = bbox
+    col0 = min(max(math.floor(x), 0), width)
+    row0 = min(max(math.floor(y), 0), height)
+    col1 = min(max(math.ceil(x + w), 0), width)
+    row1 = min(max(math.ceil(y + h), 0), height)
+    return col0, row0, max(col1, col0), max(row1, row0)
+
+
+def _annotation_mask(ann: Annotation, height: int, width: int) -> np.ndarray:
+    if ann.kind == "polygon":
+        rles = mask_utils.frPyObjects(ann.polygons, height, width)
+        return mask_utils.decode(mask_utils.merge(rles))
+    if ann.kind == "rle":
+        rle = dict(ann.rle or {})
+        if isinstance(rle.get("counts"), list):  # uncompressed (iscrowd) RLE
+            rle = mask_utils.frPyObjects(rle, height, width)
+        elif isinstance(rle.get("counts"), str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        return mask_utils.decode(rle)
+    if ann.kind == "box":
+        out = np.zeros((height, width), dtype=np.uint8)
+        col0, row0, col1, row1 = box_pixels(ann.bbox, width, height)
+        out[row0:row1, col0:col1] = 1
+        return out
+    raise ValueError(f"unknown annotation kind {ann.kind!r}")
+
+
+def render_mask(record: ImageRecord) -> np.ndarray:
+    """The union of the record's objects as uint8 {0, 255}, shape (height, width)."""
+    height, width = record.height, record.width
+    out = np.zeros((height, width), dtype=np.uint8)
+    for ann in record.annotations:
+        part = _annotation_mask(ann, height, width)
+        if part.shape != out.shape:
+            raise MaskSizeError(
+                f"{record.image_path}: object mask {part.shape} differs from {out.shape}"
+            )
+        out |= part.astype(np.uint8)
+    return np.where(out > 0, 255, 0).astype(np.uint8)
+
+
+def mask_for_image(
+    record: ImageRecord, info: ImageInfo | None = None
+) -> tuple[np.ndarray, str | None]:
+    """Render the mask lined up with `load_rgb(record.image_path)`, and a note when it was turned.
+
+    See the module docstring for the orientation rule; `MaskSizeError` names the file when the
+    sizes cannot be reconciled.
+    """
+    info = info or image_info(record.image_path)
+    frame = (record.width, record.height)
+    mask = render_mask(record)
+    if info.size == frame:
+        return mask, None
+    if (info.raw_width, info.raw_height) == frame:
+        note = (
+            f"annotations follow the stored pixels ({frame[0]}x{frame[1]}) but EXIF orientation "
+            f"{info.orientation} turns the image to {info.size[0]}x{info.size[1]}; "
+            "mask turned the same way"
+        )
+        return orient_like_exif(mask, info.orientation), note
+    raise MaskSizeError(
+        f"{record.image_path}: image is {info.size[0]}x{info.size[1]} but its annotations were "
+        f"made on {frame[0]}x{frame[1]}"
+    )
+
+
+def source_id(file_name: str, extra_name: str | None = None) -> str:
+    """The source photo an image came from.
+
+    Roboflow names variants `<source>_jpg.rf.<hash>.jpg` (also `_png.rf.`, `_jpeg.rf.`, any
+    case): the part before that marker. Otherwise the stem of the original name Roboflow kept
+    in `extra.name`, otherwise the file's own stem.
+    """
+    name = Path(file_name).name
+    match = _ROBOFLOW_NAME.search(name)
+    if match and match.start() > 0:
+        return name[: match.start()]
+    if extra_name:
+        return Path(extra_name).stem
+    return Path(name).stem

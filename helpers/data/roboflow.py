@@ -1,0 +1,416 @@
+"""Read Roboflow exports (COCO and YOLOv8-seg) into one record type per image.
+
+Both readers return an `Export`: one `ImageRecord` per usable image and one `Problem` per thing
+that could not be used as it stood (missing image, malformed JSON, polygon too short, empty box,
+annotation pointing to an unknown image...). A problem never stops the rest of the export from
+loading; what it cost is written in its `reason`.
+
+Coordinates are pixels of the image as stored in the export. Roboflow bakes the EXIF
+orientation into the pixels, so for its exports stored and displayed orientation agree;
+`helpers.data.masks.mask_for_image` handles the rare file where they do not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from helpers.data.images import ImageReadError, image_size, is_image_file
+
+COCO_FILE = "_annotations.coco.json"
+YOLO_FILE = "data.yaml"
+SPLIT_ORDER = ("train", "valid", "val", "test")
+
+
+class ExportError(ValueError):
+    """An export (or one of its files) that cannot be read at all."""
+
+
+@dataclass
+class Annotation:
+    """One object: a polygon (every part), an RLE, or a box."""
+
+    kind: str  # "polygon" | "rle" | "box"
+    bbox: tuple[float, float, float, float]  # x, y, w, h in pixels
+    polygons: list[list[float]] = field(default_factory=list)  # flat [x1, y1, x2, y2, ...]
+    rle: dict | None = None  # COCO RLE (counts/size) when kind == "rle"
+    box_fallback: bool = False  # True when the segmentation was unusable and the box is used
+
+
+@dataclass
+class ImageRecord:
+    """One image of an export with its objects; width/height are the annotation frame."""
+
+    image_path: Path
+    file_name: str
+    source_split: str
+    width: int
+    height: int
+    annotations: list[Annotation] = field(default_factory=list)
+    extra_name: str | None = None
+
+
+@dataclass
+class Problem:
+    """Something in an export that was skipped or repaired, and why."""
+
+    file: str
+    reason: str
+
+
+@dataclass
+class Export:
+    """Every split of one export."""
+
+    root: Path
+    format: str  # "coco" | "yolov8"
+    records: list[ImageRecord]
+    problems: list[Problem]
+
+
+# --------------------------------------------------------------------------- format detection
+
+
+def _split_key(name: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+
+def _coco_splits(root: Path) -> list[Path]:
+    dirs = [p for p in root.iterdir() if p.is_dir() and (p / COCO_FILE).is_file()]
+    return sorted(dirs, key=lambda p: _split_key(p.name))
+
+
+def _yolo_splits(root: Path) -> list[Path]:
+    dirs = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and (p / "images").is_dir() and (p / "labels").is_dir()
+    ]
+    return sorted(dirs, key=lambda p: _split_key(p.name))
+
+
+def detect_format(root: str | Path) -> str:
+    """ "coco" or "yolov8", from the export's layout; a clear error when it is neither."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ExportError(f"export folder not found: {root}")
+    if _coco_splits(root):
+        return "coco"
+    if (root / YOLO_FILE).is_file() and _yolo_splits(root):
+        return "yolov8"
+    raise ExportError(
+        f"{root} is not a Roboflow export: looked for <split>/{COCO_FILE} (COCO) and for "
+        f"{YOLO_FILE} with <split>/images and <split>/labels (YOLOv8-seg), found neither"
+    )
+
+
+def read_export(root: str | Path) -> Export:
+    """Read every split present in a COCO or YOLOv8-seg export."""
+    root = Path(root)
+    fmt = detect_format(root)
+    records: list[ImageRecord] = []
+    problems: list[Problem] = []
+    splits = _coco_splits(root) if fmt == "coco" else _yolo_splits(root)
+    reader = read_coco_split if fmt == "coco" else read_yolo_split
+    failed = []
+    for split_dir in splits:
+        try:
+            recs, probs = reader(split_dir)
+        except ExportError as exc:
+            problems.append(Problem(str(split_dir), f"split not loaded: {exc}"))
+            failed.append(split_dir.name)
+            continue
+        records.extend(recs)
+        problems.extend(probs)
+    if failed and len(failed) == len(splits):
+        raise ExportError(
+            f"no split of {root} could be read: " + "; ".join(p.reason for p in problems)
+        )
+    return Export(root=root, format=fmt, records=records, problems=problems)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    """The file `name` in `folder`, also under the other Unicode normal form of its name."""
+    for form in (None, "NFC", "NFD"):
+        candidate = folder / (unicodedata.normalize(form, name) if form else name)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _finite(values: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def clip_box(
+    bbox: tuple[float, float, float, float], width: int, height: int
+) -> tuple[float, float, float, float] | None:
+    """Clip an (x, y, w, h) box to the image; None when nothing of it is left inside."""
+    x, y, w, h = bbox
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(width), x + w), min(float(height), y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _polygon_parts(
+    parts: list[Any], file: str, what: str, problems: list[Problem]
+) -> list[list[float]]:
+    """Keep the polygon parts with at least 3 finite points; record a problem for the rest."""
+    kept = []
+    for i, part in enumerate(parts):
+        if not isinstance(part, list) or not _finite(part):
+            problems.append(Problem(file, f"{what}: polygon part {i} is not a list of numbers"))
+            continue
+        coords = [float(v) for v in part]
+        if len(coords) % 2:
+            problems.append(Problem(file, f"{what}: polygon part {i} has an odd coordinate count"))
+            coords = coords[:-1]
+        if len(coords) < 6:
+            problems.append(
+                Problem(file, f"{what}: polygon part {i} has {len(coords) // 2} point(s) (< 3)")
+            )
+            continue
+        kept.append(coords)
+    return kept
+
+
+def _box_annotation(
+    bbox: Any,
+    width: int,
+    height: int,
+    file: str,
+    what: str,
+    problems: list[Problem],
+    fallback: bool,
+) -> Annotation | None:
+    """A box annotation clipped to the image, or None (with a problem) when it has no area."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not _finite(list(bbox)):
+        problems.append(Problem(file, f"{what}: no usable box ({bbox!r}); ignored"))
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        problems.append(Problem(file, f"{what}: zero-area box {bbox!r}; ignored"))
+        return None
+    clipped = clip_box((x, y, w, h), width, height)
+    if clipped is None:
+        problems.append(Problem(file, f"{what}: box {bbox!r} lies outside the image; ignored"))
+        return None
+    return Annotation(kind="box", bbox=clipped, box_fallback=fallback)
+
+
+# --------------------------------------------------------------------------- COCO
+
+
+def _placeholder_ids(categories: list[dict]) -> set[int]:
+    """Roboflow's supercategory placeholders: categories named as another one's supercategory."""
+    supers = {(c.get("supercategory"), c.get("id")) for c in categories if isinstance(c, dict)}
+    ids = set()
+    for c in categories:
+        if not isinstance(c, dict):
+            continue
+        if any(name == c.get("name") and cid != c.get("id") for name, cid in supers):
+            ids.add(c.get("id"))
+    return ids
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{path}: not UTF-8 text ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path}: malformed JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ExportError(f"{path}: not a COCO file (no 'images' list)")
+    if not isinstance(data.get("annotations", []), list):
+        raise ExportError(f"{path}: 'annotations' is not a list")
+    return data
+
+
+def _coco_annotation(
+    ann: dict, rec: ImageRecord, file: str, problems: list[Problem]
+) -> Annotation | None:
+    what = f"annotation {ann.get('id', '?')}"
+    seg = ann.get("segmentation")
+    bbox = ann.get("bbox")
+    box_ok = isinstance(bbox, (list, tuple)) and len(bbox) == 4 and _finite(list(bbox))
+    full_bbox = tuple(float(v) for v in bbox) if box_ok else (0.0, 0.0, 0.0, 0.0)
+    if isinstance(seg, dict):  # RLE, compressed (counts str) or uncompressed (counts list)
+        size = seg.get("size")
+        if list(size or []) != [rec.height, rec.width] or "counts" not in seg:
+            problems.append(
+                Problem(
+                    file,
+                    f"{what}: RLE size {size} differs from image "
+                    f"{[rec.height, rec.width]}; box used instead",
+                )
+            )
+        else:
+            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg))
+    elif isinstance(seg, list) and seg:
+        parts = _polygon_parts(seg, file, what, problems)
+        if parts:
+            return Annotation(kind="polygon", bbox=full_bbox, polygons=parts)
+        problems.append(Problem(file, f"{what}: no polygon part left; box used instead"))
+    elif seg not in (None, []):
+        problems.append(Problem(file, f"{what}: unknown segmentation {type(seg).__name__}"))
+    return _box_annotation(bbox, rec.width, rec.height, file, what, problems, fallback=True)
+
+
+def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
+    """Read one `<split>/_annotations.coco.json`; bad JSON raises `ExportError` naming the file."""
+    json_path = split_dir / COCO_FILE
+    data = _load_json(json_path)
+    problems: list[Problem] = []
+    placeholders = _placeholder_ids(data.get("categories") or [])
+    by_id: dict[Any, ImageRecord] = {}
+    listed: set[str] = set()
+    for img in data["images"]:
+        name = img.get("file_name") if isinstance(img, dict) else None
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(str(json_path), f"image entry without file_name: {img!r}"))
+            continue
+        listed.add(unicodedata.normalize("NFC", name))
+        where = str(split_dir / name)
+        width, height = img.get("width"), img.get("height")
+        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+            problems.append(Problem(where, f"bad width/height {width}x{height}; image skipped"))
+            continue
+        if img.get("id") in by_id:
+            problems.append(Problem(where, f"duplicate image id {img.get('id')}; skipped"))
+            continue
+        path = _find_file(split_dir, name)
+        if path is None:
+            problems.append(Problem(where, f"listed in {json_path.name} but missing; skipped"))
+            continue
+        extra = img.get("extra")
+        extra_name = extra.get("name") if isinstance(extra, dict) else None
+        by_id[img.get("id")] = ImageRecord(
+            image_path=path.resolve(),
+            file_name=path.name,
+            source_split=split_dir.name,
+            width=width,
+            height=height,
+            extra_name=extra_name,
+        )
+    missing_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)} - set(by_id)
+    for ann in data.get("annotations", []):
+        if not isinstance(ann, dict):
+            problems.append(Problem(str(json_path), f"annotation is not an object: {ann!r}"))
+            continue
+        rec = by_id.get(ann.get("image_id"))
+        if rec is None:
+            if ann.get("image_id") not in missing_ids:  # skipped images already have a problem
+                problems.append(
+                    Problem(
+                        str(json_path),
+                        f"annotation {ann.get('id', '?')} refers to unknown "
+                        f"image id {ann.get('image_id')!r}; ignored",
+                    )
+                )
+            continue
+        if ann.get("category_id") in placeholders:
+            problems.append(
+                Problem(
+                    str(rec.image_path),
+                    f"annotation {ann.get('id', '?')} uses placeholder "
+                    f"category {ann.get('category_id')}; ignored",
+                )
+            )
+            continue
+        obj = _coco_annotation(ann, rec, str(rec.image_path), problems)
+        if obj is not None:
+            rec.annotations.append(obj)
+    for path in sorted(split_dir.iterdir()):
+        if is_image_file(path) and unicodedata.normalize("NFC", path.name) not in listed:
+            problems.append(Problem(str(path), f"image not listed in {json_path.name}; skipped"))
+    return list(by_id.values()), problems
+
+
+# --------------------------------------------------------------------------- YOLOv8-seg
+
+
+def _yolo_line(
+    line: str, lineno: int, width: int, height: int, file: str, problems: list[Problem]
+) -> Annotation | None:
+    what = f"line {lineno}"
+    try:
+        values = [float(v) for v in line.split()]
+    except ValueError:
+        problems.append(Problem(file, f"{what}: not numbers ({line.strip()[:60]!r}); ignored"))
+        return None
+    coords = values[1:]
+    if not _finite(coords):
+        problems.append(Problem(file, f"{what}: non-finite coordinate; ignored"))
+        return None
+    if len(coords) == 4:  # a box: cx cy w h, normalised
+        cx, cy, w, h = coords
+        bbox = ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
+        return _box_annotation(bbox, width, height, file, what, problems, fallback=False)
+    pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(coords)]
+    parts = _polygon_parts([pixels], file, what, problems)
+    if not parts:
+        return None
+    xs, ys = parts[0][0::2], parts[0][1::2]
+    bbox = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+    return Annotation(kind="polygon", bbox=bbox, polygons=parts)
+
+
+def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
+    """Read `<split>/images` with `<split>/labels/<stem>.txt` (no label file: no objects)."""
+    problems: list[Problem] = []
+    records: list[ImageRecord] = []
+    image_dir, label_dir = split_dir / "images", split_dir / "labels"
+    images = sorted(p for p in image_dir.iterdir() if is_image_file(p))
+    stems = {p.stem for p in images}
+    for label in sorted(label_dir.glob("*.txt")):
+        if label.stem not in stems:
+            problems.append(Problem(str(label), "label file without an image; ignored"))
+    for path in images:
+        try:
+            width, height = image_size(path)  # labels are relative to the EXIF-oriented image
+        except ImageReadError as exc:
+            problems.append(Problem(str(path), f"{exc.reason}; skipped"))
+            continue
+        rec = ImageRecord(
+            image_path=path.resolve(),
+            file_name=path.name,
+            source_split=split_dir.name,
+            width=width,
+            height=height,
+        )
+        label = label_dir / f"{path.stem}.txt"
+        if label.is_file():
+            try:
+                text = label.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                problems.append(Problem(str(label), "not UTF-8 text; image skipped"))
+                continue
+            for lineno, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    obj = _yolo_line(line, lineno, width, height, str(label), problems)
+                    if obj is not None:
+                        rec.annotations.append(obj)
+        records.append(rec)
+    return records, problems
+
+
+def yolo_class_names(root: str | Path) -> list[str]:
+    """Class names from a YOLOv8 export's data.yaml (empty when absent or unreadable)."""
+    try:
+        data = yaml.safe_load((Path(root) / YOLO_FILE).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    names = data.get("names", [])
+    return list(names.values()) if isinstance(names, dict) else list(names)
