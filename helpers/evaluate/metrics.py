@@ -1,0 +1,311 @@
+"""Per-image and dataset-level scores for binary segmentation masks.
+
+Masks are 2-D numpy arrays: bool, or integers/floats holding only {0, 1} or {0, 255}.
+Prediction and truth must have the same shape; compare them at the image's own resolution
+(`upsample_probs` brings 352x352 model output there).
+
+Empty cases, the same rule for every ratio in this module (IoU, Dice, pixel precision and
+recall, clDice, boundary F1):
+
+- prediction and truth both empty -> 1.0 (the image is "correctly empty");
+- exactly one of them empty -> 0.0.
+
+Every score here is about the foreground class only. "mIoU" in `summarise` is the mean of
+per-image foreground IoU; no background IoU is averaged in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from skimage.morphology import skeletonize
+
+MODEL_SIZE = (352, 352)
+
+
+def as_binary(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    """Return `mask` as a 2-D bool array; accepts bool or values in {0, 1} / {0, 255}."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} has unsupported dtype {arr.dtype}")
+    bad = (arr != 0) & (arr != 1) & (arr != 255)
+    if bad.any():
+        value = arr[bad].flat[0]
+        raise ValueError(
+            f"{name} is not binary: found value {value!r}; expected bool, {{0, 1}} or {{0, 255}}"
+        )
+    return arr != 0
+
+
+def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = as_binary(pred, "pred")
+    t = as_binary(truth, "truth")
+    if p.shape != t.shape:
+        raise ValueError(f"pred shape {p.shape} does not match truth shape {t.shape}")
+    return p, t
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, both_empty: np.ndarray) -> np.ndarray:
+    """num / den; where den == 0: 1.0 if `both_empty` else 0.0."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return np.where(den > 0, out, np.where(both_empty, 1.0, 0.0))
+
+
+def rates_from_counts(tp, fp, fn) -> dict[str, np.ndarray]:
+    """IoU, Dice, precision and recall from pixel counts (scalars or arrays, vectorised).
+
+    Empty cases follow the module rule: no predicted and no true pixels (tp = fp = fn = 0)
+    -> 1.0; a zero denominator with the other side non-empty -> 0.0.
+    """
+    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
+    both_empty = (tp + fp + fn) == 0
+    return {
+        "iou": _ratio(tp, tp + fp + fn, both_empty),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, both_empty),
+        "precision": _ratio(tp, tp + fp, both_empty),
+        "recall": _ratio(tp, tp + fn, both_empty),
+    }
+
+
+def confusion_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """Foreground pixel counts (tp, fp, fn)."""
+    p, t = _pair(pred, truth)
+    tp = int(np.count_nonzero(p & t))
+    fp = int(np.count_nonzero(p)) - tp
+    fn = int(np.count_nonzero(t)) - tp
+    return tp, fp, fn
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Foreground IoU |P & T| / |P | T|. Both empty -> 1.0; one empty -> 0.0."""
+    return float(rates_from_counts(*confusion_counts(pred, truth))["iou"])
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice 2|P & T| / (|P| + |T|). Both empty -> 1.0; one empty -> 0.0."""
+    return float(rates_from_counts(*confusion_counts(pred, truth))["dice"])
+
+
+def _skeleton(mask: np.ndarray) -> np.ndarray:
+    skel = skeletonize(mask)
+    # skeletonize keeps every component, but never trust an empty skeleton of a non-empty mask
+    return skel if skel.any() or not mask.any() else mask
+
+
+def cldice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Centreline Dice: harmonic mean of topology precision and sensitivity.
+
+    Topology precision = |skel(P) & T| / |skel(P)|, sensitivity = |skel(T) & P| / |skel(T)|
+    (skeletons from `skimage.morphology.skeletonize`). Both masks empty -> 1.0; exactly one
+    empty -> 0.0; both non-empty but no overlap -> 0.0.
+    """
+    p, t = _pair(pred, truth)
+    p_any, t_any = bool(p.any()), bool(t.any())
+    if not p_any and not t_any:
+        return 1.0
+    if not p_any or not t_any:
+        return 0.0
+    sp, st = _skeleton(p), _skeleton(t)
+    tprec = np.count_nonzero(sp & t) / np.count_nonzero(sp)
+    tsens = np.count_nonzero(st & p) / np.count_nonzero(st)
+    if tprec + tsens == 0:
+        return 0.0
+    return float(2 * tprec * tsens / (tprec + tsens))
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels: the mask minus its 3x3 erosion (outside the image counts as empty).
+
+    Treating outside as empty means a mask touching the image edge has a boundary there, so
+    every non-empty mask has a non-empty boundary.
+    """
+    m = as_binary(mask).astype(np.uint8)
+    eroded = cv2.erode(
+        m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return (m & (1 - eroded)).astype(bool)
+
+
+def _distance_to(points: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every pixel to the nearest True pixel of `points`."""
+    return cv2.distanceTransform(
+        (~points).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
+    )
+
+
+def boundary_scores(
+    pred: np.ndarray, truth: np.ndarray, tolerance: float = 2
+) -> tuple[float, float, float]:
+    """Boundary (precision, recall, F1) with boundary pixels matched within `tolerance` px.
+
+    A predicted boundary pixel is matched when a true boundary pixel lies within Euclidean
+    distance `tolerance` (distance transform), and vice versa for recall. `tolerance=0`
+    asks for exact pixel matches. Empty cases: both masks empty -> (1, 1, 1); exactly one
+    empty -> (0, 0, 0).
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    p, t = _pair(pred, truth)
+    bp, bt = boundary(p), boundary(t)
+    n_p, n_t = np.count_nonzero(bp), np.count_nonzero(bt)
+    if n_p == 0 and n_t == 0:
+        return 1.0, 1.0, 1.0
+    if n_p == 0 or n_t == 0:
+        return 0.0, 0.0, 0.0
+    precision = np.count_nonzero(_distance_to(bt)[bp] <= tolerance) / n_p
+    recall = np.count_nonzero(_distance_to(bp)[bt] <= tolerance) / n_t
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return float(precision), float(recall), float(f1)
+
+
+def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: float = 2) -> float:
+    """Boundary F1 within `tolerance` pixels (see `boundary_scores`; 2 px by default)."""
+    return boundary_scores(pred, truth, tolerance)[2]
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """All scores of one image (foreground only; empty cases as in the module docstring)."""
+
+    iou: float
+    dice: float
+    cldice: float
+    bf1: float
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def score_image(pred: np.ndarray, truth: np.ndarray, tolerance: float = 2) -> ImageScores:
+    """Every per-image score of a binary prediction against its truth."""
+    p, t = _pair(pred, truth)
+    tp, fp, fn = confusion_counts(p, t)
+    rates = rates_from_counts(tp, fp, fn)
+    return ImageScores(
+        iou=float(rates["iou"]),
+        dice=float(rates["dice"]),
+        cldice=cldice(p, t),
+        bf1=boundary_f1(p, t, tolerance),
+        precision=float(rates["precision"]),
+        recall=float(rates["recall"]),
+        tp=tp,
+        fp=fp,
+        fn=fn,
+    )
+
+
+def pooled_iou(counts: Iterable[Sequence[int]]) -> float:
+    """Dataset-level IoU: sum(tp) / sum(tp + fp + fn) over images.
+
+    Large masks weigh more than small ones, unlike the mean of per-image IoU. No pixels
+    predicted or true anywhere -> 1.0.
+    """
+    arr = np.asarray(list(counts), dtype=np.float64).reshape(-1, 3)
+    tp, fp, fn = arr.sum(axis=0)
+    return float(rates_from_counts(tp, fp, fn)["iou"])
+
+
+def summarise(scores: pd.DataFrame, by: Sequence[str] | None = ("dataset",)) -> pd.DataFrame:
+    """Dataset-level table from per-image scores (columns of `ImageScores` plus `by`).
+
+    Columns: n_images; miou = mean of per-image foreground IoU (the background class is NOT
+    averaged in); mean_dice; pooled_iou = sum tp / sum (tp + fp + fn); mean_cldice; mean_bf1
+    (the last two only when those columns are present). `by=None` or `[]` gives one overall row.
+    """
+    needed = {"iou", "dice", "tp", "fp", "fn"}
+    missing = needed - set(scores.columns)
+    if missing:
+        raise ValueError(f"per-image scores lack columns {sorted(missing)}")
+    by = list(by or [])
+    missing_by = set(by) - set(scores.columns)
+    if missing_by:
+        raise ValueError(f"cannot group by missing columns {sorted(missing_by)}")
+
+    def one(group: pd.DataFrame) -> pd.Series:
+        row = {
+            "n_images": len(group),
+            "miou": group["iou"].mean(),
+            "mean_dice": group["dice"].mean(),
+            "pooled_iou": pooled_iou(group[["tp", "fp", "fn"]].to_numpy()),
+        }
+        for col, out in (("cldice", "mean_cldice"), ("bf1", "mean_bf1")):
+            if col in group:
+                row[out] = group[col].mean()
+        return pd.Series(row)
+
+    if not by:
+        rows = [one(scores).to_dict()]
+    else:
+        rows = [
+            dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True),
+                 **one(group).to_dict())
+            for key, group in scores.groupby(by, sort=True)
+        ]
+    table = pd.DataFrame(rows)
+    table["n_images"] = table["n_images"].astype(int)
+    return table
+
+
+def upsample_probs(
+    values: np.ndarray | torch.Tensor, size: tuple[int, int], logits: bool = True
+) -> np.ndarray:
+    """Probabilities at `size` = (height, width) from model output at low resolution.
+
+    `values` is (h, w) or (B, h, w). Logits are upsampled bilinearly
+    (`torch.nn.functional.interpolate`, align_corners=False) and then passed through a
+    sigmoid, so scores can be computed at each image's original resolution. With
+    `logits=False` the input is taken as probabilities and converted to logits first
+    (clipped to [1e-6, 1 - 1e-6]). Returns float32 numpy of shape size or (B, *size).
+    """
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (height, width) with positive values, got {size}")
+    x = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(
+        np.asarray(values)
+    )
+    if x.ndim not in (2, 3):
+        raise ValueError(f"expected (h, w) or (B, h, w) logits, got shape {tuple(x.shape)}")
+    squeeze = x.ndim == 2
+    x = x.to(device="cpu", dtype=torch.float32)
+    if not logits:
+        x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
+    x = x.reshape(-1, 1, *x.shape[-2:])
+    out = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
+    out = out[:, 0]
+    return (out[0] if squeeze else out).numpy()
+
+
+def resize_truth(
+    truth: np.ndarray, size: tuple[int, int] = MODEL_SIZE, method: str = "area"
+) -> np.ndarray:
+    """Truth at another resolution (height, width), e.g. the model's 352x352, as bool.
+
+    method "area": cv2.INTER_AREA gives each output pixel the covered fraction of
+    foreground, kept where >= 0.5 (thin lines narrower than half an output pixel vanish);
+    "nearest": cv2.INTER_NEAREST samples one input pixel (thin lines break into dashes).
+    Scoring at 352x352 is shown only for comparison: report scores at full resolution.
+    """
+    t = as_binary(truth, "truth")
+    dsize = (int(size[1]), int(size[0]))
+    if method == "area":
+        frac = cv2.resize(t.astype(np.float32), dsize, interpolation=cv2.INTER_AREA)
+        return frac >= 0.5
+    if method == "nearest":
+        return cv2.resize(t.astype(np.uint8), dsize, interpolation=cv2.INTER_NEAREST) > 0
+    raise ValueError(f"unknown resize method {method!r}; use 'area' or 'nearest'")

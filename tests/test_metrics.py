@@ -1,0 +1,143 @@
+"""Per-image scores on hand-computed cases, empty cases, and the resolution scores are taken at."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers.evaluate.metrics import (
+    boundary_f1,
+    boundary_scores,
+    cldice,
+    dice,
+    iou,
+    pooled_iou,
+    resize_truth,
+    score_image,
+    summarise,
+    upsample_probs,
+)
+
+# 4x4 hand case: pred covers columns 0-1 of rows 0-1, truth columns 1-2 of rows 0-1.
+# tp = 2, fp = 2, fn = 2 -> IoU = 2/6, Dice = 4/8.
+PRED = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.uint8)
+TRUTH = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.uint8)
+
+
+def test_iou_and_dice_of_hand_case_in_every_mask_encoding():
+    for enc in (lambda m: m, lambda m: m * 255, lambda m: m.astype(bool)):
+        assert iou(enc(PRED), enc(TRUTH)) == pytest.approx(1 / 3)
+        assert dice(enc(PRED), enc(TRUTH)) == pytest.approx(0.5)
+    assert iou(PRED, PRED) == 1.0
+
+
+@pytest.mark.parametrize("fn", [iou, dice, cldice, boundary_f1])
+def test_empty_cases(fn):
+    empty = np.zeros((4, 4), np.uint8)
+    assert fn(empty, empty) == 1.0  # correctly empty
+    assert fn(PRED, empty) == 0.0
+    assert fn(empty, TRUTH) == 0.0
+
+
+def test_bad_masks_raise_clear_errors():
+    with pytest.raises(ValueError, match="shape"):
+        iou(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="not binary"):
+        iou(np.full((4, 4), 0.5), np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="2-D"):
+        dice(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)))
+
+
+def _vline(x: int, width: int = 1, shape=(40, 40)) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[5:35, x : x + width] = True
+    return m
+
+
+def test_cldice_of_lines():
+    assert cldice(_vline(20), _vline(20)) == 1.0
+    assert cldice(_vline(20), _vline(22)) == 0.0  # a 1-px line shifted by 2 px misses entirely
+    # thin centreline prediction of a 3-px wide truth: topologically right, poor IoU
+    thin, thick = _vline(20), _vline(19, width=3)
+    assert iou(thin, thick) == pytest.approx(1 / 3)
+    assert cldice(thin, thick) > 0.95
+
+
+def _square(dx: int = 0) -> np.ndarray:
+    m = np.zeros((30, 30), bool)
+    m[10:20, 10 + dx : 20 + dx] = True
+    return m
+
+
+def test_boundary_f1_tolerance():
+    assert boundary_f1(_square(), _square(), tolerance=0) == 1.0
+    assert boundary_f1(_square(1), _square(), tolerance=2) == 1.0
+    assert boundary_f1(_square(1), _square(), tolerance=0) < 1.0
+    assert boundary_f1(_square(5), _square(), tolerance=2) < boundary_f1(_square(1), _square())
+    precision, recall, f1 = boundary_scores(_square(), _square(), tolerance=0)
+    assert precision == recall == f1 == 1.0
+
+
+def test_score_image_fields_agree_with_functions():
+    s = score_image(PRED * 255, TRUTH * 255)
+    assert (s.tp, s.fp, s.fn) == (2, 2, 2)
+    assert s.iou == pytest.approx(1 / 3) and s.dice == pytest.approx(0.5)
+    assert s.precision == pytest.approx(0.5) and s.recall == pytest.approx(0.5)
+    assert s.cldice == cldice(PRED, TRUTH) and s.bf1 == boundary_f1(PRED, TRUTH)
+    assert set(s.as_dict()) == {"iou", "dice", "cldice", "bf1", "precision", "recall",
+                                "tp", "fp", "fn"}
+
+
+def test_pooled_iou_differs_from_mean_iou():
+    # image a: tp 90, fp 10 -> IoU 0.9; image b: tp 1, fn 9 -> IoU 0.1
+    counts = [(90, 10, 0), (1, 0, 9)]
+    assert pooled_iou(counts) == pytest.approx(91 / 110)
+    assert pooled_iou([(0, 0, 0)]) == 1.0
+    df = pd.DataFrame(
+        [
+            {"dataset": "cracks", "iou": 0.9, "dice": 90 / 95, "tp": 90, "fp": 10, "fn": 0},
+            {"dataset": "cracks", "iou": 0.1, "dice": 2 / 11, "tp": 1, "fp": 0, "fn": 9},
+            {"dataset": "taping", "iou": 1.0, "dice": 1.0, "tp": 5, "fp": 0, "fn": 0},
+        ]
+    )
+    table = summarise(df, by=["dataset"]).set_index("dataset")
+    assert table.loc["cracks", "miou"] == pytest.approx(0.5)
+    assert table.loc["cracks", "pooled_iou"] == pytest.approx(91 / 110)
+    assert table.loc["cracks", "n_images"] == 2
+    assert table.loc["taping", "miou"] == 1.0
+    overall = summarise(df, by=None)
+    assert len(overall) == 1 and overall.loc[0, "n_images"] == 3
+    assert overall.loc[0, "pooled_iou"] == pytest.approx(96 / 115)
+
+
+def test_upsample_probs_shapes_and_values():
+    logits = torch.zeros(352, 352)
+    out = upsample_probs(logits, (480, 640))
+    assert out.shape == (480, 640) and out.dtype == np.float32
+    assert np.allclose(out, 0.5)
+    batch = upsample_probs(np.zeros((2, 352, 352), np.float32), (100, 50))
+    assert batch.shape == (2, 100, 50)
+    probs = upsample_probs(np.full((8, 8), 0.3, np.float32), (16, 16), logits=False)
+    assert np.allclose(probs, 0.3, atol=1e-6)
+    with pytest.raises(ValueError, match="size"):
+        upsample_probs(logits, (0, 10))
+
+
+def test_thin_line_scored_at_352_versus_full_resolution():
+    # model output at 352: a 1-px line at column 176; the image is 3x larger (1056)
+    logits = np.full((352, 352), -8.0, np.float32)
+    logits[:, 176] = 8.0
+    probs = upsample_probs(logits, (1056, 1056))
+    pred_full = probs >= 0.5
+    assert np.array_equal(np.flatnonzero(pred_full[500]), [528, 529, 530])
+    truth = np.zeros((1056, 1056), bool)
+    truth[:, 529] = True  # a 1-px crack at full resolution
+    assert iou(pred_full, truth) == pytest.approx(1 / 3)
+    # at 352 the 1-px line covers a third of each pixel and vanishes from the truth
+    small = resize_truth(truth, (352, 352), method="area")
+    assert not small.any()
+    assert iou(logits >= 0, small) == 0.0
+    with pytest.raises(ValueError, match="method"):
+        resize_truth(truth, (352, 352), method="cubic")

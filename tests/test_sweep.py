@@ -1,0 +1,108 @@
+"""Single-pass threshold sweep equals thresholding; thresholds chosen on validation only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.evaluate.metrics import confusion_counts, iou
+from helpers.evaluate.sweep import (
+    THRESHOLDS,
+    apply_thresholds,
+    choose_thresholds,
+    sweep_counts,
+    sweep_table,
+    threshold_curve,
+)
+
+
+def _random_case(seed: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    probs = rng.random((37, 53)).astype(dtype)
+    flat = probs.reshape(-1)
+    flat[: len(THRESHOLDS)] = np.asarray(THRESHOLDS, dtype=dtype)  # values exactly on thresholds
+    flat[len(THRESHOLDS) : len(THRESHOLDS) + 2] = [0.0, 1.0]
+    rng.shuffle(flat)
+    truth = rng.random((37, 53)) < 0.3
+    return probs, truth
+
+
+def test_thresholds_grid():
+    assert len(THRESHOLDS) == 19 and THRESHOLDS[0] == 0.05 and THRESHOLDS[-1] == 0.95
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_single_pass_counts_equal_thresholding(dtype):
+    for seed in range(5):
+        probs, truth = _random_case(seed, dtype)
+        counts = sweep_counts(probs, truth)
+        expected = np.array([confusion_counts(probs >= float(t), truth) for t in THRESHOLDS])
+        assert np.array_equal(counts, expected)
+
+
+def test_sweep_counts_rejects_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        sweep_counts(np.zeros((4, 4), np.float32), np.zeros((4, 5), bool))
+    with pytest.raises(ValueError, match="NaN"):
+        sweep_counts(np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), bool))
+
+
+def _record(image_id, dataset, split, p_truth, p_background, prompt="segment crack"):
+    truth = np.zeros((10, 10), bool)
+    truth[3:6, 2:8] = True
+    probs = np.where(truth, p_truth, p_background).astype(np.float32)
+    return {"image_id": image_id, "dataset": dataset, "prompt": prompt, "split": split,
+            "probs": probs, "truth": truth}
+
+
+def test_sweep_table_rows_and_scores():
+    rng = np.random.default_rng(0)
+    truth = rng.random((16, 16)) < 0.2
+    probs = rng.random((16, 16)).astype(np.float32)
+    empty = {"image_id": "e", "dataset": "cracks", "prompt": "p", "split": "val",
+             "probs": np.zeros((8, 8), np.float32), "truth": np.zeros((8, 8), bool)}
+    df = sweep_table([{"image_id": "a", "dataset": "cracks", "prompt": "p", "split": "val",
+                       "probs": probs, "truth": truth}, empty])
+    assert len(df) == 2 * len(THRESHOLDS)
+    assert list(df.columns) == ["image_id", "dataset", "prompt", "split", "threshold", "tp",
+                                "fp", "fn", "iou", "dice", "precision", "recall"]
+    row = df[(df.image_id == "a") & np.isclose(df.threshold, 0.4)].iloc[0]
+    assert row["iou"] == pytest.approx(iou(probs >= 0.4, truth))
+    assert (df[df.image_id == "e"]["iou"] == 1.0).all()  # correctly empty at every threshold
+    with pytest.raises(ValueError, match="lacks keys"):
+        sweep_table([{"image_id": "x"}])
+
+
+def test_choose_thresholds_uses_validation_only():
+    records = [
+        # validation: only t = 0.30 separates truth (0.32) from background (0.28)
+        *(_record(f"v{i}", "cracks", "val", 0.32, 0.28) for i in range(3)),
+        # test would prefer t = 0.70
+        *(_record(f"t{i}", "cracks", "test", 0.72, 0.68) for i in range(3)),
+        *(_record(f"tv{i}", "taping", "val", 0.62, 0.58) for i in range(2)),
+        *(_record(f"tt{i}", "taping", "test", 0.22, 0.18) for i in range(2)),
+    ]
+    df = sweep_table(records)
+    chosen = choose_thresholds(df, split="val")
+    assert chosen == {"cracks": pytest.approx(0.30), "taping": pytest.approx(0.60)}
+    assert choose_thresholds(df, split="test") == {"cracks": pytest.approx(0.70),
+                                                   "taping": pytest.approx(0.20)}
+    test_rows = apply_thresholds(df, chosen, split="test")
+    assert len(test_rows) == 5 and set(test_rows["split"]) == {"test"}
+    assert np.allclose(test_rows[test_rows.dataset == "cracks"]["threshold"], 0.30)
+    assert (test_rows["iou"] < 1.0).all()  # the honest test score is not the test optimum
+    assert list(choose_thresholds(df, by=None)) == ["all"]
+    with pytest.raises(ValueError, match="split"):
+        choose_thresholds(df, split="train")
+    with pytest.raises(KeyError, match="taping"):
+        apply_thresholds(df, {"cracks": 0.3}, split="test")
+
+
+def test_ties_go_to_threshold_closest_to_half():
+    # every threshold in [0.20, 0.85] separates 0.85 from 0.15 -> tie; 0.5 is chosen
+    df = sweep_table([_record("a", "cracks", "val", 0.85, 0.15)])
+    assert choose_thresholds(df) == {"cracks": pytest.approx(0.5)}
+    curve = threshold_curve(df)
+    assert set(curve.columns) >= {"dataset", "threshold", "iou", "pooled_iou", "n_images"}
+    assert isinstance(df, pd.DataFrame)
