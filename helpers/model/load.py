@@ -1,0 +1,226 @@
+"""Load CLIPSeg and its processor: the Hub checkpoint, a saved folder, or a tiny local model.
+
+The tiny model is a CLIPSeg of the same architecture family built from a `CLIPSegConfig`
+with random (seeded) weights and its own small tokenizer. It is saved once with
+`save_pretrained` and then loaded with `from_pretrained` exactly like the real checkpoint, so
+every code path downstream is the same; only the numbers it produces mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
+
+from helpers.model.tokenizer import build_tiny_tokenizer
+from helpers.paths import models_dir
+
+DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"
+TINY = "tiny"
+TINY_SEED = 0
+IMAGE_SIZE = 352
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Bumped whenever the tiny recipe changes, so a stale saved copy is rebuilt.
+TINY_VERSION = 1
+
+
+def full_size_config() -> CLIPSegConfig:
+    """The architecture of `CIDAS/clipseg-rd64-refined` (for tests with random weights)."""
+    return CLIPSegConfig(vision_config={"patch_size": 16}, use_complex_transposed_convolution=True)
+
+
+def build_full_size_model(seed: int = 0) -> CLIPSegForImageSegmentation:
+    """The real checkpoint's architecture with random (seeded) weights, in eval mode."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = CLIPSegForImageSegmentation(full_size_config())
+    finally:
+        torch.random.set_rng_state(state)
+    return model.eval()
+
+
+def tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int) -> CLIPSegConfig:
+    """A small CLIPSeg: 5 vision layers feeding a 3-block decoder from layers 1, 2, 3.
+
+    Like the real model (12 layers, extract 3/6/9) it has a vision layer after the last
+    extract layer that never influences the output.
+    """
+    return CLIPSegConfig(
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 5,
+            "num_attention_heads": 4,
+            "patch_size": 16,
+            "image_size": IMAGE_SIZE,
+        },
+        text_config={
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "vocab_size": vocab_size,
+            "bos_token_id": bos_token_id,
+            "eos_token_id": eos_token_id,
+            "pad_token_id": eos_token_id,
+        },
+        projection_dim=64,
+        extract_layers=[1, 2, 3],
+        reduce_dim=32,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=128,
+        use_complex_transposed_convolution=True,
+    )
+
+
+def build_processor(tokenizer) -> CLIPSegProcessor:
+    """The real checkpoint's image preprocessing (352x352, bilinear, ImageNet mean/std)."""
+    try:  # transformers >= 5 names the torchvision-free class explicitly
+        from transformers import ViTImageProcessorPil as ImageProcessor
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import ViTImageProcessor as ImageProcessor
+    image_processor = ImageProcessor(
+        do_resize=True,
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        resample=2,  # PIL bilinear
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+    )
+    return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def _rescale_decoder_init(model: CLIPSegForImageSegmentation) -> None:
+    """Give the decoder's projections and convolutions PyTorch's default (fan-in scaled) init.
+
+    The config-level init draws them with unit standard deviation, which makes random-weight
+    logits of magnitude ~100-1000 and a first training step that only fights saturation.
+    """
+    decoder = model.decoder
+    for module in [
+        decoder.film_mul,
+        decoder.film_add,
+        *decoder.reduces,
+        *decoder.transposed_convolution.modules(),
+    ]:
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.reset_parameters()
+
+
+def build_tiny_model(seed: int = TINY_SEED) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
+    """Build the tiny model and its processor in memory (deterministic for a given seed)."""
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = CLIPSegForImageSegmentation(config)
+        _rescale_decoder_init(model)
+    finally:
+        torch.random.set_rng_state(state)
+    model.eval()
+    return model, build_processor(tokenizer)
+
+
+@contextmanager
+def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `target`; it replaces `target` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tiny_is_complete(path: Path) -> bool:
+    marker = path / "tiny_version.txt"
+    return (
+        marker.is_file()
+        and marker.read_text().strip() == str(TINY_VERSION)
+        and (path / "config.json").is_file()
+        and (path / "model.safetensors").is_file()
+        and (path / "tokenizer.json").is_file()
+    )
+
+
+def ensure_tiny_model(path: str | os.PathLike[str] | None = None) -> Path:
+    """Save the tiny model, tokenizer and processor once (atomically) and return the folder."""
+    path = Path(path) if path is not None else models_dir() / "tiny-clipseg"
+    if _tiny_is_complete(path):
+        return path
+    with atomic_folder(path) as tmp:
+        model, processor = build_tiny_model()
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "tiny_version.txt").write_text(f"{TINY_VERSION}\n")
+    return path
+
+
+def _is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+
+
+def load_model(
+    name: str | os.PathLike[str] = DEFAULT_MODEL,
+) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
+    """Load `(model, processor)` from a Hub id, a `save_pretrained` folder, or `"tiny"`.
+
+    The model is returned in eval mode; training code switches it with `model.train()`.
+    """
+    if str(name) == TINY:
+        folder: str | Path = ensure_tiny_model()
+    else:
+        local = Path(name).expanduser()
+        if local.exists():
+            if not (local / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{local} is not a saved CLIPSeg folder: config.json is missing "
+                    "(expected a folder written by save_pretrained of the model and processor)"
+                )
+            folder = local
+        elif local.is_absolute() or str(name).startswith((".", "~")) or str(name).count("/") > 1:
+            raise FileNotFoundError(f"model folder {name} does not exist")
+        else:
+            folder = str(name)
+    try:
+        model = CLIPSegForImageSegmentation.from_pretrained(folder)
+        processor = CLIPSegProcessor.from_pretrained(folder)
+    except OSError as err:
+        if isinstance(folder, Path):
+            raise OSError(
+                f"could not load CLIPSeg model and processor from {folder}: {err}"
+            ) from err
+        hint = (
+            "HF_HUB_OFFLINE is set, so nothing can be downloaded"
+            if _is_offline()
+            else "the Hugging Face Hub could not be reached or the id is wrong"
+        )
+        raise OSError(
+            f"could not load '{name}' ({hint}). On a machine with internet access run "
+            f"load_model('{name}') once to fill the Hugging Face cache (or save it with "
+            "save_pretrained to a folder and pass that folder); without internet use "
+            "load_model('tiny') for a small random-weight model."
+        ) from err
+    model.eval()
+    return model, processor
