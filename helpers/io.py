@@ -70,3 +70,15 @@ def write_mask_png(target: str | os.PathLike[str], mask: np.ndarray) -> Path:
             raise OSError(f"could not encode mask for {target}")
         tmp.write_bytes(buf.tobytes())
     return Path(target)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """A single-channel mask PNG as written by `write_mask_png` (uint8, values {0, 255})."""
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise FileNotFoundError(f"cannot read mask {path}")
+    if mask.ndim != 2:
+        raise ValueError(f"mask {path} has shape {mask.shape}; expected a single channel")
+    return mask

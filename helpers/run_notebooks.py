@@ -15,9 +15,10 @@ import argparse
 import ast
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from helpers.io import write_json
+from helpers.io import atomic_path, write_json
 from helpers.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir
 
 NOTEBOOKS = [
@@ -68,11 +69,50 @@ def injected_parameters(profile: str, overrides: dict[str, Any]) -> dict[str, An
     return {"profile": profile, **overrides}
 
 
-def check_parameters(name: str, params: dict[str, Any]) -> None:
-    """Refuse parameters a notebook does not declare (papermill would only warn)."""
-    unknown = sorted(set(params) - notebook_parameter_names(name))
+def check_parameters(names: list[str], params: dict[str, Any]) -> None:
+    """Refuse parameters that none of the notebooks declares (papermill would only warn)."""
+    declared = set().union(*(notebook_parameter_names(n) for n in names)) if names else set()
+    unknown = sorted(set(params) - declared)
     if unknown:
-        raise SystemExit(f"{name}.ipynb has no parameter(s) {unknown}; see its parameters cell")
+        raise SystemExit(
+            f"no notebook among {names} has parameter(s) {unknown}; see their parameters cells"
+        )
+
+
+def parameters_for(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The subset of `params` that notebook `name` declares."""
+    declared = notebook_parameter_names(name)
+    return {k: v for k, v in params.items() if k in declared}
+
+
+CHECK_TAG = "nbval-check-output"
+
+
+def store_expected_outputs(executed: Path, source: Path) -> int:
+    """Copy the outputs of cells tagged `nbval-check-output` from an executed notebook into
+    its source (matched by cell id); every other cell of the source keeps no output.
+
+    These stored outputs are what nbval compares against in `make test`. Returns the number
+    of cells whose outputs were stored.
+    """
+    import nbformat
+
+    done = nbformat.read(executed, as_version=4)
+    src = nbformat.read(source, as_version=4)
+    by_id = {c.get("id"): c for c in done.cells}
+    stored = 0
+    for cell in src.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        cell.outputs = []
+        if CHECK_TAG in cell.get("metadata", {}).get("tags", []) and cell.get("id") in by_id:
+            outputs = by_id[cell["id"]].get("outputs", [])
+            cell.outputs = [o for o in outputs if o.get("output_type") != "display_data"]
+            stored += 1
+    with atomic_path(source) as tmp:
+        nbformat.write(src, tmp)
+    return stored
 
 
 def run(
@@ -80,14 +120,14 @@ def run(
     names: list[str],
     overrides: dict[str, Any],
     kernel_name: str = "python3",
+    store_expected: bool = False,
 ) -> dict[str, float]:
     """Execute notebooks in order; returns seconds per notebook (also written to metrics)."""
     import papermill
 
     params = injected_parameters(profile, overrides)
     run_name = str(params.get("run_name") or profile)
-    for name in names:
-        check_parameters(name, params)
+    check_parameters(names, params)
     executed = profile_dir(run_name) / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -97,13 +137,16 @@ def run(
         papermill.execute_notebook(
             str(NOTEBOOKS_DIR / f"{name}.ipynb"),
             str(executed / f"{name}.ipynb"),
-            parameters=params,
+            parameters=parameters_for(name, params),
             kernel_name=kernel_name,
             cwd=str(NOTEBOOKS_DIR),
             progress_bar=False,
         )
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"   {seconds[name]:.1f} s", flush=True)
+        if store_expected:
+            n = store_expected_outputs(executed / f"{name}.ipynb", NOTEBOOKS_DIR / f"{name}.ipynb")
+            print(f"   stored the expected outputs of {n} checked cell(s)", flush=True)
     seconds["total"] = round(sum(seconds.values()), 1)
     write_json(metrics_dir(run_name) / "run_times.json", {"profile": profile, "seconds": seconds})
     return seconds
@@ -122,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         help="override a notebook parameter (repeatable)",
     )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    parser.add_argument(
+        "--store-expected",
+        action="store_true",
+        help="after each notebook, store the outputs of its nbval-checked cells in the source",
+    )
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
     for item in args.parameter:
@@ -133,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print("no notebooks found in", NOTEBOOKS_DIR, file=sys.stderr)
         return 1
-    seconds = run(args.profile, names, overrides, kernel_name=args.kernel)
+    if args.store_expected and (args.profile != "demo" or overrides):
+        parser.error("--store-expected needs the default demo run (no -p, --profile demo)")
+    seconds = run(args.profile, names, overrides, args.kernel, store_expected=args.store_expected)
     print(f"executed {len(names)} notebook(s) in {seconds['total']:.1f} s -> outputs/")
     return 0
 

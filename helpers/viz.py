@@ -46,7 +46,7 @@ def image_grid(
     ncols: int = 4,
     size: float = 3.0,
     suptitle: str | None = None,
-    cmap: str | None = None,
+    cmap: str = "gray",
 ):
     """A grid of images with optional titles; returns the figure."""
     n = len(images)
@@ -59,7 +59,10 @@ def image_grid(
         ax.axis("off")
     for i, img in enumerate(images):
         ax = axes.flat[i]
-        ax.imshow(img, cmap=cmap if np.asarray(img).ndim == 2 else None)
+        if np.asarray(img).ndim == 2:
+            ax.imshow(img, cmap=cmap, vmin=0)
+        else:
+            ax.imshow(img)
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     if suptitle:
@@ -76,3 +79,22 @@ def save_figure(fig, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
+
+
+def evenly_spaced(items: Sequence, n: int) -> list:
+    """`n` items spread evenly over a sequence (deterministic sample for figures)."""
+    if n <= 0 or not items:
+        return []
+    idx = np.unique(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int))
+    return [items[i] for i in idx]
+
+
+def denormalise(pixel_values, image_processor) -> np.ndarray:
+    """Undo the processor's normalisation: (3,H,W) tensor -> (H,W,3) uint8 for display."""
+    arr = np.asarray(
+        pixel_values.detach().cpu() if hasattr(pixel_values, "detach") else pixel_values
+    )
+    mean = np.asarray(image_processor.image_mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(image_processor.image_std, dtype=np.float32)[:, None, None]
+    img = (arr * std + mean) * 255.0
+    return img.transpose(1, 2, 0).clip(0, 255).astype(np.uint8)

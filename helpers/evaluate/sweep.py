@@ -118,8 +118,9 @@ def choose_thresholds(
     by = list(by or [])
     curve = threshold_curve(df, split=split, by=by)
     curve["_tie"] = (curve["threshold"] - 0.5).abs()
-    curve = curve.sort_values([*by, metric, "_tie", "threshold"],
-                              ascending=[True] * len(by) + [False, True, True])
+    curve = curve.sort_values(
+        [*by, metric, "_tie", "threshold"], ascending=[True] * len(by) + [False, True, True]
+    )
     best = curve.groupby(by, sort=True).head(1) if by else curve.head(1)
     chosen: dict[Any, float] = {}
     for _, row in best.iterrows():
@@ -149,3 +150,34 @@ def apply_thresholds(
         wanted = np.full(len(rows), float(chosen["all"]))
     picked = rows[np.isclose(rows["threshold"].astype(float), wanted)]
     return picked.reset_index(drop=True)
+
+
+def summary_at(
+    df: pd.DataFrame,
+    chosen: Mapping[Any, float],
+    split: str,
+    by: Sequence[str] | None = ("dataset",),
+    group_by: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Scores of `split` at the thresholds in `chosen` (picked per `by` groups, e.g. on val).
+
+    Rows are the `group_by` groups (default: the `by` groups): distinct images, scored
+    image-prompt pairs, the threshold, mean per-image IoU / Dice / precision / recall and
+    pooled IoU.
+    """
+    rows = apply_thresholds(df, chosen, split=split, by=by)
+    keys = list(group_by if group_by is not None else (by or []))
+    grouped = rows.groupby(keys, sort=True) if keys else rows.assign(_all="all").groupby("_all")
+    out = grouped.agg(
+        images=("image_id", "nunique"),
+        pairs=("image_id", "size"),
+        threshold=("threshold", "mean"),
+        iou=("iou", "mean"),
+        dice=("dice", "mean"),
+        precision=("precision", "mean"),
+        recall=("recall", "mean"),
+    )
+    sums = grouped[["tp", "fp", "fn"]].sum()
+    out["pooled_iou"] = rates_from_counts(sums["tp"], sums["fp"], sums["fn"])["iou"]
+    out.insert(0, "split", split)
+    return out.reset_index()

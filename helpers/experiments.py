@@ -1,0 +1,183 @@
+"""Training runs as the notebooks use them: one call per mode, cached on disk.
+
+`trained_model(profile, mode, manifest, run)` trains once under the course protocol (same
+split, epochs, seed and evaluation for every mode) and afterwards loads the best checkpoint,
+so notebooks 05-07 can start from a trained model without "run 04 first", and 06 reuses the
+LoRA run of 04 when their settings agree. Runs live in `outputs/<run>/models/<mode>/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helpers.io import read_json, write_json
+from helpers.paths import profile_dir
+from helpers.profiles import Profile
+
+RUN_FILE = "run.json"
+
+
+def train_config(profile: Profile, mode: str, **overrides: Any):
+    """The `TrainConfig` of the course protocol for one mode (overrides win)."""
+    from helpers.train.loop import TrainConfig
+
+    full = mode == "full"
+    values: dict[str, Any] = {
+        "mode": mode,
+        "epochs": profile.epochs,
+        "batch_size": profile.batch_size,
+        "lr": profile.full_lr if full else profile.lr,
+        "tower_lr": profile.tower_lr if full else None,
+        "weight_decay": profile.weight_decay,
+        "warmup_fraction": profile.warmup_fraction,
+        "patience": profile.patience,
+        "seed": profile.seed,
+        "max_steps_per_epoch": profile.max_steps_per_epoch or None,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def lora_settings(profile: Profile):
+    """The profile's LoRA settings (default placement: layers that feed the decoder)."""
+    from helpers.model.modes import LoraSettings
+
+    return LoraSettings(r=profile.lora_r, alpha=profile.lora_alpha, dropout=profile.lora_dropout)
+
+
+def run_folder(run: str, mode: str) -> Path:
+    """`outputs/<run>/models/<mode>/`."""
+    return profile_dir(run) / "models" / mode
+
+
+def _fingerprint(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> str:
+    """What makes two runs the same: model, data, split and every training setting."""
+    data = manifest[["image_path", "mask_path", "split", "dataset"]].to_csv(index=False)
+    payload = {
+        "model": profile.model,
+        "image_size": profile.image_size,
+        "negative_rate": profile.negative_rate,
+        "train": cfg.to_dict(),
+        "lora": repr(lora) if lora is not None else None,
+        "data": hashlib.sha256(data.encode()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainedModel:
+    """A trained (or loaded) model with everything a notebook reports about it."""
+
+    mode: str
+    model: Any
+    processor: Any
+    folder: Path
+    log: pd.DataFrame
+    info: dict[str, Any]
+
+    @property
+    def checkpoint(self) -> Path:
+        """The best checkpoint folder (what `helpers.predict --model` takes)."""
+        return self.folder / "best"
+
+
+def datasets(profile: Profile, manifest: pd.DataFrame, image_processor):
+    """Training (augmented, prompt-sampled, negatives) and validation datasets."""
+    from helpers.data.dataset import JointSegmentationDataset
+
+    train_ds = JointSegmentationDataset(
+        manifest,
+        "train",
+        image_processor,
+        size=profile.image_size,
+        augment=True,
+        negative_rate=profile.negative_rate,
+        seed=profile.seed,
+    )
+    val_ds = JointSegmentationDataset(
+        manifest,
+        "val",
+        image_processor,
+        size=profile.image_size,
+        augment=False,
+        negative_rate=0.0,
+        seed=profile.seed,
+    )
+    return train_ds, val_ds
+
+
+def trained_model(
+    profile: Profile,
+    mode: str,
+    manifest: pd.DataFrame,
+    run: str,
+    retrain: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> TrainedModel:
+    """Train `mode` under the course protocol, or load the finished run with the same settings."""
+    import torch
+
+    from helpers.data.dataset import make_collate
+    from helpers.model.load import load_model
+    from helpers.model.modes import apply_mode, count_parameters, load_trainable
+    from helpers.train.loop import train
+
+    cfg = train_config(profile, mode, **overrides)
+    lora = lora_settings(profile) if mode == "lora" else None
+    folder = run_folder(run, mode)
+    key = _fingerprint(profile, cfg, manifest, lora)
+    info_path = folder / RUN_FILE
+    info = read_json(info_path) if info_path.is_file() else None
+    base, processor = load_model(profile.model)
+    if info and info.get("fingerprint") == key and info.get("completed") and not retrain:
+        model = load_trainable(base, mode, folder / "best")
+        log = pd.read_csv(folder / "log.csv")
+        return TrainedModel(mode, model, processor, folder, log, info)
+
+    if folder.exists() and (retrain or (info and info.get("fingerprint") != key)):
+        shutil.rmtree(folder)  # different settings: a resumed run would mix two protocols
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(info_path, {"fingerprint": key, "completed": False, "base_model": profile.model})
+    torch.manual_seed(profile.seed)
+    model = apply_mode(base, mode, lora)
+    counts = count_parameters(model)
+    train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
+    result = train(
+        model, train_ds, val_ds, cfg, folder, make_collate(processor.tokenizer), progress=progress
+    )
+    processor.save_pretrained(folder / "best")  # the checkpoint is usable on its own
+    info = {
+        "fingerprint": key,
+        "completed": bool(result.completed),
+        "mode": mode,
+        "base_model": profile.model,
+        "profile": profile.name,
+        "train_config": cfg.to_dict(),
+        "lora": None
+        if lora is None
+        else {"r": lora.r, "alpha": lora.alpha, "dropout": lora.dropout},
+        "parameters": counts,
+        "best_epoch": result.best_epoch,
+        "best_val_miou": result.best_metric,
+        "stopped_early": result.stopped_early,
+        "seconds": result.seconds,
+        "train_images": len(train_ds),
+        "val_images": len(val_ds),
+    }
+    write_json(info_path, info)
+    model.eval()
+    return TrainedModel(mode, model, processor, folder, result.log, info)
+
+
+def folder_size_mb(folder: str | Path) -> float:
+    """Size on disk of a checkpoint folder in MB (weights and configs)."""
+    total = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    return round(total / 1e6, 3)

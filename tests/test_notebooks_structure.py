@@ -1,0 +1,83 @@
+"""Notebook hygiene and the runner's parameter contract (no execution; fast)."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from helpers import run_notebooks
+from helpers.paths import NOTEBOOKS_DIR
+
+NAMES = run_notebooks.available_notebooks()
+
+
+def _cells(name: str) -> list[dict]:
+    return json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
+
+
+def test_course_notebooks_are_present_in_order():
+    assert NAMES[:3] == ["01_data_inspection", "02_mask_rendering", "03_joint_dataset"]
+    assert NAMES == [n for n in run_notebooks.NOTEBOOKS if n in NAMES]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_parameters_cell_of_plain_literals(name):
+    cells = [c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{name}: expected exactly one cell tagged 'parameters'"
+    tree = ast.parse("".join(cells[0]["source"]))
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), f"{name}: parameters cell may only assign values"
+        ast.literal_eval(node.value)  # raises if a value is not a plain literal
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_papermill_sees_every_parameter(name):
+    """papermill silently skips a parameter line it cannot parse (e.g. '=' in its comment)."""
+    cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {t.id for node in ast.parse("".join(cell["source"])).body for t in node.targets}
+    assert run_notebooks.notebook_parameter_names(name) == assigned
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runner_injects_only_declared_parameters(name):
+    declared = run_notebooks.notebook_parameter_names(name)
+    injected = run_notebooks.injected_parameters("demo", {})
+    assert set(injected) <= declared
+    # the data parameters used for real exports exist in every notebook
+    assert {"profile", "cracks_export", "taping_export", "seed", "run_name"} <= declared
+
+
+def test_runner_refuses_an_unknown_parameter():
+    with pytest.raises(SystemExit, match="epochs_typo"):
+        run_notebooks.check_parameters(NAMES, {"profile": "demo", "epochs_typo": 3})
+
+
+def test_runner_passes_each_notebook_only_what_it_declares():
+    params = {"profile": "demo", "n_examples": 2, "model": "tiny"}
+    run_notebooks.check_parameters(NAMES, params)  # every name is declared somewhere
+    for name in NAMES:
+        passed = run_notebooks.parameters_for(name, params)
+        assert set(passed) <= run_notebooks.notebook_parameter_names(name)
+        assert passed["profile"] == "demo"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_do_not_edit_sys_path_or_install(name):
+    text = "".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code")
+    assert "sys.path" not in text
+    assert "pip install" not in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_ends_by_writing_its_metrics(name):
+    code = [c for c in _cells(name) if c["cell_type"] == "code"]
+    assert f'"{name}.json"' in "".join(code[-1]["source"])
+
+
+def test_parse_value_reads_literals_and_strings():
+    assert run_notebooks.parse_value("3") == 3
+    assert run_notebooks.parse_value("0.5") == 0.5
+    assert run_notebooks.parse_value("../shared/data") == "../shared/data"
+    assert run_notebooks.parse_value("'tiny'") == "tiny"
