@@ -47,15 +47,25 @@ def resolve_sources(profile: Profile) -> DataSources:
     return DataSources(f"custom-{key}", cracks, taping, None, prepared_dir(f"custom-{key}"))
 
 
-def prepared_data(profile: Profile):
-    """Masks, manifest (with the leakage-free split) and problems for the profile, cached."""
+def prepared_data(profile: Profile, box_masks: str = "rectangle"):
+    """Masks, manifest (with the leakage-free split) and problems for the profile, cached.
+
+    `box_masks` other than "rectangle" refines box annotations into seam masks
+    (`helpers.refine`); that variant is prepared into its own folder.
+    """
     from helpers.prepare import ensure_prepared
 
     src = resolve_sources(profile)
+    out = (
+        src.prepared
+        if box_masks == "rectangle"
+        else src.prepared.with_name(f"{src.prepared.name}-{box_masks}")
+    )
     return ensure_prepared(
         cracks=src.cracks,
         taping=src.taping,
-        out=src.prepared,
+        out=out,
         seed=profile.seed,
         seam_masks=src.seam_masks,
+        box_masks=box_masks,
     )

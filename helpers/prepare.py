@@ -10,6 +10,10 @@ Writes, all atomically, under `out`:
     leakage.json    how much each export's own splits share source photos
     stamp.json      what the output was built from (ensure_prepared reuses it when unchanged)
 Nothing is ever written inside an export folder.
+
+Box annotations become filled rectangles by default (`box_masks="rectangle"`). With
+`box_masks="lines"` or `"grabcut"` each box is refined into a tighter seam mask inside the box
+(`helpers.refine`); polygons are rendered as always.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from helpers.data.split import export_leakage, group_sources, group_split
 from helpers.io import read_json, write_json, write_mask_png, write_text
 
 # Bump when the output of prepare changes for the same input (invalidates cached output).
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2
+BOX_MASKS = ("rectangle", "lines", "grabcut")
 MANIFEST_COLUMNS = [
     "image_path",
     "mask_path",
@@ -138,7 +143,11 @@ def _hash_tree(h: hashlib._Hash, root: Path) -> None:
 
 
 def input_stamp(
-    exports: dict[str, Path], seed: int, fractions: Sequence[float], seam_masks: Path | None
+    exports: dict[str, Path],
+    seed: int,
+    fractions: Sequence[float],
+    seam_masks: Path | None,
+    box_masks: str = "rectangle",
 ) -> str:
     """Hash of the annotation files' bytes, the image file list, the parameters and the code."""
     h = hashlib.sha256()
@@ -148,6 +157,7 @@ def input_stamp(
         "fractions": [float(f) for f in fractions],
         "exports": {k: str(v) for k, v in exports.items()},
         "seam_masks": str(Path(seam_masks).resolve()) if seam_masks else None,
+        "box_masks": box_masks,
     }
     h.update(json.dumps(params, sort_keys=True).encode())
     for module in _CODE_FILES:  # the code that shapes the output, so an edit rebuilds
@@ -195,12 +205,29 @@ def _row(
     }
 
 
+def _refined(record: ImageRecord, info, mask: np.ndarray, method: str) -> tuple[np.ndarray, str]:
+    """Polygons as rendered, every box refined into a seam mask inside it."""
+    from dataclasses import replace
+
+    from helpers.refine import refine_boxes
+
+    boxes = [a.bbox for a in record.annotations if a.kind == "box"]
+    if not boxes:
+        return mask, ""
+    if info.size != (record.width, record.height):
+        return mask, "boxes not refined: image orientation differs from the annotations"
+    rest = replace(record, annotations=[a for a in record.annotations if a.kind != "box"])
+    base = mask_for_image(rest, info)[0] if rest.annotations else np.zeros_like(mask)
+    return np.maximum(base, refine_boxes(load_rgb(record.image_path), boxes, method)), ""
+
+
 def _render_export(
     dataset: str,
     root: Path,
     out: Path,
     seam_masks: Path | None,
     problems: list[tuple[str, Problem]],
+    box_masks: str = "rectangle",
 ) -> list[dict]:
     """Read one export, check every image decodes, write its masks; rows for the manifest."""
     export = read_export(root)
@@ -222,6 +249,9 @@ def _render_export(
             reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
             problems.append((dataset, Problem(where, f"{reason}; skipped")))
             continue
+        if box_masks != "rectangle":
+            mask, refine_note = _refined(record, info, mask, box_masks)
+            note = "; ".join(n for n in (note, refine_note) if n)
         if note:
             problems.append((dataset, Problem(where, note)))
         write_mask_png(mask_path, mask)
@@ -245,6 +275,7 @@ def prepare_datasets(
     seed: int = 42,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seam_masks: Path | None = None,
+    box_masks: str = "rectangle",
 ) -> Prepared:
     """Render masks, group sources, split by group and write manifest, problems and leakage.
 
@@ -252,17 +283,19 @@ def prepare_datasets(
     kept. `seam_masks/<source_split>/<image stem>.png` (demo data) fills `true_mask_path` of
     taping rows where such a file exists.
     """
+    if box_masks not in BOX_MASKS:
+        raise ValueError(f"unknown box_masks {box_masks!r}; choose one of {BOX_MASKS}")
     exports = _inputs(cracks, taping)
     out = Path(out).resolve()
     _check_out(out, exports)
-    stamp = input_stamp(exports, seed, fractions, seam_masks)
+    stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks)
     (out / "stamp.json").unlink(missing_ok=True)  # an interrupted rebuild is never reused
 
     problems: list[tuple[str, Problem]] = []
     rows: list[dict] = []
     for dataset, root in exports.items():
         try:
-            rows.extend(_render_export(dataset, root, out, seam_masks, problems))
+            rows.extend(_render_export(dataset, root, out, seam_masks, problems, box_masks))
         except ExportError as exc:
             raise ExportError(f"{dataset} export: {exc}") from exc
     if not rows:
@@ -320,13 +353,14 @@ def ensure_prepared(
     seed: int = 42,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seam_masks: Path | None = None,
+    box_masks: str = "rectangle",
 ) -> Prepared:
     """`prepare_datasets`, reusing `out` when it was built from the same input and parameters."""
     exports = _inputs(cracks, taping)
     out = Path(out).resolve()
-    if _is_current(out, input_stamp(exports, seed, fractions, seam_masks)):
+    if _is_current(out, input_stamp(exports, seed, fractions, seam_masks, box_masks)):
         return load_prepared(out)
-    return prepare_datasets(cracks, taping, out, seed, fractions, seam_masks)
+    return prepare_datasets(cracks, taping, out, seed, fractions, seam_masks, box_masks)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -379,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("TRAIN", "VAL", "TEST"),
         help="split fractions (default 0.7 0.15 0.15)",
     )
+    parser.add_argument(
+        "--box-masks",
+        choices=BOX_MASKS,
+        default="rectangle",
+        help="how box annotations become masks: filled rectangles (default) or refined seams",
+    )
     parser.add_argument("--demo", action="store_true", help="use the generated demo exports")
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if the output is current"
@@ -402,7 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = prepare_datasets if args.force else ensure_prepared
     try:
         prepared = build(
-            args.cracks, args.taping, args.out, args.seed, tuple(args.fractions), seam_masks
+            args.cracks,
+            args.taping,
+            args.out,
+            args.seed,
+            tuple(args.fractions),
+            seam_masks,
+            args.box_masks,
         )
     except (ExportError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -214,3 +214,44 @@ def test_real_drywall_valid_split_prepares_without_touching_the_export(
     assert df["source_id"].nunique() == 86
     assert (df["width"] == 640).all() and (df["height"] == 640).all()
     assert not any(p.is_relative_to(valid) for p in (tmp_path / "out").rglob("*"))
+
+
+def test_box_masks_can_be_refined_into_seams_inside_their_boxes(tmp_path):
+    """A box over a light band: refined masks stay inside the box and hug the band."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from helpers.prepare import prepare_datasets
+
+    split = tmp_path / "export" / "train"
+    split.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for i in range(4):
+        img = rng.normal(150, 6, (96, 96)).astype(np.float32)
+        img[:, 40:52] += 25  # the seam: a band 12 px wide
+        name = f"wall{i}_jpg.rf.{i:032x}.jpg"
+        cv2.imwrite(str(split / name), np.clip(img, 0, 255).astype(np.uint8))
+        images.append({"id": i, "file_name": name, "width": 96, "height": 96})
+        annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [30, 0, 32, 96],
+                            "area": 32 * 96, "segmentation": [], "iscrowd": 0})
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": 0, "name": "j", "supercategory": "none"},
+                           {"id": 1, "name": "joint", "supercategory": "j"}]}
+    (split / "_annotations.coco.json").write_text(json.dumps(coco))
+    rect = prepare_datasets(None, tmp_path / "export", tmp_path / "rect", seed=1)
+    lines = prepare_datasets(None, tmp_path / "export", tmp_path / "lines", seed=1,
+                             box_masks="lines")
+    for a, b in zip(rect.manifest.itertuples(), lines.manifest.itertuples(), strict=True):
+        box = cv2.imread(a.mask_path, cv2.IMREAD_UNCHANGED) > 0
+        seam = cv2.imread(b.mask_path, cv2.IMREAD_UNCHANGED) > 0
+        assert box[:, 30:62].all() and not box[:, :30].any()
+        assert not (seam & ~box).any()  # never outside the box
+        band = np.zeros_like(box)
+        band[:, 40:52] = True
+        iou = lambda m: (m & band).sum() / (m | band).sum()  # noqa: E731
+        assert iou(seam) > iou(box) + 0.3
+    with pytest.raises(ValueError, match="box_masks"):
+        prepare_datasets(None, tmp_path / "export", tmp_path / "bad", box_masks="sam")

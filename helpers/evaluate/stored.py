@@ -1,0 +1,88 @@
+"""Scores computed from stored probability maps (written by `evaluate_model`), no model needed.
+
+Used for what needs more than TP/FP/FN counts: post-processing, thin-structure metrics
+(clDice, boundary F1), scoring at the model's 352x352 instead of full resolution, scoring
+against the true seam masks of the demo data, and galleries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import pandas as pd
+
+from helpers.data.prompts import PROMPTS
+from helpers.evaluate.metrics import MODEL_SIZE, resize_truth, score_image
+from helpers.evaluate.postprocess import postprocess
+from helpers.evaluate.predictions import image_id, probability_path, read_probability
+from helpers.io import read_mask
+
+RESOLUTIONS = ("full", "model")
+
+
+def stored_scores(
+    store: str | Path,
+    manifest: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    splits: Sequence[str] = ("test",),
+    prompts: Mapping[str, Sequence[str]] = PROMPTS,
+    method: str = "none",
+    resolution: str = "full",
+    truth: str = "mask_path",
+) -> pd.DataFrame:
+    """Per image and prompt: IoU, Dice, clDice, boundary F1 (2 px), precision, recall.
+
+    `thresholds` maps a class to its threshold (chosen on validation). `resolution` "full"
+    scores at the image's own size; "model" resizes probabilities to 352x352 (bilinear) and
+    the truth with area averaging, as scoring at the model's output size would. `truth` is
+    the manifest column holding the reference masks (e.g. "true_mask_path" on the demo data).
+    """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"unknown resolution {resolution!r}; choose one of {RESOLUTIONS}")
+    rows = []
+    subset = manifest[manifest["split"].isin(splits)]
+    for r in subset.itertuples():
+        ref_path = str(getattr(r, truth) or "")
+        if not ref_path or ref_path == "nan":
+            continue
+        reference = read_mask(ref_path) > 0
+        if resolution == "model":
+            reference = resize_truth(reference, MODEL_SIZE, method="area")
+        for prompt in prompts[r.dataset]:
+            probs = read_probability(probability_path(store, r.split, image_id(r), prompt))
+            if resolution == "model":
+                probs = cv2.resize(probs, MODEL_SIZE[::-1], interpolation=cv2.INTER_LINEAR)
+            t = float(thresholds[r.dataset])
+            pred = postprocess(probs >= t, method) > 0
+            s = score_image(pred, reference)
+            rows.append(
+                {
+                    "image_id": image_id(r),
+                    "dataset": r.dataset,
+                    "split": r.split,
+                    "prompt": prompt,
+                    "threshold": t,
+                    "method": method,
+                    "resolution": resolution,
+                    "truth": truth,
+                    "iou": s.iou,
+                    "dice": s.dice,
+                    "cldice": s.cldice,
+                    "bf1": s.bf1,
+                    "precision": s.precision,
+                    "recall": s.recall,
+                    "pred_fraction": float(pred.mean()),
+                    "truth_fraction": float(reference.mean()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def mean_scores(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Means of the score columns per group, with the number of distinct images."""
+    grouped = scores.groupby(list(by), sort=True)
+    out = grouped[["iou", "dice", "cldice", "bf1", "precision", "recall"]].mean()
+    out.insert(0, "images", grouped["image_id"].nunique())
+    return out.reset_index()
