@@ -28,6 +28,7 @@ data: setup
 
 run: data
 	$(PY) -m helpers.run_notebooks --profile $(PROFILE)
+	$(PY) -m helpers.report --profile $(PROFILE)
 
 report: setup
 	$(PY) -m helpers.report --profile $(PROFILE)

@@ -120,9 +120,13 @@ def trained_model(
     run: str,
     retrain: bool = False,
     progress: bool = True,
+    name: str | None = None,
     **overrides: Any,
 ) -> TrainedModel:
-    """Train `mode` under the course protocol, or load the finished run with the same settings."""
+    """Train `mode` under the course protocol, or load the finished run with the same settings.
+
+    The run lives in `outputs/<run>/models/<name or mode>/`.
+    """
     import torch
 
     from helpers.data.dataset import make_collate
@@ -132,7 +136,7 @@ def trained_model(
 
     cfg = train_config(profile, mode, **overrides)
     lora = lora_settings(profile) if mode == "lora" else None
-    folder = run_folder(run, mode)
+    folder = run_folder(run, name or mode)
     key = _fingerprint(profile, cfg, manifest, lora)
     info_path = folder / RUN_FILE
     info = read_json(info_path) if info_path.is_file() else None

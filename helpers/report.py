@@ -1,0 +1,327 @@
+"""The course report: every notebook's metrics gathered into one Markdown file, plus HTML of
+the executed notebooks.
+
+    python -m helpers.report --profile demo     # outputs/demo/report.md and outputs/demo/html/
+
+Every table states the split it comes from; test scores are at thresholds chosen on
+validation; a split with fewer than `SMALL_SPLIT` images is flagged where its numbers appear.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helpers.io import read_json, write_text
+from helpers.paths import profile_dir
+
+SMALL_SPLIT = 20
+
+
+def _table(
+    rows: Sequence[Mapping[str, Any]] | pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    digits: int = 4,
+) -> str:
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if df.empty:
+        return "_(no rows)_\n"
+    if columns:
+        df = df[[c for c in columns if c in df.columns]]
+    return df.round(digits).to_markdown(index=False) + "\n"
+
+
+def _flag(n: int) -> str:
+    return f" **(only {n} images: too small to trust on its own)**" if n < SMALL_SPLIT else ""
+
+
+def _split_sizes(sizes: Mapping[str, Mapping[str, int]]) -> str:
+    lines = []
+    for split, per_class in sizes.items():
+        for cls, n in per_class.items():
+            lines.append(f"- {split} / {cls}: {int(n)} images{_flag(int(n))}")
+    return "\n".join(lines) + "\n"
+
+
+def section_01(m: dict) -> str:
+    out = ["## 01 · Data inspection", "", f"Problems while reading: {m.get('problems', 0)}.", ""]
+    out.append(
+        _table(
+            m["summary"],
+            [
+                "dataset",
+                "source_split",
+                "images",
+                "sources",
+                "objects",
+                "polygons",
+                "boxes",
+                "empty_segmentation",
+            ],
+        )
+    )
+    out += ["", "Leakage of the exports' own splits (source photos shared):", ""]
+    leak = [r for r in m["leakage"] if r.get("key", "source_id") == "source_id"]
+    out.append(
+        _table(leak, ["dataset", "split_a", "split_b", "n_a", "n_b", "n_shared", "leak_fraction"])
+    )
+    return "\n".join(out)
+
+
+def section_02(m: dict) -> str:
+    out = ["## 02 · Mask rendering", ""]
+    rows = [
+        {
+            "dataset": d,
+            "images": m["images"][d],
+            "objects": m["objects"][d],
+            "box_fallbacks": m["box_fallbacks"][d],
+            "mean_mask_fraction": m["mean_mask_fraction"][d],
+        }
+        for d in m["images"]
+    ]
+    out.append(_table(rows))
+    bias = m.get("rectangle_vs_true_seam_iou") or {}
+    if bias.get("n_images"):
+        out.append(
+            f"\nIoU of the rectangle labels against the true seam masks (demo data, all "
+            f"{bias['n_images']} taping images): **{bias['mean']:.3f}**.\n"
+        )
+    return "\n".join(out)
+
+
+def section_03(m: dict) -> str:
+    rows = [{"dataset": d, **v} for d, v in m["split_images"].items()]
+    out = [
+        "## 03 · Joint dataset and split",
+        "",
+        f"Seed {m['seed']}; groups in more than one split: {m['groups_in_several_splits']}.",
+        "",
+    ]
+    out.append(_table(rows))
+    return "\n".join(out)
+
+
+def section_04(m: dict) -> str:
+    rows = [
+        {"class": c, "untrained": m["val_iou_untrained"][c], "LoRA": m["val_iou_lora"].get(c)}
+        for c in m["val_iou_untrained"]
+    ]
+    out = [
+        "## 04 · LoRA training",
+        "",
+        f"Trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; "
+        f"best epoch {m['best_epoch']} of {m['epochs_run']}; {m['train_seconds']:.0f} s.",
+        "",
+        f"Validation IoU per class (threshold 0.5, 352x352, {m.get('val_images', '?')} "
+        "validation images):",
+        "",
+        _table(rows),
+        "",
+        "Foreground share per prompt (rows: image class; validation; threshold 0.5):",
+        "",
+    ]
+    share = m["foreground_share_threshold_0.5"]
+    out.append(_table([{"image class": c, **v} for c, v in share.items()]))
+    return "\n".join(out)
+
+
+def section_05(m: dict) -> str:
+    out = [
+        "## 05 · Threshold sweep",
+        "",
+        "Split sizes:",
+        "",
+        _split_sizes(m["split_images"]),
+        "Thresholds chosen on **validation**, scores on **test** (mean per-image IoU over every "
+        "prompt of the class):",
+        "",
+    ]
+    rows = [
+        {
+            "class": c,
+            "threshold (val)": m["thresholds_chosen_on_val"][c],
+            "test IoU": m["test_iou_at_val_threshold"][c],
+            "test IoU if tuned on test": m["test_iou_if_tuned_on_test"][c],
+            "inflation": m["inflation_from_tuning_on_test"][c],
+        }
+        for c in m["thresholds_chosen_on_val"]
+    ]
+    out.append(_table(rows))
+    out += ["", "Per class at those thresholds:", ""]
+    out.append(
+        _table(
+            m["per_class"],
+            [
+                "split",
+                "dataset",
+                "images",
+                "pairs",
+                "threshold",
+                "iou",
+                "dice",
+                "pooled_iou",
+                "precision",
+                "recall",
+            ],
+        )
+    )
+    out += ["", "Per prompt, test (paired: the same images for every prompt of a class):", ""]
+    out.append(_table(m["per_prompt_test"], ["dataset", "prompt", "images", "iou", "dice"]))
+    out += ["", "Full resolution vs 352x352 (test):", ""]
+    out.append(
+        _table(
+            m["resolution_test"],
+            ["dataset", "resolution", "images", "iou", "dice", "cldice", "bf1"],
+        )
+    )
+    out += ["", f"Post-processing chosen on validation: {m['postprocess_chosen_on_val']}.", ""]
+    out.append(
+        _table(
+            m["postprocess_ablation"],
+            ["dataset", "split", "method", "images", "iou", "cldice", "bf1"],
+        )
+    )
+    return "\n".join(out)
+
+
+def section_06(m: dict) -> str:
+    out = [
+        "## 06 · Decoder-only vs LoRA vs full fine-tuning",
+        "",
+        "Split sizes:",
+        "",
+        _split_sizes(m["split_images"]),
+        f"Thresholds chosen on {m['thresholds_chosen_on']} per mode and class; "
+        f"{m['epochs']} epochs, seed {m['seed']}.",
+        "",
+    ]
+    out.append(_table(m["comparison"]))
+    return "\n".join(out)
+
+
+def section_07(m: dict) -> str:
+    out = ["## 07 · Failure analysis (test split, thresholds from validation)", ""]
+    out += [
+        "Test images: " + ", ".join(f"{c} {n}{_flag(n)}" for c, n in m["test_images"].items()),
+        "",
+        "Error taxonomy (default prompt per class):",
+        "",
+    ]
+    out.append(_table([{"dataset": d, **v} for d, v in m["taxonomy_counts"].items()]))
+    if m.get("rectangle_bias"):
+        out += ["", "The same taping predictions scored against rectangles and true seams:", ""]
+        out.append(
+            _table(
+                m["rectangle_bias"], ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
+            )
+        )
+    if m.get("refinement_iou_vs_true_seams"):
+        q = m["refinement_iou_vs_true_seams"]
+        out.append(
+            f"\nBox refinement vs true seams: rectangles IoU {q['rectangle_iou']:.3f}, "
+            f"refined IoU {q['refined_iou']:.3f} (mean over demo taping images).\n"
+        )
+    if m.get("refined_training_effect"):
+        out += ["", "Training on refined masks, scored on test against the true seams:", ""]
+        out.append(
+            _table(
+                m["refined_training_effect"],
+                ["trained_on", "threshold", "images", "iou", "dice", "cldice", "bf1"],
+            )
+        )
+    return "\n".join(out)
+
+
+SECTIONS = {
+    "01_data_inspection": section_01,
+    "02_mask_rendering": section_02,
+    "03_joint_dataset": section_03,
+    "04_lora_training": section_04,
+    "05_threshold_sweep": section_05,
+    "06_full_vs_lora": section_06,
+    "07_failure_analysis": section_07,
+}
+
+
+def _header(metrics: Mapping[str, dict], run: str) -> str:
+    first = next(iter(metrics.values()))
+    models = sorted({str(m["model"]) for m in metrics.values() if "model" in m})
+    seeds = sorted({str(m["seed"]) for m in metrics.values() if "seed" in m})
+    lines = [
+        f"# Course report: {run}",
+        "",
+        f"- profile: **{first.get('profile', '?')}**",
+        f"- data: **{first.get('data', '?')}**"
+        + (f" ({', '.join(first['exports'].values())})" if first.get("exports") else ""),
+        f"- model: **{', '.join(models) or '?'}**",
+        f"- seed: **{', '.join(seeds) or '?'}**",
+        f"- notebooks with metrics: {', '.join(metrics)}",
+        "",
+        "Test scores are at thresholds chosen on validation; splits with fewer than "
+        f"{SMALL_SPLIT} images are flagged where their numbers appear.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_report(out_dir: str | Path, run: str | None = None) -> Path:
+    """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path."""
+    out_dir = Path(out_dir)
+    metrics = {}
+    for name in SECTIONS:
+        path = out_dir / "metrics" / f"{name}.json"
+        if path.is_file():
+            metrics[name] = read_json(path)
+    if not metrics:
+        raise FileNotFoundError(f"no notebook metrics in {out_dir / 'metrics'}; run the notebooks")
+    parts = [_header(metrics, run or out_dir.name)]
+    for name, m in metrics.items():
+        parts.append(SECTIONS[name](m))
+        parts.append(f"\nFull notebook: [html/{name}.html](html/{name}.html)\n")
+    times = out_dir / "metrics" / "run_times.json"
+    if times.is_file():
+        secs = read_json(times)["seconds"]
+        parts.append(
+            "## Run times\n\n" + _table([{"notebook": k, "seconds": v} for k, v in secs.items()])
+        )
+    figures = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").is_dir() else []
+    if figures:
+        parts.append(
+            "## Figures\n\n" + "\n".join(f"- [{f.name}](figures/{f.name})" for f in figures) + "\n"
+        )
+    return write_text(out_dir / "report.md", "\n".join(parts))
+
+
+def export_html(out_dir: str | Path) -> list[Path]:
+    """HTML of every executed notebook in `<out_dir>/executed/` into `<out_dir>/html/`."""
+    from nbconvert import HTMLExporter
+
+    out_dir = Path(out_dir)
+    exporter = HTMLExporter()
+    written = []
+    for nb in sorted((out_dir / "executed").glob("*.ipynb")):
+        body, _ = exporter.from_filename(str(nb))
+        written.append(write_text(out_dir / "html" / f"{nb.stem}.html", body))
+    return written
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.report", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--profile", default="demo", help="run name under outputs/ (default demo)")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    out_dir = profile_dir(args.profile)
+    html = export_html(out_dir)
+    report = build_report(out_dir, args.profile)
+    print(f"wrote {report} and {len(html)} HTML notebook(s) in {out_dir / 'html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
