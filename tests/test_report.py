@@ -1,0 +1,56 @@
+"""The course report gathers metrics files into one Markdown file and flags small splits."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.io import write_json
+from helpers.report import build_report
+
+
+def _metrics(tmp_path):
+    m = tmp_path / "metrics"
+    write_json(m / "01_data_inspection.json", {
+        "profile": "demo", "data": "demo", "problems": 0,
+        "exports": {"cracks": "/x/cracks", "taping": "/x/taping"},
+        "summary": [{"dataset": "taping", "source_split": "valid", "images": 202, "sources": 86,
+                     "objects": 250, "polygons": 0, "boxes": 250, "empty_segmentation": 250}],
+        "leakage": [{"dataset": "taping", "split_a": "train", "split_b": "valid", "key": "source_id",
+                     "n_a": 160, "n_b": 86, "n_shared": 82, "leak_fraction": 82 / 86}],
+    })
+    write_json(m / "05_threshold_sweep.json", {
+        "profile": "demo", "data": "demo", "model": "tiny", "seed": 42,
+        "split_images": {"val": {"cracks": 24, "taping": 18}, "test": {"cracks": 23, "taping": 17}},
+        "thresholds_chosen_on_val": {"cracks": 0.35, "taping": 0.5},
+        "test_iou_at_val_threshold": {"cracks": 0.41, "taping": 0.52},
+        "test_iou_if_tuned_on_test": {"cracks": 0.44, "taping": 0.55},
+        "inflation_from_tuning_on_test": {"cracks": 0.03, "taping": 0.03},
+        "per_class": [{"split": "test", "dataset": "cracks", "images": 23, "iou": 0.41}],
+        "per_prompt_test": [{"dataset": "cracks", "prompt": "segment crack", "images": 23, "iou": 0.4}],
+        "resolution_test": [{"dataset": "cracks", "resolution": "full", "iou": 0.41}],
+        "postprocess_ablation": [{"dataset": "cracks", "split": "val", "method": "none", "iou": 0.4}],
+        "postprocess_chosen_on_val": {"cracks": "none", "taping": "remove_small"},
+    })
+    return tmp_path
+
+
+def test_report_states_run_facts_and_uses_validation_thresholds(tmp_path):
+    text = build_report(_metrics(tmp_path), "demo").read_text()
+    assert text.startswith("# Course report: demo")
+    for fact in ("profile: **demo**", "model: **tiny**", "seed: **42**", "/x/cracks"):
+        assert fact in text
+    assert "Thresholds chosen on **validation**, scores on **test**" in text
+    row = next(line for line in text.splitlines() if line.startswith("| cracks") and "0.35" in line)
+    assert "0.41" in row and "0.44" in row  # honest test score and the inflated one, side by side
+    assert "82" in text and "0.9535" in text  # the export's own leakage
+
+
+def test_report_flags_every_split_smaller_than_twenty_images(tmp_path):
+    text = build_report(_metrics(tmp_path), "demo").read_text()
+    assert "test / taping: 17 images **(only 17 images" in text
+    assert "val / cracks: 24 images\n" in text
+
+
+def test_report_without_metrics_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebooks"):
+        build_report(tmp_path, "demo")
