@@ -10,27 +10,65 @@ from helpers.report import build_report
 
 def _metrics(tmp_path):
     m = tmp_path / "metrics"
-    write_json(m / "01_data_inspection.json", {
-        "profile": "demo", "data": "demo", "problems": 0,
-        "exports": {"cracks": "/x/cracks", "taping": "/x/taping"},
-        "summary": [{"dataset": "taping", "source_split": "valid", "images": 202, "sources": 86,
-                     "objects": 250, "polygons": 0, "boxes": 250, "empty_segmentation": 250}],
-        "leakage": [{"dataset": "taping", "split_a": "train", "split_b": "valid", "key": "source_id",
-                     "n_a": 160, "n_b": 86, "n_shared": 82, "leak_fraction": 82 / 86}],
-    })
-    write_json(m / "05_threshold_sweep.json", {
-        "profile": "demo", "data": "demo", "model": "tiny", "seed": 42,
-        "split_images": {"val": {"cracks": 24, "taping": 18}, "test": {"cracks": 23, "taping": 17}},
-        "thresholds_chosen_on_val": {"cracks": 0.35, "taping": 0.5},
-        "test_iou_at_val_threshold": {"cracks": 0.41, "taping": 0.52},
-        "test_iou_if_tuned_on_test": {"cracks": 0.44, "taping": 0.55},
-        "inflation_from_tuning_on_test": {"cracks": 0.03, "taping": 0.03},
-        "per_class": [{"split": "test", "dataset": "cracks", "images": 23, "iou": 0.41}],
-        "per_prompt_test": [{"dataset": "cracks", "prompt": "segment crack", "images": 23, "iou": 0.4}],
-        "resolution_test": [{"dataset": "cracks", "resolution": "full", "iou": 0.41}],
-        "postprocess_ablation": [{"dataset": "cracks", "split": "val", "method": "none", "iou": 0.4}],
-        "postprocess_chosen_on_val": {"cracks": "none", "taping": "remove_small"},
-    })
+    write_json(
+        m / "01_data_inspection.json",
+        {
+            "profile": "demo",
+            "data": "demo",
+            "problems": 0,
+            "exports": {"cracks": "/x/cracks", "taping": "/x/taping"},
+            "summary": [
+                {
+                    "dataset": "taping",
+                    "source_split": "valid",
+                    "images": 202,
+                    "sources": 86,
+                    "objects": 250,
+                    "polygons": 0,
+                    "boxes": 250,
+                    "empty_segmentation": 250,
+                }
+            ],
+            "leakage": [
+                {
+                    "dataset": "taping",
+                    "split_a": "train",
+                    "split_b": "valid",
+                    "key": "source_id",
+                    "n_a": 160,
+                    "n_b": 86,
+                    "n_shared": 82,
+                    "leak_fraction": 82 / 86,
+                }
+            ],
+        },
+    )
+    write_json(
+        m / "05_threshold_sweep.json",
+        {
+            "profile": "demo",
+            "data": "demo",
+            "model": "tiny",
+            "seed": 42,
+            "split_images": {
+                "val": {"cracks": 24, "taping": 18},
+                "test": {"cracks": 23, "taping": 17},
+            },
+            "thresholds_chosen_on_val": {"cracks": 0.35, "taping": 0.5},
+            "test_iou_at_val_threshold": {"cracks": 0.41, "taping": 0.52},
+            "test_iou_if_tuned_on_test": {"cracks": 0.44, "taping": 0.55},
+            "inflation_from_tuning_on_test": {"cracks": 0.03, "taping": 0.03},
+            "per_class": [{"split": "test", "dataset": "cracks", "images": 23, "iou": 0.41}],
+            "per_prompt_test": [
+                {"dataset": "cracks", "prompt": "segment crack", "images": 23, "iou": 0.4}
+            ],
+            "resolution_test": [{"dataset": "cracks", "resolution": "full", "iou": 0.41}],
+            "postprocess_ablation": [
+                {"dataset": "cracks", "split": "val", "method": "none", "iou": 0.4}
+            ],
+            "postprocess_chosen_on_val": {"cracks": "none", "taping": "remove_small"},
+        },
+    )
     return tmp_path
 
 
