@@ -223,6 +223,7 @@ def test_box_masks_can_be_refined_into_seams_inside_their_boxes(tmp_path):
     import cv2
     import numpy as np
 
+    from helpers.evaluate.metrics import iou
     from helpers.prepare import prepare_datasets
 
     split = tmp_path / "export" / "train"
@@ -251,7 +252,6 @@ def test_box_masks_can_be_refined_into_seams_inside_their_boxes(tmp_path):
         assert not (seam & ~box).any()  # never outside the box
         band = np.zeros_like(box)
         band[:, 40:52] = True
-        iou = lambda m: (m & band).sum() / (m | band).sum()  # noqa: E731
-        assert iou(seam) > iou(box) + 0.3
+        assert iou(seam, band) > iou(box, band) + 0.3
     with pytest.raises(ValueError, match="box_masks"):
         prepare_datasets(None, tmp_path / "export", tmp_path / "bad", box_masks="sam")
