@@ -96,7 +96,7 @@ def test_text_cache_computes_each_prompt_once_while_the_text_tower_is_frozen(tin
     _, ids, mask = _batch(processor, prompts)
     direct = text_embeddings(model, ids, mask)
     cached = cache.embeddings(model, ids, mask, keys=prompts)
-    torch.testing.assert_close(cached, direct, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cached, direct, atol=1e-5, rtol=0)
     assert (cache.misses, cache.hits, len(cache)) == (2, 1, 2)
     # keyed by token ids when no prompt strings are given; padding length does not matter
     longer = processor.tokenizer(["segment crack"], padding="max_length", return_tensors="pt")
