@@ -33,12 +33,17 @@ run: data
 report: setup
 	$(PY) -m helpers.report --profile $(PROFILE)
 
+# Unit, real-data and notebook tests in one pytest run; nbval re-executes 01-03 and compares
+# the cells tagged nbval-check-output with their stored outputs.
+NBVAL_NOTEBOOKS := notebooks/01_data_inspection.ipynb notebooks/02_mask_rendering.ipynb \
+	notebooks/03_joint_dataset.ipynb
+
 test: data
 	$(PY) -m ruff check helpers tests
-	$(PY) -m pytest
+	$(PY) -m pytest tests $(NBVAL_NOTEBOOKS) --nbval-lax
 
 test-fast: data
-	$(PY) -m pytest -m "not slow and not notebook"
+	$(PY) -m pytest tests -m "not slow and not notebook"
 
 lint: setup
 	$(PY) -m ruff check helpers tests

@@ -1,0 +1,82 @@
+"""Notebooks 04-07 and the report, executed headlessly with small parameters (1 epoch).
+
+The demo defaults are exercised by `make run`; here the same code paths run quickly and the
+tests assert on the numbers each notebook records in its metrics file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import run_notebooks
+from helpers.io import read_json
+from helpers.paths import metrics_dir, profile_dir
+from helpers.report import build_report, export_html
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+RUN = "test-smoke"
+
+
+@pytest.fixture(scope="module")
+def executed():
+    names = run_notebooks.select(["04", "05", "06", "07"])
+    params = {"run_name": RUN, "epochs": 1, "n_gallery": 1}
+    run_notebooks.run("demo", names, params)
+    return {name: read_json(metrics_dir(RUN) / f"{name}.json") for name in names}
+
+
+def test_04_shows_the_gradient_trap_and_the_prompt_switch_numbers(executed):
+    m = executed["04_lora_training"]
+    trap = {(r["forward"], r["part"]): r for r in m["gradient_trap"]}
+    for part in ("vision", "text"):
+        assert trap[("stock", part)]["with_gradient"] == 0
+        assert trap[("course", part)]["with_gradient"] > 0
+    assert trap[("stock", "decoder")]["with_gradient"] > 0
+    assert set(m["val_iou_untrained"]) == set(m["val_iou_lora"]) == {"cracks", "taping"}
+    share = m["foreground_share_threshold_0.5"]
+    assert set(share) == {"cracks", "taping"}
+    assert set(share["cracks"]) == {"segment crack", "segment taping area"}
+
+
+def test_05_chooses_thresholds_on_validation_and_writes_predict_defaults(executed):
+    m = executed["05_threshold_sweep"]
+    assert set(m["thresholds_chosen_on_val"]) == {"cracks", "taping"}
+    for cls, inflation in m["inflation_from_tuning_on_test"].items():
+        assert inflation >= -1e-9, f"tuning on test cannot score lower on test ({cls})"
+    images = {(r["dataset"], r["prompt"]): r["images"] for r in m["per_prompt_test"]}
+    for cls in ("cracks", "taping"):
+        assert len({n for (d, _), n in images.items() if d == cls}) == 1  # paired: same images
+    settings = read_json(m["predict_settings"])
+    assert settings["threshold"] == m["thresholds_chosen_on_val"]
+    assert settings["postprocess"] == m["postprocess_chosen_on_val"]
+
+
+def test_06_compares_three_modes_under_one_protocol(executed):
+    m = executed["06_full_vs_lora"]
+    rows = {r["mode"]: r for r in m["comparison"]}
+    assert set(rows) == {"decoder", "lora", "full"}
+    assert rows["lora"]["trainable_parameters"] < rows["decoder"]["trainable_parameters"]
+    assert rows["decoder"]["trainable_parameters"] < rows["full"]["trainable_parameters"]
+    assert rows["lora"]["checkpoint_mb"] < rows["full"]["checkpoint_mb"]
+    for row in rows.values():
+        assert {"test_iou_cracks", "test_iou_taping", "val_iou_cracks"} <= set(row)
+
+
+def test_07_measures_the_rectangle_bias_and_the_refinement(executed):
+    m = executed["07_failure_analysis"]
+    assert sum(sum(v.values()) for v in m["taxonomy_counts"].values()) == sum(
+        m["test_images"].values()
+    )
+    q = m["refinement_iou_vs_true_seams"]
+    assert q["refined_iou"] > q["rectangle_iou"]
+    against = {r["scored_against"] for r in m["rectangle_bias"]}
+    assert against == {"rectangle labels", "true seams"}
+    assert len(m["refined_training_effect"]) == 2
+
+
+def test_report_gathers_every_notebook(executed):
+    html = export_html(profile_dir(RUN))
+    assert {p.stem for p in html} >= set(executed)
+    text = build_report(profile_dir(RUN), RUN).read_text()
+    for name in executed:
+        assert f"html/{name}.html" in text
