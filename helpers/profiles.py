@@ -49,10 +49,12 @@ PROFILES: dict[str, Profile] = {
         cracks_export="",
         taping_export="",
         batch_size=8,
-        epochs=6,
-        lr=2e-3,
+        epochs=8,
+        lr=5e-3,
         tower_lr=5e-4,
         full_lr=1e-3,
+        patience=8,
+        negative_rate=0.5,  # the other class's prompt on half the images: teaches the switch
     ),
     "full": Profile(
         name="full",

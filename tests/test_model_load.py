@@ -10,12 +10,16 @@ import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
 from helpers.model.load import (
+    PRETRAIN_FILE,
+    TINY_VERSION,
     atomic_folder,
+    build_pretrained_tiny_model,
     build_tiny_model,
     ensure_tiny_model,
     full_size_config,
     load_model,
 )
+from helpers.model.pretrain import PretrainSettings
 from helpers.model.tokenizer import build_tiny_tokenizer
 
 # The course prompts (helpers.data.prompts.PROMPTS) as the contracts fix them.
@@ -41,9 +45,15 @@ def _all_prompts() -> list[str]:
     return sorted({p for prompts in PROMPTS.values() for p in prompts} | set(COURSE_PROMPTS))
 
 
+# A few pretraining steps on small images: the shipped settings take about a minute.
+CHEAP = PretrainSettings(steps=2, batch_size=2, size=64, warmup=1)
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny-clipseg")
+    return ensure_tiny_model(
+        tmp_path_factory.mktemp("models") / "tiny-clipseg", pretrain=CHEAP, progress=False
+    )
 
 
 def _inputs(processor: CLIPSegProcessor, n: int = 2):
@@ -54,7 +64,7 @@ def _inputs(processor: CLIPSegProcessor, n: int = 2):
 
 
 def test_tiny_model_reloads_with_from_pretrained_to_the_same_logits(tiny_dir):
-    built, processor = build_tiny_model()
+    built, processor, _ = build_pretrained_tiny_model(settings=CHEAP, progress=False)
     loaded = CLIPSegForImageSegmentation.from_pretrained(tiny_dir).eval()
     loaded_processor = CLIPSegProcessor.from_pretrained(tiny_dir)
     inputs = _inputs(processor)
@@ -80,12 +90,33 @@ def test_tiny_model_is_deterministic_and_small():
     assert len(a.clip.vision_model.encoder.layers) > max(a.config.extract_layers) + 1
 
 
+def test_pretraining_changes_the_random_weights_and_is_recorded(tiny_dir):
+    random_model, _ = build_tiny_model()
+    saved = CLIPSegForImageSegmentation.from_pretrained(tiny_dir)
+    assert not torch.equal(saved.decoder.film_mul.weight, random_model.decoder.film_mul.weight)
+    summary = json.loads((tiny_dir / PRETRAIN_FILE).read_text(encoding="utf-8"))
+    assert summary["settings"] == CHEAP.to_dict()
+    assert summary["tiny_version"] == TINY_VERSION
+    assert {"line", "band"} <= set(summary["held_out_iou"])
+
+
 def test_ensure_tiny_model_builds_once(tiny_dir):
     stamp = (tiny_dir / "model.safetensors").stat().st_mtime_ns
-    assert ensure_tiny_model(tiny_dir) == tiny_dir
+    assert ensure_tiny_model(tiny_dir, pretrain=CHEAP) == tiny_dir
     assert (tiny_dir / "model.safetensors").stat().st_mtime_ns == stamp
     leftovers = [p.name for p in tiny_dir.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_ensure_tiny_model_rebuilds_when_the_settings_change(tiny_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiny-clipseg"
+    shutil.copytree(tiny_dir, copy)
+    other = PretrainSettings(steps=1, batch_size=2, size=64, warmup=1)
+    ensure_tiny_model(copy, pretrain=other, progress=False)
+    summary = json.loads((copy / PRETRAIN_FILE).read_text(encoding="utf-8"))
+    assert summary["settings"] == other.to_dict()
 
 
 def test_load_model_reads_a_saved_folder(tiny_dir):
@@ -98,10 +129,18 @@ def test_load_model_reads_a_saved_folder(tiny_dir):
 
 def test_load_model_tiny_uses_the_shared_cache():
     model, processor = load_model("tiny")
-    built, _ = build_tiny_model()
+    folder = ensure_tiny_model()
+    assert (folder / PRETRAIN_FILE).is_file()
+    cached = CLIPSegForImageSegmentation.from_pretrained(folder)
     torch.testing.assert_close(
-        model.decoder.film_mul.weight, built.decoder.film_mul.weight, atol=0, rtol=0
+        model.decoder.film_mul.weight, cached.decoder.film_mul.weight, atol=0, rtol=0
     )
+    built, _ = build_tiny_model()
+    for part in ("vision_config", "text_config"):
+        got, want = getattr(model.config, part), getattr(built.config, part)
+        assert got.hidden_size == want.hidden_size
+        assert got.num_hidden_layers == want.num_hidden_layers
+    assert model.config.extract_layers == built.config.extract_layers
     assert processor("segment crack")["input_ids"][0] == processor.tokenizer.bos_token_id
 
 

@@ -1,9 +1,11 @@
 """Load CLIPSeg and its processor: the Hub checkpoint, a saved folder, or a tiny local model.
 
 The tiny model is a CLIPSeg of the same architecture family built from a `CLIPSegConfig`
-with random (seeded) weights and its own small tokenizer. It is saved once with
-`save_pretrained` and then loaded with `from_pretrained` exactly like the real checkpoint, so
-every code path downstream is the same; only the numbers it produces mean nothing.
+with its own small tokenizer. Its seeded random weights are first pretrained on a generic
+prompted-shapes task (`helpers.model.pretrain`), standing in for the real checkpoint's
+pretraining; then it is saved once with `save_pretrained` (with a `tiny_pretraining.json`
+summary) and loaded with `from_pretrained` exactly like the real checkpoint, so every code
+path downstream is the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
+from helpers.io import write_json
+from helpers.model.pretrain import PretrainSettings, pretrain_tiny
 from helpers.model.tokenizer import build_tiny_tokenizer
 from helpers.paths import models_dir
 
@@ -28,7 +32,8 @@ IMAGE_SIZE = 352
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Bumped whenever the tiny recipe changes, so a stale saved copy is rebuilt.
-TINY_VERSION = 1
+TINY_VERSION = 2
+PRETRAIN_FILE = "tiny_pretraining.json"
 
 
 def full_size_config() -> CLIPSegConfig:
@@ -119,7 +124,7 @@ def _rescale_decoder_init(model: CLIPSegForImageSegmentation) -> None:
 
 
 def build_tiny_model(seed: int = TINY_SEED) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
-    """Build the tiny model and its processor in memory (deterministic for a given seed)."""
+    """The tiny model with random weights and its processor (deterministic for a given seed)."""
     tokenizer = build_tiny_tokenizer()
     config = tiny_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     state = torch.random.get_rng_state()
@@ -153,26 +158,66 @@ def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _tiny_is_complete(path: Path) -> bool:
+def build_pretrained_tiny_model(
+    seed: int = TINY_SEED, settings: PretrainSettings | None = None, progress: bool = True
+) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor, dict]:
+    """The tiny model pretrained on prompted shapes, its processor and the pretraining summary.
+
+    Deterministic for a given seed and settings (on the same machine and thread count).
+    """
+    import json
+
+    model, processor = build_tiny_model(seed)
+    state = torch.random.get_rng_state()
+    try:
+        summary = pretrain_tiny(model, processor, settings, progress=progress)
+    finally:
+        torch.random.set_rng_state(state)
+    summary = {"tiny_version": TINY_VERSION, "seed": seed, **summary}
+    return model.eval(), processor, json.loads(json.dumps(summary))
+
+
+def _tiny_is_complete(path: Path, settings: PretrainSettings) -> bool:
+    import json
+
     marker = path / "tiny_version.txt"
-    return (
+    summary = path / PRETRAIN_FILE
+    if not (
         marker.is_file()
         and marker.read_text().strip() == str(TINY_VERSION)
+        and summary.is_file()
         and (path / "config.json").is_file()
         and (path / "model.safetensors").is_file()
         and (path / "tokenizer.json").is_file()
-    )
+    ):
+        return False
+    try:
+        saved = json.loads(summary.read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError):
+        return False
+    return saved == settings.to_dict()
 
 
-def ensure_tiny_model(path: str | os.PathLike[str] | None = None) -> Path:
-    """Save the tiny model, tokenizer and processor once (atomically) and return the folder."""
+def ensure_tiny_model(
+    path: str | os.PathLike[str] | None = None,
+    pretrain: PretrainSettings | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build, pretrain and save the tiny model once (atomically); return its folder.
+
+    `pretrain` defaults to the shipped settings (about a minute on 2 CPU cores); a folder
+    built with other settings or an older recipe is rebuilt.
+    """
     path = Path(path) if path is not None else models_dir() / "tiny-clipseg"
-    if _tiny_is_complete(path):
+    settings = pretrain or PretrainSettings()
+    if _tiny_is_complete(path, settings):
         return path
     with atomic_folder(path) as tmp:
-        model, processor = build_tiny_model()
+        model, processor, summary = build_pretrained_tiny_model(settings=settings,
+                                                                progress=progress)
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        write_json(tmp / PRETRAIN_FILE, summary)
         (tmp / "tiny_version.txt").write_text(f"{TINY_VERSION}\n")
     return path
 
@@ -220,7 +265,56 @@ def load_model(
             f"could not load '{name}' ({hint}). On a machine with internet access run "
             f"load_model('{name}') once to fill the Hugging Face cache (or save it with "
             "save_pretrained to a folder and pass that folder); without internet use "
-            "load_model('tiny') for a small random-weight model."
+            "load_model('tiny') for a small locally pretrained model."
         ) from err
     model.eval()
     return model, processor
+
+
+def load_processor(name: str | os.PathLike[str] = DEFAULT_MODEL) -> CLIPSegProcessor:
+    """Only the processor of a model (Hub id, folder or "tiny"); cheap for the tiny model."""
+    folder: str | Path = ensure_tiny_model() if str(name) == TINY else name
+    try:
+        return CLIPSegProcessor.from_pretrained(folder)
+    except OSError as err:
+        raise OSError(
+            f"could not load the processor of '{name}': {err}. Without internet use 'tiny' or "
+            "a folder written by save_pretrained."
+        ) from err
+
+
+def load_for_inference(
+    name: str | os.PathLike[str], base: str | None = None
+) -> tuple[torch.nn.Module, CLIPSegProcessor]:
+    """A model ready to predict, from a Hub id, "tiny", a saved folder, or a training checkpoint.
+
+    A checkpoint written during training (`trainable.json` inside: adapters, a decoder or a
+    whole model) is put on its base model: `base` when given, else the base recorded in the
+    run's `run.json` one folder up. Its processor is read from the checkpoint when saved there.
+    """
+    import json
+
+    from helpers.model.modes import MODE_FILE, load_trainable, saved_mode
+
+    folder = Path(name)
+    if not (folder / MODE_FILE).is_file():
+        return load_model(name)
+    mode = saved_mode(folder)
+    if base is None:
+        run_file = folder.parent / "run.json"
+        if run_file.is_file():
+            base = json.loads(run_file.read_text(encoding="utf-8")).get("base_model")
+    if base is None and mode == "lora":
+        adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        base = adapter.get("base_model_name_or_path")
+    if base is None:
+        raise ValueError(
+            f"{folder} holds a '{mode}' checkpoint but its base model is not recorded; "
+            "pass the base model (e.g. --base CIDAS/clipseg-rd64-refined or --base tiny)"
+        )
+    model, processor = load_model(base)
+    if (folder / "preprocessor_config.json").is_file() or (
+        folder / "processor_config.json"
+    ).is_file():
+        processor = CLIPSegProcessor.from_pretrained(folder)
+    return load_trainable(model, mode, folder), processor

@@ -38,6 +38,8 @@ COMMON_WORDS = (
     "segmentation detect find show highlight locate all every some any no not "
     "inspection quality check repair finish finished unfinished rough smooth texture"
 )
+# Words of the tiny model's pretraining prompts (helpers.model.pretrain.SHAPE_PROMPTS).
+SHAPE_WORDS = "band bands stripe stripes blob blobs round square squares box boxes shape circle"
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +109,7 @@ def build_vocab_and_merges(
     ranks: dict[tuple[str, str], int] = {}
     words = dict.fromkeys(
         w
-        for text in (PROMPT_WORDS, COMMON_WORDS, " ".join(extra_words))
+        for text in (PROMPT_WORDS, COMMON_WORDS, SHAPE_WORDS, " ".join(extra_words))
         for w in re.findall(r"[a-z]+", text.lower())
     )
     for word in words:
