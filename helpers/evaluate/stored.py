@@ -44,6 +44,8 @@ def stored_scores(
     rows = []
     subset = manifest[manifest["split"].isin(splits)]
     for r in subset.itertuples():
+        if r.dataset not in prompts:  # only the classes asked for
+            continue
         ref_path = str(getattr(r, truth) or "")
         if not ref_path or ref_path == "nan":
             continue
