@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+from helpers.io import atomic_folder
 from helpers.model.load import (
     PRETRAIN_FILE,
     TINY_VERSION,
-    atomic_folder,
     build_pretrained_tiny_model,
     build_tiny_model,
     ensure_tiny_model,

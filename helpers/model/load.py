@@ -11,16 +11,12 @@ path downstream is the same.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from helpers.io import write_json
+from helpers.io import atomic_folder, write_json
 from helpers.model.pretrain import PretrainSettings, pretrain_tiny
 from helpers.model.tokenizer import build_tiny_tokenizer
 from helpers.paths import models_dir
@@ -138,26 +134,6 @@ def build_tiny_model(seed: int = TINY_SEED) -> tuple[CLIPSegForImageSegmentation
     return model, build_processor(tokenizer)
 
 
-@contextmanager
-def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `target`; it replaces `target` on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / target.name)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def build_pretrained_tiny_model(
     seed: int = TINY_SEED, settings: PretrainSettings | None = None, progress: bool = True
 ) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor, dict]:
@@ -213,8 +189,9 @@ def ensure_tiny_model(
     if _tiny_is_complete(path, settings):
         return path
     with atomic_folder(path) as tmp:
-        model, processor, summary = build_pretrained_tiny_model(settings=settings,
-                                                                progress=progress)
+        model, processor, summary = build_pretrained_tiny_model(
+            settings=settings, progress=progress
+        )
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         write_json(tmp / PRETRAIN_FILE, summary)

@@ -17,10 +17,7 @@ under `.<name>.old` and `find_checkpoint` puts it back.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +25,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from helpers.io import read_json, write_json
+from helpers.io import atomic_folder, read_json, write_json
 
 TRAINABLE_FILE = "trainable.safetensors"
 STATE_FILE = "training_state.pt"
 META_FILE = "checkpoint.json"
-
-
-@contextmanager
-def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty temporary folder that replaces `target` only if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = target.parent / f".{target.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old.exists():
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def is_complete(folder: str | os.PathLike[str]) -> bool:
