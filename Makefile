@@ -7,7 +7,6 @@ PROFILE ?= demo
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
@@ -40,10 +39,10 @@ NBVAL_NOTEBOOKS := notebooks/01_data_inspection.ipynb notebooks/02_mask_renderin
 
 test: data
 	$(PY) -m ruff check helpers tests
-	$(PY) -m pytest tests $(NBVAL_NOTEBOOKS) --nbval-lax
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests $(NBVAL_NOTEBOOKS) --nbval-lax
 
 test-fast: data
-	$(PY) -m pytest tests -m "not slow and not notebook"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m "not slow and not notebook"
 
 lint: setup
 	$(PY) -m ruff check helpers tests
