@@ -10,11 +10,11 @@ STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup data run test test-fast lint report clean
+.PHONY: setup data run test test-fast lint report clean clean-venv
 
 setup: $(STAMP)
 
-# Re-install only when the dependency list or the torch choice changed.
+# Re-install only when the dependency list (pyproject.toml) changed; `make clean-venv` forces it.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -49,3 +49,6 @@ lint: setup
 
 clean:
 	rm -rf outputs data/demo data/prepared
+
+clean-venv:
+	rm -rf $(VENV)
