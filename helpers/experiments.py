@@ -37,6 +37,7 @@ def train_config(profile: Profile, mode: str, **overrides: Any):
         "tower_lr": profile.tower_lr if full else None,
         "weight_decay": profile.weight_decay,
         "warmup_fraction": profile.warmup_fraction,
+        "bce_pos_weight": profile.bce_pos_weight,
         "patience": profile.patience,
         "seed": profile.seed,
         "max_steps_per_epoch": profile.max_steps_per_epoch or None,

@@ -31,6 +31,7 @@ class Profile:
     warmup_fraction: float = 0.1
     patience: int = 4
     negative_rate: float = 0.1
+    bce_pos_weight: float = 1.0  # weight of foreground pixels in the BCE loss
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -54,7 +55,7 @@ PROFILES: dict[str, Profile] = {
         tower_lr=5e-4,
         full_lr=1e-3,
         patience=8,
-        negative_rate=0.5,  # the other class's prompt on half the images: teaches the switch
+        negative_rate=0.7,  # the other class's prompt on most images: teaches the switch
     ),
     "full": Profile(
         name="full",

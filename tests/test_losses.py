@@ -91,3 +91,29 @@ def test_bad_arguments_raise_clear_errors() -> None:
         BCEDiceLoss(bce_weight=-1.0)
     with pytest.raises(ValueError, match="both be 0"):
         BCEDiceLoss(0.0, 0.0)
+
+
+def test_pos_weight_scales_only_the_foreground_bce() -> None:
+    logits = torch.tensor([[[0.5, -1.0], [2.0, 0.0]]])
+    targets = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    plain = BCEDiceLoss().components(logits, targets)
+    weighted = BCEDiceLoss(pos_weight=3.0).components(logits, targets)
+    p = torch.sigmoid(logits)
+    fg = -(targets * torch.log(p)).mean()
+    bg = -((1 - targets) * torch.log(1 - p)).mean()
+    assert plain["bce"].item() == pytest.approx((fg + bg).item(), rel=1e-5)
+    assert weighted["bce"].item() == pytest.approx((3 * fg + bg).item(), rel=1e-5)
+    assert weighted["dice"].item() == pytest.approx(plain["dice"].item(), rel=1e-6)
+
+
+def test_pos_weight_makes_missed_foreground_cost_more() -> None:
+    targets = torch.zeros(1, 8, 8)
+    targets[0, 3, :] = 1  # a thin line
+    missed = torch.full((1, 8, 8), -5.0)
+    assert BCEDiceLoss(pos_weight=4.0)(missed, targets) > BCEDiceLoss()(missed, targets)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_pos_weight_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="pos_weight"):
+        BCEDiceLoss(pos_weight=bad)

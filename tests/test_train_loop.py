@@ -278,6 +278,7 @@ def test_evaluation_scores_per_class_and_skips_negatives() -> None:
         ("patience", 0, "patience"),
         ("threshold", 1.0, "threshold"),
         ("lr", 0.0, "lr must be > 0"),
+        ("bce_pos_weight", 0.0, "bce_pos_weight must be > 0"),
     ],
 )
 def test_config_validation_errors_are_clear(field: str, value: Any, message: str) -> None:

@@ -39,7 +39,7 @@ from pycocotools import mask as mask_utils
 
 from helpers.io import write_mask_png
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 STAMP_NAME = "demo_stamp.json"
 JPEG_QUALITY = 90
 DATE_CREATED = "2025-06-02T09:15:00+00:00"
@@ -343,7 +343,7 @@ def _draw_crack_set(rng: np.random.Generator, size: int, s: float) -> np.ndarray
         else:
             start = rng.uniform(0.15, 0.85, 2) * size
             heading = rng.uniform(0, 2 * np.pi)
-        width = (1.0 + 7.0 * rng.beta(1.3, 3.0)) * s  # about 1-8 px at 320 px
+        width = (1.0 + 7.0 * rng.beta(2.0, 2.5)) * s  # about 1-8 px at 320 px, mean ~4 px
         _crack_path(rng, mask, start, heading, rng.uniform(0.35, 1.2) * size, width, s, 0)
     return mask
 

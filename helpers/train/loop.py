@@ -80,6 +80,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping
     bce_weight: float = 1.0
     dice_weight: float = 1.0
+    bce_pos_weight: float = 1.0  # weight of foreground pixels in the BCE term (> 0)
     patience: int | None = 5  # validations without a better mIoU before stopping; None: never
     min_delta: float = 0.0  # improvement needed to count as better
     seed: int = 42
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.min_delta < 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+        if not self.bce_pos_weight > 0:
+            raise ValueError(f"bce_pos_weight must be > 0, got {self.bce_pos_weight}")
         BCEDiceLoss(self.bce_weight, self.dice_weight)  # validates the weights
 
     def to_dict(self) -> dict[str, Any]:
@@ -450,7 +453,7 @@ def train(
         raise ValueError("the model has no trainable parameters; prepare it with apply_mode")
     device = params[0].device
     amp_dtype = resolve_amp(cfg.amp, device)
-    criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight)
+    criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, pos_weight=cfg.bce_pos_weight)
     if evaluate_fn is None:
         evaluate_fn = partial(
             evaluate_segmentation, threshold=cfg.threshold, amp_dtype=amp_dtype,

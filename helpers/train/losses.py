@@ -32,11 +32,18 @@ class BCEDiceLoss(nn.Module):
     first works). BCE is the mean over every pixel of the batch. Dice is computed per image
     (see `soft_dice_per_image`) and then averaged over the batch, so a small crack counts as
     much as a large taped joint and an empty (negative) target is handled without 0/0.
-    Computed in float32 even when the logits come out of a bf16/fp16 autocast region.
+    `pos_weight` multiplies the BCE term of foreground pixels (as in PyTorch's
+    `binary_cross_entropy_with_logits`): values > 1 make missing a thin object cost more
+    than a false alarm of the same size. Computed in float32 even when the logits come out
+    of a bf16/fp16 autocast region.
     """
 
     def __init__(
-        self, bce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0
+        self,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        smooth: float = 1.0,
+        pos_weight: float = 1.0,
     ) -> None:
         super().__init__()
         for name, value in (("bce_weight", bce_weight), ("dice_weight", dice_weight)):
@@ -46,9 +53,12 @@ class BCEDiceLoss(nn.Module):
             raise ValueError("bce_weight and dice_weight cannot both be 0")
         if smooth < 0:
             raise ValueError(f"smooth must be >= 0, got {smooth}")
+        if not pos_weight > 0:
+            raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
+        self.pos_weight = float(pos_weight)
 
     def components(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unweighted parts: `bce` and `dice` (= 1 - mean per-image soft Dice)."""
@@ -58,7 +68,10 @@ class BCEDiceLoss(nn.Module):
             )
         logits = logits.float()
         targets = targets.float()
-        bce = F.binary_cross_entropy_with_logits(logits, targets)
+        pos_weight = None
+        if self.pos_weight != 1.0:
+            pos_weight = torch.tensor(self.pos_weight, device=logits.device)
+        bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
         dice = 1.0 - soft_dice_per_image(torch.sigmoid(logits), targets, self.smooth).mean()
         return {"bce": bce, "dice": dice}
 
@@ -67,4 +80,7 @@ class BCEDiceLoss(nn.Module):
         return self.bce_weight * parts["bce"] + self.dice_weight * parts["dice"]
 
     def extra_repr(self) -> str:
-        return f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, smooth={self.smooth}"
+        return (
+            f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, "
+            f"smooth={self.smooth}, pos_weight={self.pos_weight}"
+        )
