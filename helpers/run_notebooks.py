@@ -107,8 +107,11 @@ def store_expected_outputs(executed: Path, source: Path) -> int:
         cell.execution_count = None
         cell.outputs = []
         if CHECK_TAG in cell.get("metadata", {}).get("tags", []) and cell.get("id") in by_id:
-            outputs = by_id[cell["id"]].get("outputs", [])
-            cell.outputs = [o for o in outputs if o.get("output_type") != "display_data"]
+            ran = by_id[cell["id"]]
+            cell.outputs = [
+                o for o in ran.get("outputs", []) if o.get("output_type") != "display_data"
+            ]
+            cell.execution_count = ran.get("execution_count") or 1  # nbval skips unrun cells
             stored += 1
     with atomic_path(source) as tmp:
         nbformat.write(src, tmp)
