@@ -117,9 +117,9 @@ def section_04(m: dict) -> str:
         f"Trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; "
         f"best epoch {m['best_epoch']} of {m['epochs_run']}; {m['train_seconds']:.0f} s.",
         "",
-        f"Validation IoU per class (threshold 0.5, 352x352, {m.get('val_images', '?')} "
-        "validation images):",
+        "Validation IoU per class (threshold 0.5, 352x352; one sampled prompt per image):",
         "",
+        _split_sizes({"val": m["val_images_per_class"]}) if "val_images_per_class" in m else "",
         _table(rows),
         "",
         "Foreground share per prompt (rows: image class; validation; threshold 0.5):",

@@ -92,3 +92,28 @@ def test_report_flags_every_split_smaller_than_twenty_images(tmp_path):
 def test_report_without_metrics_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebooks"):
         build_report(tmp_path, "demo")
+
+
+def test_report_flags_small_validation_classes_in_the_training_section(tmp_path):
+    write_json(
+        tmp_path / "metrics" / "04_lora_training.json",
+        {
+            "profile": "demo",
+            "data": "demo",
+            "model": "tiny",
+            "seed": 42,
+            "trainable_parameters": 38912,
+            "total_parameters": 714257,
+            "best_epoch": 6,
+            "epochs_run": 8,
+            "train_seconds": 79.0,
+            "val_images": 42,
+            "val_images_per_class": {"cracks": 24, "taping": 18},
+            "val_iou_untrained": {"cracks": 0.17, "taping": 0.03},
+            "val_iou_lora": {"cracks": 0.17, "taping": 0.17},
+            "foreground_share_threshold_0.5": {"cracks": {"segment crack": 0.015}},
+        },
+    )
+    text = build_report(tmp_path, "demo").read_text()
+    assert "val / taping: 18 images **(only 18 images" in text
+    assert "val / cracks: 24 images\n" in text
