@@ -16,6 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from helpers.data import synthetic
+from helpers.data.describe import stroke_width
 from helpers.data.synthetic import STAMP_NAME, DemoPaths, generate_demo_exports
 from helpers.demo_data import ensure_demo_data, main
 
@@ -238,3 +239,31 @@ def test_cli_help_and_paths(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     printed = capsys.readouterr().out
     assert str(tmp_path / "demo" / "drywall-join-seams") in printed
     assert json.loads((tmp_path / "demo" / STAMP_NAME).read_text())["image_size"] == 320
+
+
+def test_crack_outlines_are_loose_like_the_real_annotations(tmp_path: Path) -> None:
+    """Annotated widths match the real export's (median 10 px at 352 px, quartiles 5 and 17)."""
+    size = 320  # the demo's own size: crack widths do not scale down exactly
+    demo = generate_demo_exports(
+        tmp_path / "demo", seed=3, image_size=size, n_crack_sources=10, n_taping_sources=2
+    )
+    widths, covered = [], []
+    for split in CRACK_SPLITS:
+        data = load(demo.cracks, split)
+        names = {im["id"]: im["file_name"] for im in data["images"]}
+        by_image = defaultdict(list)
+        for ann in data["annotations"]:
+            by_image[ann["image_id"]] += ann["segmentation"]
+        for image_id, polygons in by_image.items():
+            if not polygons:
+                continue
+            mask = mask_utils.decode(
+                mask_utils.merge(mask_utils.frPyObjects(polygons, size, size))
+            ).astype(bool)
+            widths.append(stroke_width(mask) * 352 / size)
+            grey = cv2.imread(str(demo.cracks / split / names[image_id]), 0).astype(float)
+            dark = grey < cv2.GaussianBlur(grey, (0, 0), 4) - 30  # the drawn crack
+            covered.append(mask[dark].mean() if dark.any() else 1.0)
+    assert len(widths) >= 5
+    assert 6.0 <= float(np.median(widths)) <= 15.0
+    assert float(np.median(covered)) > 0.8  # the outline holds the dark crack pixels
