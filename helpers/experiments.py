@@ -37,6 +37,8 @@ def train_config(profile: Profile, mode: str, **overrides: Any):
         "tower_lr": profile.tower_lr if full else None,
         "weight_decay": profile.weight_decay,
         "warmup_fraction": profile.warmup_fraction,
+        "bce_weight": profile.bce_weight,
+        "dice_weight": profile.dice_weight,
         "bce_pos_weight": profile.bce_pos_weight,
         "patience": profile.patience,
         "seed": profile.seed,
@@ -59,10 +61,18 @@ def run_folder(run: str, mode: str) -> Path:
 
 
 def _fingerprint(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> str:
-    """What makes two runs the same: model, data, split and every training setting."""
-    data = manifest[["image_path", "mask_path", "split", "dataset"]].to_csv(index=False)
+    """What makes two runs the same: model, data, split and every training setting.
+
+    The data part covers the masks' content through `mask_fraction`, so regenerated data under
+    the same file names is not mistaken for the old; `tiny` counts with its recipe version.
+    """
+    from helpers.model.load import TINY, TINY_VERSION
+
+    columns = ["image_path", "mask_path", "split", "dataset", "mask_fraction"]
+    data = manifest[[c for c in columns if c in manifest.columns]].to_csv(index=False)
     payload = {
         "model": profile.model,
+        "tiny_version": TINY_VERSION if profile.model == TINY else None,
         "image_size": profile.image_size,
         "negative_rate": profile.negative_rate,
         "train": cfg.to_dict(),

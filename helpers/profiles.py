@@ -31,6 +31,8 @@ class Profile:
     warmup_fraction: float = 0.1
     patience: int = 4
     negative_rate: float = 0.1
+    bce_weight: float = 1.0  # loss = bce_weight * BCE + dice_weight * (1 - soft Dice)
+    dice_weight: float = 1.0
     bce_pos_weight: float = 1.0  # weight of foreground pixels in the BCE loss
     lora_r: int = 16
     lora_alpha: int = 32
