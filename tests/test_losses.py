@@ -117,3 +117,19 @@ def test_pos_weight_makes_missed_foreground_cost_more() -> None:
 def test_pos_weight_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="pos_weight"):
         BCEDiceLoss(pos_weight=bad)
+
+
+def test_on_an_empty_target_dice_barely_pushes_false_positives_down_and_bce_does() -> None:
+    """Why negative pairs need the BCE term: soft Dice saturates once many pixels are on."""
+    logits = torch.full((1, 64, 64), 1.0)  # p = 0.73 everywhere, where nothing should be
+    target = torch.zeros(1, 64, 64)
+
+    def grad(loss: BCEDiceLoss) -> torch.Tensor:
+        x = logits.clone().requires_grad_(True)
+        loss(x, target).backward()
+        return x.grad
+
+    from_dice = grad(BCEDiceLoss(bce_weight=0.0, dice_weight=1.0)).abs().sum()
+    from_bce = grad(BCEDiceLoss(bce_weight=1.0, dice_weight=0.0)).abs().sum()
+    assert float(from_dice) < 1e-3 * float(from_bce)
+    assert (grad(BCEDiceLoss()) > 0).all()  # the sum still lowers every false positive
