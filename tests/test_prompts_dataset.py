@@ -171,23 +171,36 @@ def test_prompts_change_with_set_epoch_and_repeat_for_a_seed(
         assert class_of_prompt(prompt) == name
 
 
-def test_negative_pairs_at_the_requested_rate(manifest: pd.DataFrame, vit_processor) -> None:
-    big = _many_rows(manifest, 1500)
+def test_negative_pairs_come_on_top_of_every_positive(
+    manifest: pd.DataFrame, vit_processor
+) -> None:
+    big = _many_rows(manifest, 200)
     ds = JointSegmentationDataset(big, "train", vit_processor, negative_rate=0.3, seed=1)
+    n = len(ds.frame)
+    assert ds.n_negatives == round(0.3 * n) and len(ds) == n + ds.n_negatives
     pairs = [ds.pair(i) for i in range(len(ds))]
-    rate = np.mean([negative for _, negative in pairs])
-    assert rate == pytest.approx(0.3, abs=0.04)
-    for (prompt, negative), name in zip(pairs, big["dataset"], strict=True):
-        assert (class_of_prompt(prompt) != name) == negative
+    assert [negative for _, negative in pairs] == [False] * n + [True] * ds.n_negatives
+    # every image keeps its positive pair; negatives show distinct images, the other class
+    images = [ds.image_of(i) for i in range(len(ds))]
+    assert images[:n] == list(range(n))
+    assert len(set(images[n:])) == ds.n_negatives
+    for i, (prompt, negative) in enumerate(pairs):
+        assert (class_of_prompt(prompt) != big["dataset"].iloc[images[i]]) == negative
+    ds.set_epoch(1)
+    assert [ds.image_of(i) for i in range(n, len(ds))] != images[n:]  # drawn afresh per epoch
 
-    index = next(i for i, (_, negative) in enumerate(pairs) if negative)
-    item = ds[index]
-    assert item["is_negative"] is True
+    ds.set_epoch(0)
+    item = ds[n]
+    assert item["is_negative"] is True and item["index"] == images[n]
     assert float(item["labels"].abs().sum()) == 0.0
     assert class_of_prompt(item["prompt"]) != item["dataset"]
+    with pytest.raises(IndexError):
+        ds[len(ds)]
 
     plain = JointSegmentationDataset(big, "train", vit_processor, seed=1)
-    assert not any(plain.pair(i)[1] for i in range(len(plain)))
+    assert len(plain) == n and not any(plain.pair(i)[1] for i in range(len(plain)))
+    # turning negatives on leaves the positives' prompts as they were
+    assert [plain.pair(i) for i in range(n)] == pairs[:n]
 
 
 def test_augmentation_moves_image_and_mask_together(manifest: pd.DataFrame, vit_processor) -> None:

@@ -1,9 +1,10 @@
 """The joint cracks + taping dataset: (image, prompt) -> soft target mask, with a collate function.
 
-Each item pairs one image with one prompt of its class, drawn afresh each epoch (fixed by
-seed, epoch and index, so runs repeat exactly). Optional negative pairs show the image with a
-prompt of the other class and an all-zero target, teaching the model that "segment crack" on a
-taped seam means "nothing here".
+Each epoch shows every image once with a prompt of its class, drawn afresh each epoch (fixed
+by seed, epoch and index, so runs repeat exactly). Optional negative pairs come on top: an
+image shown with a prompt of the other class and an all-zero target, teaching the model that
+"segment crack" on a taped seam means "nothing here". They are extra items, so asking for
+negatives never takes positive examples away.
 
 With a `DataLoader(num_workers > 0)`, leave `persistent_workers=False` (the default) so each
 epoch's workers receive the dataset after `set_epoch`.
@@ -27,6 +28,7 @@ from helpers.data.prompts import (
     PROMPTS,
     STREAM_AUGMENT,
     STREAM_NEGATIVE,
+    STREAM_NEGATIVE_IMAGES,
     item_rng,
     prompts_for,
     sample_prompt,
@@ -114,6 +116,9 @@ class JointSegmentationDataset(Dataset):
 
     Item: {"pixel_values": (3, S, S) float, "labels": (S, S) float in [0, 1], "prompt": str,
     "dataset": str, "is_negative": bool, "index": int} where `index` is the row of `self.frame`.
+    Items `0 .. n-1` are the n images with a prompt of their class; with `negative_rate` r,
+    items `n .. n + round(r n) - 1` are negative pairs of images drawn without repeats, afresh
+    each epoch.
     Without augmentation, `pixel_values` equals what `CLIPSegProcessor(images=img)` returns
     (at size 352). Needs manifest columns image_path, dataset, split and `mask_column`.
     """
@@ -185,33 +190,48 @@ class JointSegmentationDataset(Dataset):
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
 
+    @property
+    def n_negatives(self) -> int:
+        """Negative pairs per epoch: `round(negative_rate * images)`."""
+        return int(round(self.negative_rate * len(self.frame)))
+
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.frame) + self.n_negatives
+
+    def image_of(self, index: int) -> int:
+        """The row of `self.frame` that item `index` shows in the current epoch."""
+        n = len(self.frame)
+        if index < n:
+            return index
+        rng = item_rng(self.seed, self.epoch, 0, STREAM_NEGATIVE_IMAGES)
+        return int(rng.permutation(n)[index - n])
 
     def pair(self, index: int) -> tuple[str, bool]:
         """The (prompt, is_negative) item `index` gets in the current epoch (no image read)."""
-        dataset = str(self.frame.at[index, "dataset"])
-        if self.negative_rate > 0:
-            rng = item_rng(self.seed, self.epoch, index, STREAM_NEGATIVE)
-            if rng.random() < self.negative_rate:
-                others = self._other_classes(dataset)
-                other = others[int(rng.integers(len(others)))]
-                options = self.prompts[other]
-                return options[int(rng.integers(len(options)))], True
-        return sample_prompt(dataset, self.seed, self.epoch, index, self.prompts), False
+        row = self.image_of(index)
+        dataset = str(self.frame.at[row, "dataset"])
+        if index < len(self.frame):
+            return sample_prompt(dataset, self.seed, self.epoch, index, self.prompts), False
+        rng = item_rng(self.seed, self.epoch, index, STREAM_NEGATIVE)
+        others = self._other_classes(dataset)
+        options = self.prompts[others[int(rng.integers(len(others)))]]
+        return options[int(rng.integers(len(options)))], True
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        row = self.frame.iloc[index]
         prompt, negative = self.pair(index)
+        row_index = self.image_of(index)
+        row = self.frame.iloc[row_index]
         image = load_rgb(row["image_path"])
         mask_path = row[self.mask_column]
         if negative:
             mask = np.zeros(image.shape[:2], dtype=np.float32)
         else:
             if not isinstance(mask_path, str | os.PathLike) or not str(mask_path):
-                raise ValueError(f"row {index} ({row['image_path']}) has no {self.mask_column}")
+                raise ValueError(
+                    f"row {row_index} ({row['image_path']}) has no {self.mask_column}"
+                )
             mask = load_binary_mask(mask_path)
             if mask.shape != image.shape[:2]:
                 raise ValueError(
@@ -233,7 +253,7 @@ class JointSegmentationDataset(Dataset):
             "prompt": prompt,
             "dataset": str(row["dataset"]),
             "is_negative": negative,
-            "index": int(index),
+            "index": row_index,
         }
 
     def summary(self) -> pd.DataFrame:
@@ -244,7 +264,8 @@ class JointSegmentationDataset(Dataset):
     def __repr__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.frame.groupby("dataset").size().items())
         return (
-            f"{type(self).__name__}(split={self.split!r}, n={len(self)} ({counts}), "
+            f"{type(self).__name__}(split={self.split!r}, n={len(self.frame)} ({counts}), "
+            f"negative pairs={self.n_negatives}, "
             f"size={self.size}, augment={self.augment}, negative_rate={self.negative_rate}, "
             f"seed={self.seed}, epoch={self.epoch})"
         )

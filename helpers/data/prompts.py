@@ -30,6 +30,7 @@ DEFAULT_PROMPT: dict[str, str] = {"cracks": "segment crack", "taping": "segment 
 STREAM_PROMPT = 0
 STREAM_NEGATIVE = 1
 STREAM_AUGMENT = 2
+STREAM_NEGATIVE_IMAGES = 3  # which images get a negative pair in an epoch
 
 
 def item_rng(seed: int, epoch: int, index: int, stream: int = STREAM_PROMPT) -> np.random.Generator:
