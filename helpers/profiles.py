@@ -57,7 +57,8 @@ PROFILES: dict[str, Profile] = {
         tower_lr=5e-4,
         full_lr=1e-3,
         patience=8,
-        negative_rate=0.7,  # the other class's prompt on most images: teaches the switch
+        negative_rate=1.0,  # a negative pair per image per epoch, on top: teaches the switch
+        bce_weight=3.0,  # Dice barely penalises false positives on empty targets; BCE does
     ),
     "full": Profile(
         name="full",
