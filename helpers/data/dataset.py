@@ -180,6 +180,7 @@ class JointSegmentationDataset(Dataset):
         self.mask_column = mask_column
         self.jitter = float(jitter)
         self.epoch = 0
+        self._negative_images: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
 
     def _other_classes(self, dataset: str) -> list[str]:
         return [name for name, options in self.prompts.items() if name != dataset and options]
@@ -203,8 +204,10 @@ class JointSegmentationDataset(Dataset):
         n = len(self.frame)
         if index < n:
             return index
-        rng = item_rng(self.seed, self.epoch, 0, STREAM_NEGATIVE_IMAGES)
-        return int(rng.permutation(n)[index - n])
+        if self._negative_images[0] != self.epoch:  # drawn once per epoch, not per item
+            rng = item_rng(self.seed, self.epoch, 0, STREAM_NEGATIVE_IMAGES)
+            self._negative_images = (self.epoch, rng.permutation(n)[: self.n_negatives])
+        return int(self._negative_images[1][index - n])
 
     def pair(self, index: int) -> tuple[str, bool]:
         """The (prompt, is_negative) item `index` gets in the current epoch (no image read)."""
