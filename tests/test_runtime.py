@@ -1,0 +1,78 @@
+"""The runtime policy: device and precision resolution, one-line errors, loader settings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers.runtime import (
+    RuntimeUnavailable,
+    available_devices,
+    get_runtime,
+    model_device,
+    resolve_amp,
+    resolve_device,
+    resolve_precision,
+    to_device,
+)
+
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+def test_auto_picks_the_best_available_device():
+    assert resolve_device("auto").type == available_devices()[0]
+    assert available_devices()[-1] == "cpu"
+    assert resolve_device(None) == resolve_device("auto")
+
+
+def test_cpu_runs_fp32_without_autocast_or_scaler():
+    rt = get_runtime("cpu", "auto")
+    assert rt.device == torch.device("cpu")
+    assert rt.precision == "fp32" and rt.amp_dtype is None and rt.grad_scaler() is None
+    assert rt.num_workers == 0 and not rt.pin_memory
+    with rt.autocast():
+        assert not torch.is_autocast_enabled()
+    assert rt.describe()["device"] == "cpu" and rt.describe()["gpu"] is None
+
+
+@needs_no_cuda
+def test_missing_cuda_is_a_one_line_error_naming_what_is_there():
+    with pytest.raises(RuntimeUnavailable) as err:
+        resolve_device("cuda")
+    message = str(err.value)
+    assert "\n" not in message and "'cuda'" in message and "available: " in message
+    assert "cpu" in message
+
+
+def test_unknown_device_and_precision_are_refused():
+    with pytest.raises(RuntimeUnavailable, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    with pytest.raises(RuntimeUnavailable, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_half_precision_is_refused_off_cuda_and_off_means_fp32():
+    cpu = torch.device("cpu")
+    for name in ("bf16", "fp16"):
+        with pytest.raises(RuntimeUnavailable, match="needs a CUDA device"):
+            resolve_precision(name, cpu)
+    assert resolve_precision("off", cpu) == "fp32"
+    assert resolve_amp("fp32", cpu) is None
+
+
+def test_explicit_worker_count_and_loader_settings():
+    rt = get_runtime("cpu", "fp32", num_workers=2)
+    kwargs = rt.loader_kwargs(persistent=True)
+    assert kwargs["num_workers"] == 2 and kwargs["persistent_workers"] is True
+    assert get_runtime("cpu", num_workers=0).loader_kwargs() == {
+        "num_workers": 0,
+        "pin_memory": False,
+    }
+    with pytest.raises(RuntimeUnavailable):
+        get_runtime("cpu", num_workers=-1)
+
+
+def test_batches_move_to_the_model_device():
+    model = torch.nn.Linear(2, 2)
+    batch = to_device({"x": torch.zeros(2), "names": ["a"]}, model_device(model))
+    assert batch["x"].device == model_device(model) and batch["names"] == ["a"]
