@@ -38,6 +38,11 @@ class Profile:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     max_steps_per_epoch: int = 0  # 0 = whole epoch
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cuda", "mps" or "cpu"
+    precision: str = "auto"  # "auto" (bf16 or fp16 autocast on CUDA, fp32 elsewhere) or one of them
+    num_workers: int | None = None  # DataLoader workers; None: the runtime's choice for the device
+    eval_batch_size: int | None = None  # images per evaluation batch; None: batch_size
+    eval_max_images: int | None = None  # cap on evaluated images per split and class; None: all
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
