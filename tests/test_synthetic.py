@@ -217,7 +217,7 @@ def test_interrupted_build_leaves_nothing_behind(
     def fail(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_build_taping", fail)
+    monkeypatch.setattr(synthetic.export, "_build_taping", fail)
     with pytest.raises(KeyboardInterrupt):
         generate_demo_exports(tmp_path / "demo", seed=0, **SMALL)
     assert list(tmp_path.iterdir()) == []
