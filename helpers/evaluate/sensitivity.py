@@ -1,0 +1,122 @@
+"""Does the model listen to the prompt? Cross-prompt scores and one prompt-sensitivity figure.
+
+A prompted model is only useful if the prompt changes the answer. Every evaluated image is
+therefore also scored with the prompts of the *other* class ("segment taping area" on a crack
+photo). From those rows of a sweep table (`helpers.evaluate.predictions`):
+
+- the **cross-prompt matrix**: per image class (rows) and prompt class (columns), the mean IoU
+  against the image's label and the mean foreground share (predicted pixels / image pixels);
+- the **prompt sensitivity** of a model: per image, with R and W the predicted pixels under the
+  right and the wrong class's prompts (averaged over each class's prompts),
+  s = (R - W) / (R + W), and 0 when both are empty; the figure is the mean of s over images.
+  It is 1 when only the right prompt marks anything, 0 for a prompt-blind model (the same
+  pixels whatever the prompt, or nothing at all), and negative when the wrong prompt marks more.
+
+Each prompt is thresholded at the threshold of the class it belongs to (chosen on validation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.data.prompts import PROMPTS, class_of_prompt
+
+BLIND_BELOW = 0.1  # a sensitivity under this: the model (nearly) ignores the prompt
+
+
+def _at_thresholds(
+    table: pd.DataFrame, thresholds: Mapping[str, float], manifest: pd.DataFrame, split: str
+) -> pd.DataFrame:
+    """Rows of `split` at each prompt class's threshold, with prompt class and pixel counts."""
+    rows = table[table["split"] == split].copy()
+    if rows.empty:
+        raise ValueError(f"no rows for split {split!r} in the table")
+    classes = {p: class_of_prompt(p, PROMPTS) for p in rows["prompt"].unique()}
+    rows["prompt_class"] = rows["prompt"].map(classes)
+    wanted = rows["prompt_class"].map(lambda c: float(thresholds[c]))
+    rows = rows[np.isclose(rows["threshold"].astype(float), wanted)].copy()
+    ids = manifest.assign(image_id=[Path(str(p)).stem for p in manifest["image_path"]])
+    pixels = (ids["width"].astype(float) * ids["height"].astype(float)).groupby(ids["image_id"])
+    rows["pixels"] = rows["image_id"].map(pixels.first())
+    if rows["pixels"].isna().any():
+        missing = rows.loc[rows["pixels"].isna(), "image_id"].iloc[0]
+        raise KeyError(f"image {missing!r} of the table is not in the manifest")
+    rows["predicted"] = rows["tp"] + rows["fp"]
+    rows["foreground_share"] = rows["predicted"] / rows["pixels"]
+    return rows
+
+
+def cross_prompt_matrix(
+    table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    manifest: pd.DataFrame,
+    split: str = "test",
+) -> pd.DataFrame:
+    """Mean IoU (against the image's label) and foreground share per image and prompt class.
+
+    Rows: (image class, prompt class, right prompt?); columns images, pairs, iou,
+    foreground_share. Needs rows for both classes' prompts on every image.
+    """
+    rows = _at_thresholds(table, thresholds, manifest, split)
+    out = (
+        rows.groupby(["dataset", "prompt_class"], sort=True)
+        .agg(
+            images=("image_id", "nunique"),
+            pairs=("image_id", "size"),
+            iou=("iou", "mean"),
+            foreground_share=("foreground_share", "mean"),
+        )
+        .reset_index()
+        .rename(columns={"dataset": "image_class"})
+    )
+    out.insert(2, "right_prompt", out["image_class"] == out["prompt_class"])
+    return out
+
+
+def per_image_sensitivity(
+    table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    manifest: pd.DataFrame,
+    split: str = "test",
+) -> pd.DataFrame:
+    """Per image: predicted pixels under right and wrong prompts, and s = (R - W) / (R + W)."""
+    rows = _at_thresholds(table, thresholds, manifest, split)
+    rows["right"] = rows["prompt_class"] == rows["dataset"]
+    mean = rows.groupby(["image_id", "dataset", "right"])["predicted"].mean().unstack("right")
+    if True not in mean.columns or False not in mean.columns:
+        raise ValueError("the table needs rows for the right and the wrong class's prompts")
+    mean = mean.dropna()
+    right, wrong = mean[True].to_numpy(), mean[False].to_numpy()
+    total = right + wrong
+    s = np.divide(right - wrong, total, out=np.zeros_like(total, dtype=float), where=total > 0)
+    return pd.DataFrame(
+        {"right_pixels": right, "wrong_pixels": wrong, "sensitivity": s}, index=mean.index
+    ).reset_index()
+
+
+def prompt_sensitivity(
+    table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    manifest: pd.DataFrame,
+    split: str = "test",
+) -> dict[str, float]:
+    """Mean sensitivity per image class and over all images ("all"); see the module docstring."""
+    per_image = per_image_sensitivity(table, thresholds, manifest, split)
+    out = {str(k): float(v) for k, v in per_image.groupby("dataset")["sensitivity"].mean().items()}
+    out["all"] = float(per_image["sensitivity"].mean())
+    return out
+
+
+def describe_sensitivity(value: float) -> str:
+    """A plain-words reading of a sensitivity figure."""
+    if value < 0:
+        return "inverted: the wrong prompt marks more than the right one"
+    if value < BLIND_BELOW:
+        return "prompt-blind: the prompt barely changes the mask"
+    if value < 0.5:
+        return "partly prompt-aware: the wrong prompt still marks much"
+    return "prompt-aware: the wrong prompt marks little"

@@ -1,0 +1,71 @@
+"""Prompt sensitivity: blind models score 0, perfect switches 1, the matrix pairs prompts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from helpers.evaluate.sensitivity import (
+    cross_prompt_matrix,
+    describe_sensitivity,
+    per_image_sensitivity,
+    prompt_sensitivity,
+)
+
+THRESHOLDS = {"cracks": 0.3, "taping": 0.4}
+MANIFEST = pd.DataFrame(
+    {
+        "image_path": ["/x/c1.jpg", "/x/t1.jpg"],
+        "dataset": ["cracks", "taping"],
+        "width": [10, 10],
+        "height": [10, 10],
+    }
+)
+
+
+def table(pixels: dict[tuple[str, str], int]) -> pd.DataFrame:
+    """Sweep rows at both thresholds; `pixels[(image, prompt)]` predicted pixels (all fp)."""
+    rows = []
+    for (image, prompt), n in pixels.items():
+        for t in (0.3, 0.4):
+            rows.append({"image_id": image, "dataset": "cracks" if image == "c1" else "taping",
+                         "prompt": prompt, "split": "test", "threshold": t, "tp": 0, "fp": n,
+                         "fn": 5, "iou": 0.0})
+    return pd.DataFrame(rows)
+
+
+CRACK, TAPE = "segment crack", "segment taping area"
+
+
+def test_a_prompt_blind_model_scores_zero():
+    blind = table({("c1", CRACK): 20, ("c1", TAPE): 20, ("t1", CRACK): 7, ("t1", TAPE): 7})
+    assert prompt_sensitivity(blind, THRESHOLDS, MANIFEST) == {
+        "cracks": 0.0, "taping": 0.0, "all": 0.0
+    }
+    nothing = table({("c1", CRACK): 0, ("c1", TAPE): 0, ("t1", CRACK): 0, ("t1", TAPE): 0})
+    assert prompt_sensitivity(nothing, THRESHOLDS, MANIFEST)["all"] == 0.0
+    assert "blind" in describe_sensitivity(0.0)
+
+
+def test_a_perfect_switch_scores_one_and_an_inverted_one_below_zero():
+    good = table({("c1", CRACK): 20, ("c1", TAPE): 0, ("t1", CRACK): 0, ("t1", TAPE): 9})
+    assert prompt_sensitivity(good, THRESHOLDS, MANIFEST)["all"] == 1.0
+    bad = table({("c1", CRACK): 10, ("c1", TAPE): 30, ("t1", CRACK): 0, ("t1", TAPE): 9})
+    s = per_image_sensitivity(bad, THRESHOLDS, MANIFEST).set_index("image_id")["sensitivity"]
+    assert s["c1"] == pytest.approx(-0.5) and s["t1"] == 1.0
+    assert "inverted" in describe_sensitivity(-0.5)
+
+
+def test_matrix_gives_foreground_share_per_image_and_prompt_class():
+    t = table({("c1", CRACK): 20, ("c1", TAPE): 10, ("t1", CRACK): 0, ("t1", TAPE): 50})
+    m = cross_prompt_matrix(t, THRESHOLDS, MANIFEST).set_index(["image_class", "prompt_class"])
+    assert m.loc[("cracks", "cracks"), "foreground_share"] == pytest.approx(0.2)
+    assert m.loc[("cracks", "taping"), "foreground_share"] == pytest.approx(0.1)
+    assert m.loc[("taping", "taping"), "right_prompt"]
+    assert not m.loc[("taping", "cracks"), "right_prompt"]
+
+
+def test_rows_of_only_the_right_prompts_are_refused():
+    t = table({("c1", CRACK): 20, ("t1", TAPE): 9})
+    with pytest.raises(ValueError, match="right and the wrong"):
+        prompt_sensitivity(t, THRESHOLDS, MANIFEST)
