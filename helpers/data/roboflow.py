@@ -5,6 +5,12 @@ that could not be used as it stood (missing image, malformed JSON, polygon too s
 annotation pointing to an unknown image...). A problem never stops the rest of the export from
 loading; what it cost is written in its `reason`.
 
+Labels are checked, and an object that fails a check is not drawn (a problem says why): a COCO
+category id that the export's `categories` do not list; a YOLO class id that is not a whole
+number below `nc` (or the length of `names`) in data.yaml; YOLO coordinates outside [0, 1] by
+more than COORD_TOLERANCE (values within it are clipped); a polygon or box with no area, or
+lying wholly outside the image.
+
 Coordinates are pixels of the image as stored in the export. Roboflow bakes the EXIF
 orientation into the pixels, so for its exports stored and displayed orientation agree;
 `helpers.data.masks.mask_for_image` handles the rare file where they do not.
@@ -26,6 +32,8 @@ from helpers.data.images import ImageReadError, image_size, is_image_file
 COCO_FILE = "_annotations.coco.json"
 YOLO_FILE = "data.yaml"
 SPLIT_ORDER = ("train", "valid", "val", "test")
+# How far outside [0, 1] a YOLO coordinate may be before the object is refused (rounding slack).
+COORD_TOLERANCE = 0.01
 
 
 class ExportError(ValueError):
@@ -41,6 +49,7 @@ class Annotation:
     polygons: list[list[float]] = field(default_factory=list)  # flat [x1, y1, x2, y2, ...]
     rle: dict | None = None  # COCO RLE (counts/size) when kind == "rle"
     box_fallback: bool = False  # True when the segmentation was unusable and the box is used
+    label: str = ""  # where it came from, for messages ("annotation 7", "line 3")
 
 
 @dataclass
@@ -163,10 +172,22 @@ def clip_box(
     return (x0, y0, x1 - x0, y1 - y0)
 
 
+def polygon_area(coords: list[float]) -> float:
+    """Area (shoelace) of a flat polygon [x1, y1, x2, y2, ...]."""
+    xs, ys = coords[0::2], coords[1::2]
+    n = len(xs)
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+
+
 def _polygon_parts(
-    parts: list[Any], file: str, what: str, problems: list[Problem]
+    parts: list[Any],
+    file: str,
+    what: str,
+    problems: list[Problem],
+    size: tuple[int, int] | None = None,
 ) -> list[list[float]]:
-    """Keep the polygon parts with at least 3 finite points; record a problem for the rest."""
+    """Keep the polygon parts with at least 3 finite points, some area and some of it inside
+    the image (`size` = width, height); record a problem for the rest."""
     kept = []
     for i, part in enumerate(parts):
         if not isinstance(part, list) or not _finite(part):
@@ -181,8 +202,21 @@ def _polygon_parts(
                 Problem(file, f"{what}: polygon part {i} has {len(coords) // 2} point(s) (< 3)")
             )
             continue
+        if polygon_area(coords) <= 0:
+            problems.append(Problem(file, f"{what}: polygon part {i} has no area; dropped"))
+            continue
+        if size is not None and clip_box(_bounds(coords), *size) is None:
+            problems.append(
+                Problem(file, f"{what}: polygon part {i} lies outside the image; dropped")
+            )
+            continue
         kept.append(coords)
     return kept
+
+
+def _bounds(coords: list[float]) -> tuple[float, float, float, float]:
+    xs, ys = coords[0::2], coords[1::2]
+    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
 
 
 def _box_annotation(
@@ -206,7 +240,7 @@ def _box_annotation(
     if clipped is None:
         problems.append(Problem(file, f"{what}: box {bbox!r} lies outside the image; ignored"))
         return None
-    return Annotation(kind="box", bbox=clipped, box_fallback=fallback)
+    return Annotation(kind="box", bbox=clipped, box_fallback=fallback, label=what)
 
 
 # --------------------------------------------------------------------------- COCO
@@ -257,11 +291,11 @@ def _coco_annotation(
                 )
             )
         else:
-            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg))
+            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg), label=what)
     elif isinstance(seg, list) and seg:
-        parts = _polygon_parts(seg, file, what, problems)
+        parts = _polygon_parts(seg, file, what, problems, (rec.width, rec.height))
         if parts:
-            return Annotation(kind="polygon", bbox=full_bbox, polygons=parts)
+            return Annotation(kind="polygon", bbox=full_bbox, polygons=parts, label=what)
         problems.append(Problem(file, f"{what}: no polygon part left; box used instead"))
     elif seg not in (None, []):
         problems.append(Problem(file, f"{what}: unknown segmentation {type(seg).__name__}"))
@@ -273,7 +307,11 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
     json_path = split_dir / COCO_FILE
     data = _load_json(json_path)
     problems: list[Problem] = []
-    placeholders = _placeholder_ids(data.get("categories") or [])
+    categories = data.get("categories") or []
+    placeholders = _placeholder_ids(categories)
+    known = {c.get("id") for c in categories if isinstance(c, dict)}
+    if not known:
+        problems.append(Problem(str(json_path), "no categories listed; category ids not checked"))
     by_id: dict[Any, ImageRecord] = {}
     listed: set[str] = set()
     for img in data["images"]:
@@ -329,6 +367,16 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                 )
             )
             continue
+        if known and ann.get("category_id") not in known:
+            problems.append(
+                Problem(
+                    str(rec.image_path),
+                    f"annotation {ann.get('id', '?')} has category id {ann.get('category_id')!r}, "
+                    f"which {json_path.name} does not list (ids {sorted(map(str, known))}); "
+                    "ignored",
+                )
+            )
+            continue
         obj = _coco_annotation(ann, rec, str(rec.image_path), problems)
         if obj is not None:
             rec.annotations.append(obj)
@@ -342,7 +390,13 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
 
 
 def _yolo_line(
-    line: str, lineno: int, width: int, height: int, file: str, problems: list[Problem]
+    line: str,
+    lineno: int,
+    width: int,
+    height: int,
+    file: str,
+    problems: list[Problem],
+    n_classes: int | None = None,
 ) -> Annotation | None:
     what = f"line {lineno}"
     try:
@@ -350,25 +404,60 @@ def _yolo_line(
     except ValueError:
         problems.append(Problem(file, f"{what}: not numbers ({line.strip()[:60]!r}); ignored"))
         return None
-    coords = values[1:]
+    class_id, coords = values[0], values[1:]
     if not _finite(coords):
         problems.append(Problem(file, f"{what}: non-finite coordinate; ignored"))
         return None
+    if not (math.isfinite(class_id) and class_id == int(class_id) and class_id >= 0) or (
+        n_classes is not None and class_id >= n_classes
+    ):
+        known = f" (data.yaml has {n_classes} classes: 0..{n_classes - 1})" if n_classes else ""
+        problems.append(
+            Problem(file, f"{what}: class id {line.split()[0]} is unknown{known}; ignored")
+        )
+        return None
     if len(coords) == 4:  # a box: cx cy w h, normalised
         cx, cy, w, h = coords
+        edges = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+        if not _in_unit_range(edges + [w, h], what, file, problems):
+            return None
         bbox = ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
         return _box_annotation(bbox, width, height, file, what, problems, fallback=False)
-    pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(coords)]
+    if coords and not _in_unit_range(coords, what, file, problems):
+        return None
+    clipped = [min(max(v, 0.0), 1.0) for v in coords]
+    pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(clipped)]
     parts = _polygon_parts([pixels], file, what, problems)
     if not parts:
         return None
-    xs, ys = parts[0][0::2], parts[0][1::2]
-    bbox = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
-    return Annotation(kind="polygon", bbox=bbox, polygons=parts)
+    return Annotation(kind="polygon", bbox=_bounds(parts[0]), polygons=parts, label=what)
 
 
-def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
-    """Read `<split>/images` with `<split>/labels/<stem>.txt` (no label file: no objects)."""
+def _in_unit_range(values: list[float], what: str, file: str, problems: list[Problem]) -> bool:
+    """True when normalised values lie in [0, 1] up to COORD_TOLERANCE; else a problem."""
+    low, high = min(values), max(values)
+    if low >= -COORD_TOLERANCE and high <= 1 + COORD_TOLERANCE:
+        return True
+    problems.append(
+        Problem(
+            file,
+            f"{what}: coordinates outside [0, 1] (from {low:g} to {high:g}; YOLO labels are "
+            "fractions of the image size); ignored",
+        )
+    )
+    return False
+
+
+def read_yolo_split(
+    split_dir: Path, n_classes: int | None = None
+) -> tuple[list[ImageRecord], list[Problem]]:
+    """Read `<split>/images` with `<split>/labels/<stem>.txt` (no label file: no objects).
+
+    Class ids must be below `n_classes` (default: from the export's data.yaml, unchecked when
+    it names no classes).
+    """
+    if n_classes is None:
+        n_classes = yolo_class_count(split_dir.parent)
     problems: list[Problem] = []
     records: list[ImageRecord] = []
     image_dir, label_dir = split_dir / "images", split_dir / "labels"
@@ -380,6 +469,8 @@ def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
     for path in images:
         try:
             width, height = image_size(path)  # labels are relative to the EXIF-oriented image
+            if width < 1 or height < 1:
+                raise ImageReadError(path, f"degenerate size {width}x{height}")
         except ImageReadError as exc:
             problems.append(Problem(str(path), f"{exc.reason}; skipped"))
             continue
@@ -399,18 +490,38 @@ def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                 continue
             for lineno, line in enumerate(text.splitlines(), start=1):
                 if line.strip():
-                    obj = _yolo_line(line, lineno, width, height, str(label), problems)
+                    obj = _yolo_line(line, lineno, width, height, str(label), problems, n_classes)
                     if obj is not None:
                         rec.annotations.append(obj)
         records.append(rec)
     return records, problems
 
 
-def yolo_class_names(root: str | Path) -> list[str]:
-    """Class names from a YOLOv8 export's data.yaml (empty when absent or unreadable)."""
+def _data_yaml(root: str | Path) -> dict:
     try:
         data = yaml.safe_load((Path(root) / YOLO_FILE).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    names = data.get("names", [])
-    return list(names.values()) if isinstance(names, dict) else list(names)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def yolo_class_names(root: str | Path) -> list[str]:
+    """Class names from a YOLOv8 export's data.yaml (empty when absent or unreadable)."""
+    names = _data_yaml(root).get("names") or []
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def yolo_class_count(root: str | Path) -> int | None:
+    """How many classes a YOLOv8 export's data.yaml declares: its `names`, else `nc`; None
+    when it declares neither."""
+    data = _data_yaml(root)
+    names = data.get("names")
+    if isinstance(names, dict) and names:
+        keys = [k for k in names if isinstance(k, int)]
+        return max(keys) + 1 if keys else len(names)
+    if isinstance(names, list) and names:
+        return len(names)
+    nc = data.get("nc")
+    return nc if isinstance(nc, int) and nc > 0 else None
