@@ -172,10 +172,15 @@ def _check_out(out: Path, exports: dict[str, Path]) -> None:
     existing = next(p for p in (out, *out.parents) if p.exists())
     if existing == out:
         existing = out.parent  # the output is rebuilt beside itself and swapped in
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    probe = temp_name(existing / "write-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
         raise PermissionError(
-            f"cannot write in {existing} (read-only); choose an output folder in a writable place"
-        )
+            f"cannot write in {existing} ({exc.strerror or 'read-only'}); choose an output "
+            "folder in a writable place"
+        ) from None
     if out.is_dir():
         names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
         if names and not names & set(OUTPUT_NAMES):
