@@ -102,7 +102,10 @@ def sweep_temp_files(folder: str | os.PathLike[str]) -> int:
     for entry in os.scandir(folder):
         path = Path(entry.path)
         if entry.name.startswith(".") and is_stale_temp(path, now):
-            _remove(path)
+            try:
+                _remove(path)
+            except OSError:  # e.g. a read-only folder: leave it, never fail a run for it
+                continue
             removed += 1
     return removed
 

@@ -507,6 +507,7 @@ def ensure_prepared(
     out = Path(out).resolve()
     stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks, max_pixels)
     if _is_current(out, stamp):
+        sweep_temp_files(out.parent)  # what a killed rebuild left (only dead writers' files)
         return load_prepared(out)
     _check_out(out, exports)
     with folder_lock(out):
