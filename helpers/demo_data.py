@@ -21,7 +21,7 @@ from helpers.data.synthetic import (
     generation_parameters,
     read_stamp,
 )
-from helpers.io import current_umask, folder_lock, sweep_temp_files
+from helpers.io import current_umask, folder_lock, lock_path, sweep_temp_files
 from helpers.paths import demo_data_dir
 
 __all__ = ["DemoPaths", "ensure_demo_data", "main"]
@@ -42,9 +42,15 @@ def ensure_demo_data(
     otherwise it is rebuilt beside itself and swapped in, so an interrupted run never leaves a
     half-written folder.
     """
-    out = Path(out_dir).resolve() if out_dir is not None else demo_data_dir()
+    out = Path(out_dir) if out_dir is not None else demo_data_dir()
     wanted = generation_parameters(seed, image_size, n_crack_sources, n_taping_sources)
     if not force and _is_current(out, wanted):
+        if lock_path(out).exists():  # a killed regeneration: tidy up unless one runs now
+            try:
+                with folder_lock(out, timeout=0, quiet=True):
+                    _sweep_leftovers(out)
+            except (TimeoutError, OSError):
+                pass
         return demo_paths(out)
     with folder_lock(out):
         if not force and _is_current(out, wanted):  # another run built it while we waited

@@ -164,26 +164,35 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
+def lock_path(out: str | os.PathLike[str]) -> Path:
+    """The lock file of output folder `out`: `.<name>.lock` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
 @contextmanager
-def folder_lock(out: str | os.PathLike[str], timeout: float | None = None) -> Iterator[None]:
-    """Hold the lock of output folder `out` (`.<name>.lock` beside it); say so when waiting.
+def folder_lock(
+    out: str | os.PathLike[str], timeout: float | None = None, quiet: bool = False
+) -> Iterator[None]:
+    """Hold the lock of output folder `out` (`.<name>.lock` beside it while held); say so on
+    stderr when waiting (unless `quiet`).
 
     For build-once outputs that are rebuilt beside themselves and swapped in: a second run
-    waits (with a message on stderr) instead of building the same folder at once.
-
-    `timeout` seconds (None: wait as long as it takes) before a `TimeoutError`.
+    waits instead of building the same folder at once. `timeout` seconds (None: as long as
+    it takes) before a `TimeoutError`.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(out.parent / f".{out.name}.lock")
+    lock = FileLock(lock_path(out))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(
-            f"waiting for another run that is writing {out} (lock {lock.lock_file})",
-            file=sys.stderr,
-            flush=True,
-        )
+        if not quiet:
+            print(
+                f"waiting for another run that is writing {out} (lock {lock.lock_file})",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             lock.acquire(timeout=-1 if timeout is None else timeout)
         except Timeout as exc:
@@ -193,7 +202,25 @@ def folder_lock(out: str | os.PathLike[str], timeout: float | None = None) -> It
     try:
         yield
     finally:
+        # The lock file goes while still held, so no empty `.lock` files pile up: a run that
+        # opened it meanwhile finds it unlinked after locking and retries on a fresh file
+        # (filelock >= 4.3). A soft lock (no flock on this file system) is its own file.
+        if not getattr(getattr(lock, "_context", None), "soft_fallback", False):
+            Path(lock.lock_file).unlink(missing_ok=True)
         lock.release()
+
+
+def tidy_after_killed_run(out: str | os.PathLike[str]) -> None:
+    """Remove what a killed build of `out` left beside it (temporary folders, its lock file),
+    unless another run holds the lock now. For a reader that finds `out` current."""
+    out = Path(out)
+    if not lock_path(out).exists():  # a finished run removes it; a killed one cannot
+        return
+    try:
+        with folder_lock(out, timeout=0, quiet=True):
+            sweep_temp_files(out.parent)
+    except (TimeoutError, OSError):
+        pass
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> Path:

@@ -48,6 +48,7 @@ from helpers.io import (
     read_json,
     sweep_temp_files,
     temp_name,
+    tidy_after_killed_run,
     write_json,
     write_mask_png,
     write_text,
@@ -507,7 +508,7 @@ def ensure_prepared(
     out = Path(out).resolve()
     stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks, max_pixels)
     if _is_current(out, stamp):
-        sweep_temp_files(out.parent)  # what a killed rebuild left (only dead writers' files)
+        tidy_after_killed_run(out)
         return load_prepared(out)
     _check_out(out, exports)
     with folder_lock(out):

@@ -67,7 +67,7 @@ def _snapshot(out: Path) -> tuple[dict[str, bytes], str]:
 
 def _leftovers(out: Path) -> list[str]:
     """Anything beside or inside `out` that a finished run does not leave."""
-    beside = [p.name for p in out.parent.iterdir() if p.name not in (out.name, f".{out.name}.lock")]
+    beside = [p.name for p in out.parent.iterdir() if p.name != out.name]
     inside = [p.name for p in out.iterdir() if p.name not in OUTPUT_NAMES]
     hidden = [str(p) for p in out.rglob(".*")]
     return beside + inside + hidden
