@@ -115,3 +115,20 @@ def test_prepare_lists_label_problems_and_keeps_the_rest(tmp_path: Path):
     assert "coordinates outside [0, 1]" in problems and "class id 5 is unknown" in problems
     assert len(prepared.problems) == 2
     assert np.isclose(df["mask_fraction"].sum(), 0.5)
+
+
+def test_ids_of_odd_json_types_are_problems_not_a_lost_split(tmp_path: Path):
+    root = _coco(
+        tmp_path / "ex",
+        [
+            {"image_id": [0], "bbox": [0, 0, 8, 8], "segmentation": []},
+            {"image_id": 0, "category_id": {"id": 1}, "bbox": [0, 0, 8, 8], "segmentation": []},
+            {"image_id": 1, "bbox": [1, 1, 2, 2], "segmentation": {"size": "x"}},
+            {"image_id": 1, "bbox": [1, 1, 2, 2], "segmentation": []},
+        ],
+    )
+    export = read_export(root)
+    recs = {r.file_name: r for r in export.records}
+    assert recs["a.jpg"].annotations == [] and len(recs["b.jpg"].annotations) == 2
+    text = _reasons(export.problems)
+    assert "unknown image id [0]" in text and "category id {'id': 1}" in text

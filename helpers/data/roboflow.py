@@ -131,8 +131,9 @@ def read_export(root: str | Path) -> Export:
     for split_dir in splits:
         try:
             recs, probs = reader(split_dir)
-        except ExportError as exc:
-            problems.append(Problem(str(split_dir), f"split not loaded: {exc}"))
+        except Exception as exc:  # one unreadable split never costs the others
+            text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+            problems.append(Problem(str(split_dir), f"split not loaded: {text}"))
             failed.append(split_dir.name)
             continue
         records.extend(recs)
@@ -246,15 +247,25 @@ def _box_annotation(
 # --------------------------------------------------------------------------- COCO
 
 
-def _placeholder_ids(categories: list[dict]) -> set[int]:
+def _key(value: Any) -> Any:
+    """A JSON value usable as a dict key or set member (lists and objects as their JSON text)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _placeholder_ids(categories: list[dict]) -> set[Any]:
     """Roboflow's supercategory placeholders: categories named as another one's supercategory."""
-    supers = {(c.get("supercategory"), c.get("id")) for c in categories if isinstance(c, dict)}
+    supers = [
+        (_key(c.get("supercategory")), _key(c.get("id"))) for c in categories if isinstance(c, dict)
+    ]
     ids = set()
     for c in categories:
         if not isinstance(c, dict):
             continue
-        if any(name == c.get("name") and cid != c.get("id") for name, cid in supers):
-            ids.add(c.get("id"))
+        cid = _key(c.get("id"))
+        if any(name == _key(c.get("name")) and other != cid for name, other in supers):
+            ids.add(cid)
     return ids
 
 
@@ -308,8 +319,11 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
     data = _load_json(json_path)
     problems: list[Problem] = []
     categories = data.get("categories") or []
+    if not isinstance(categories, list):
+        problems.append(Problem(str(json_path), "'categories' is not a list; ignored"))
+        categories = []
     placeholders = _placeholder_ids(categories)
-    known = {c.get("id") for c in categories if isinstance(c, dict)}
+    known = {_key(c.get("id")) for c in categories if isinstance(c, dict)}
     if not known:
         problems.append(Problem(str(json_path), "no categories listed; category ids not checked"))
     by_id: dict[Any, ImageRecord] = {}
@@ -325,7 +339,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             problems.append(Problem(where, f"bad width/height {width}x{height}; image skipped"))
             continue
-        if img.get("id") in by_id:
+        if _key(img.get("id")) in by_id:
             problems.append(Problem(where, f"duplicate image id {img.get('id')}; skipped"))
             continue
         path = _find_file(split_dir, name)
@@ -334,7 +348,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             continue
         extra = img.get("extra")
         extra_name = extra.get("name") if isinstance(extra, dict) else None
-        by_id[img.get("id")] = ImageRecord(
+        by_id[_key(img.get("id"))] = ImageRecord(
             image_path=path.resolve(),
             file_name=path.name,
             source_split=split_dir.name,
@@ -342,14 +356,17 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             height=height,
             extra_name=extra_name,
         )
-    missing_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)} - set(by_id)
+    images = data["images"]
+    missing_ids = {_key(img.get("id")) for img in images if isinstance(img, dict)} - set(by_id)
     for ann in data.get("annotations", []):
         if not isinstance(ann, dict):
             problems.append(Problem(str(json_path), f"annotation is not an object: {ann!r}"))
             continue
-        rec = by_id.get(ann.get("image_id"))
+        rec = by_id.get(_key(ann.get("image_id")))
         if rec is None:
-            if ann.get("image_id") not in missing_ids:  # skipped images already have a problem
+            if (
+                _key(ann.get("image_id")) not in missing_ids
+            ):  # skipped images already have a problem
                 problems.append(
                     Problem(
                         str(json_path),
@@ -358,7 +375,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                     )
                 )
             continue
-        if ann.get("category_id") in placeholders:
+        if _key(ann.get("category_id")) in placeholders:
             problems.append(
                 Problem(
                     str(rec.image_path),
@@ -367,7 +384,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                 )
             )
             continue
-        if known and ann.get("category_id") not in known:
+        if known and _key(ann.get("category_id")) not in known:
             problems.append(
                 Problem(
                     str(rec.image_path),
@@ -377,7 +394,12 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                 )
             )
             continue
-        obj = _coco_annotation(ann, rec, str(rec.image_path), problems)
+        try:
+            obj = _coco_annotation(ann, rec, str(rec.image_path), problems)
+        except Exception as exc:  # one malformed object never costs the split
+            reason = f"annotation {ann.get('id', '?')}: unusable ({type(exc).__name__}: {exc})"
+            problems.append(Problem(str(rec.image_path), f"{reason}; ignored"))
+            continue
         if obj is not None:
             rec.annotations.append(obj)
     for path in sorted(split_dir.iterdir()):
@@ -487,6 +509,9 @@ def read_yolo_split(
                 text = label.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 problems.append(Problem(str(label), "not UTF-8 text; image skipped"))
+                continue
+            except OSError as exc:
+                problems.append(Problem(str(label), f"unreadable ({exc.strerror}); image skipped"))
                 continue
             for lineno, line in enumerate(text.splitlines(), start=1):
                 if line.strip():
