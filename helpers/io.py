@@ -223,6 +223,27 @@ def tidy_after_killed_run(out: str | os.PathLike[str]) -> None:
         pass
 
 
+def exchange_paths(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`).
+
+    Returns False, changing nothing, where the system or file system cannot do it.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+        return False
+    raise OSError(errno, os.strerror(errno), os.fspath(a))
+
+
 def write_text(target: str | os.PathLike[str], text: str) -> Path:
     """Write text atomically."""
     with atomic_path(target) as tmp:

@@ -44,6 +44,7 @@ from helpers.data.masks import mask_for_image, source_id
 from helpers.data.roboflow import ExportError, ImageRecord, Problem, read_export
 from helpers.data.split import export_leakage, group_sources, group_split
 from helpers.io import (
+    exchange_paths,
     folder_lock,
     read_json,
     sweep_temp_files,
@@ -347,7 +348,9 @@ def _render_export(
 def _swap_in(build: Path, out: Path) -> None:
     """Replace folder `out` by the finished folder `build`, keeping files prepare did not write.
 
-    Extra files are copied (not moved), so a crash at any point loses nothing of them.
+    One atomic exchange where the file system allows it, else two renames. Extra files are
+    copied (not moved), so a crash at any point loses nothing of them; after the exchange
+    `build` holds the old output and is removed (or swept by the next run).
     """
     if not out.exists():
         os.replace(build, out)
@@ -359,6 +362,9 @@ def _swap_in(build: Path, out: Path) -> None:
             shutil.copytree(entry, build / entry.name, symlinks=True)
         else:
             shutil.copy2(entry, build / entry.name, follow_symlinks=False)
+    if exchange_paths(build, out):  # `out` is never missing, not even for a moment
+        shutil.rmtree(build, ignore_errors=True)
+        return
     old = temp_name(out)
     os.replace(out, old)
     os.replace(build, out)
