@@ -1,11 +1,20 @@
-"""Atomic writes for files that matter (masks, metrics, manifests, checkpoints)."""
+"""Atomic writes for files that matter (masks, metrics, manifests, checkpoints).
+
+A file or folder is first written under a hidden temporary name beside its target,
+`.<name>.tmp-<pid>-<random>` (no file type suffix, so `*.png` or `*.csv` globs never see
+it), then renamed over the target. Files get the mode `open()` would give them (0666 less
+the umask), folders 0777 less the umask. A process killed mid-write leaves only such
+temporary names behind; `sweep_temp_files(folder)` removes those whose writer is gone.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import tempfile
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,16 +22,104 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
+
+# `.<name>.tmp-<pid>-<hex>`: what this module writes before a rename.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}$")
+# Names earlier versions of this module used, without a writer id: `.<name>.<8 chars><suffix>`
+# (files) and `.<name>.tmp-<8 hex>` (folders). Removed once older than LEGACY_TEMP_AGE_S.
+_LEGACY_FILE = re.compile(r"^\..+(?P<suffix>\.[^./]+)\.[a-z0-9_]{8}(?P=suffix)$")
+_LEGACY_FOLDER = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")
+LEGACY_TEMP_AGE_S = 600.0
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_name(target: Path) -> Path:
+    """A fresh hidden temporary path beside `target`, marked with this process id."""
+    return target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def is_stale_temp(path: Path, now: float | None = None) -> bool:
+    """True for a temporary name of this module whose writer has gone (safe to remove)."""
+    name = path.name
+    match = _TEMP_NAME.match(name)
+    if match:
+        return not _writer_alive(int(match["pid"]))
+    if _LEGACY_FILE.match(name) or _LEGACY_FOLDER.match(name):
+        try:
+            age = (now or time.time()) - path.lstat().st_mtime
+        except OSError:
+            return False
+        return age > LEGACY_TEMP_AGE_S
+    return False
+
+
+def sweep_temp_files(folder: str | os.PathLike[str]) -> int:
+    """Remove leftover temporary files and folders of this module directly in `folder`.
+
+    Only names this module writes (`.<name>.tmp-<pid>-<hex>`) whose process no longer runs,
+    and older-style names once they are more than LEGACY_TEMP_AGE_S old, are removed; a write
+    in progress by a live process is left alone. Returns how many entries were removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for entry in os.scandir(folder):
+        path = Path(entry.path)
+        if entry.name.startswith(".") and is_stale_temp(path, now):
+            try:
+                _remove(path)
+            except OSError:  # e.g. a read-only folder: leave it, never fail a run for it
+                continue
+            removed += 1
+    return removed
 
 
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds."""
+    """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds.
+
+    The temporary file exists (empty, mode 0666 less the umask) when the block starts.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temp_name(target)
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -37,24 +134,114 @@ def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     The swap is two renames: `target` -> `.<name>.old`, then the new folder -> `target`; a
     crash between them leaves `.<name>.old` for recovery (see `helpers.train.checkpoint`).
+    Temporary folders of earlier, killed writes of the same target are removed first.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    for leftover in target.parent.glob(f".{glob_escape(target.name)}.tmp-*"):
+        if is_stale_temp(leftover, now):
+            _remove(leftover)
+    tmp = temp_name(target)
     tmp.mkdir()
     try:
         yield tmp
         old = target.parent / f".{target.name}.old"
         if old.exists():
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
         if old.exists():
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def glob_escape(name: str) -> str:
+    """`name` with glob metacharacters escaped, for use in a `Path.glob` pattern."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def lock_path(out: str | os.PathLike[str]) -> Path:
+    """The lock file of output folder `out`: `.<name>.lock` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
+@contextmanager
+def folder_lock(
+    out: str | os.PathLike[str], timeout: float | None = None, quiet: bool = False
+) -> Iterator[None]:
+    """Hold the lock of output folder `out` (`.<name>.lock` beside it while held); say so on
+    stderr when waiting (unless `quiet`).
+
+    For build-once outputs that are rebuilt beside themselves and swapped in: a second run
+    waits instead of building the same folder at once. `timeout` seconds (None: as long as
+    it takes) before a `TimeoutError`.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(out))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not quiet:
+            print(
+                f"waiting for another run that is writing {out} (lock {lock.lock_file})",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout as exc:
+            raise TimeoutError(
+                f"{out} is still being written by another run after {timeout} s; try again later"
+            ) from exc
+    try:
+        yield
+    finally:
+        # The lock file goes while still held, so no empty `.lock` files pile up: a run that
+        # opened it meanwhile finds it unlinked after locking and retries on a fresh file
+        # (filelock >= 4.3). A soft lock (no flock on this file system) is its own file.
+        if not getattr(getattr(lock, "_context", None), "soft_fallback", False):
+            Path(lock.lock_file).unlink(missing_ok=True)
+        lock.release()
+
+
+def tidy_after_killed_run(out: str | os.PathLike[str]) -> None:
+    """Remove what a killed build of `out` left beside it (temporary folders, its lock file),
+    unless another run holds the lock now. For a reader that finds `out` current."""
+    out = Path(out)
+    if not lock_path(out).exists():  # a finished run removes it; a killed one cannot
+        return
+    try:
+        with folder_lock(out, timeout=0, quiet=True):
+            sweep_temp_files(out.parent)
+    except (TimeoutError, OSError):
+        pass
+
+
+def exchange_paths(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`).
+
+    Returns False, changing nothing, where the system or file system cannot do it.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+        return False
+    raise OSError(errno, os.strerror(errno), os.fspath(a))
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> Path:

@@ -3,13 +3,20 @@
     python -m helpers.prepare --cracks PATH --taping PATH --out DIR [--seed N]
     python -m helpers.prepare --demo
 
-Writes, all atomically, under `out`:
+Writes under `out`:
     masks/<dataset>/<source_split>/<image stem>.png   uint8 {0, 255}, lined up with load_rgb
     manifest.csv    one row per usable image (columns: MANIFEST_COLUMNS)
     problems.csv    dataset, file, reason: everything skipped or repaired
     leakage.json    how much each export's own splits share source photos
     stamp.json      what the output was built from (ensure_prepared reuses it when unchanged)
 Nothing is ever written inside an export folder.
+
+Safe to interrupt and to run twice at once: a run holds a lock (`.<out name>.lock` beside
+`out`; a second run waits for it and says so), builds everything in a hidden folder beside
+`out` and swaps it in when complete, so a reader never sees a manifest listing absent masks.
+Leftovers of a killed run are removed by the next one. Every file that cannot be read or
+rendered (corrupt, above `max_pixels`, a name that is not UTF-8, any failure while rendering)
+is a row of problems.csv and the run goes on.
 
 Box annotations become filled rectangles by default (`box_masks="rectangle"`). With
 `box_masks="lines"` or `"grabcut"` each box is refined into a tighter seam mask inside the box
@@ -22,6 +29,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,14 +39,26 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from helpers.data.images import ImageReadError, image_info, load_rgb
-from helpers.data.masks import MaskSizeError, mask_for_image, source_id
+from helpers.data.images import DEFAULT_MAX_PIXELS, ImageReadError, image_info, load_rgb
+from helpers.data.masks import mask_for_image, source_id
 from helpers.data.roboflow import ExportError, ImageRecord, Problem, read_export
 from helpers.data.split import export_leakage, group_sources, group_split
-from helpers.io import read_json, write_json, write_mask_png, write_text
+from helpers.io import (
+    exchange_paths,
+    folder_lock,
+    read_json,
+    sweep_temp_files,
+    temp_name,
+    tidy_after_killed_run,
+    write_json,
+    write_mask_png,
+    write_text,
+)
 
 # Bump when the output of prepare changes for the same input (invalidates cached output).
-PREPARE_VERSION = 2
+PREPARE_VERSION = 3
+# What prepare writes in its output folder; anything else there is copied over on a rebuild.
+OUTPUT_NAMES = ("masks", "manifest.csv", "problems.csv", "leakage.json", "stamp.json")
 BOX_MASKS = ("rectangle", "lines", "grabcut")
 MANIFEST_COLUMNS = [
     "image_path",
@@ -100,6 +120,19 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.read_csv(path, dtype=dtypes, keep_default_na=False, encoding="utf-8")
 
 
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: bytes of a non-UTF-8 file name are shown as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_problems(path: Path) -> list[Problem]:
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     return [Problem(file=f, reason=r) for f, r in zip(df["file"], df["reason"], strict=True)]
@@ -118,28 +151,56 @@ def _inputs(cracks: Path | None, taping: Path | None) -> dict[str, Path]:
         raise ValueError("give at least one export: cracks and/or taping")
     for name, path in exports.items():
         if not path.is_dir():
-            raise FileNotFoundError(f"{name} export not found: {path}")
+            what = "is a file, not a folder" if path.exists() else "not found"
+            raise FileNotFoundError(
+                f"{name} export {printable(str(path))} {what}; give the folder of a Roboflow "
+                "export (COCO or YOLOv8-seg)"
+            )
     return exports
 
 
 def _check_out(out: Path, exports: dict[str, Path]) -> None:
-    """Refuse an output folder that overlaps an export (the raw data is never written to)."""
+    """Refuse an output folder that overlaps an export (the raw data is never written to),
+    is a file, cannot be written, or is a non-empty folder that is not a prepare output."""
     for name, root in exports.items():
         if out == root or out.is_relative_to(root) or root.is_relative_to(out / "masks"):
             raise ValueError(
                 f"output folder {out} overlaps the {name} export {root}; choose another"
             )
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(
+            f"output folder {out} is a file; give a folder path (it is created if missing)"
+        )
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if existing == out:
+        existing = out.parent  # the output is rebuilt beside itself and swapped in
+    probe = temp_name(existing / "write-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot write in {existing} ({exc.strerror or 'read-only'}); choose an output "
+            "folder in a writable place"
+        ) from None
+    if out.is_dir():
+        names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+        if names and not names & set(OUTPUT_NAMES):
+            raise ValueError(
+                f"output folder {out} is not empty and holds no prepare output "
+                f"({', '.join(sorted(names)[:3])}...); choose a new or empty folder"
+            )
 
 
 def _hash_tree(h: hashlib._Hash, root: Path) -> None:
-    """Annotation files by content, every other file by relative name and size."""
+    """Every file by relative name (its bytes, so non-UTF-8 names too) and content hash."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        h.update(rel.encode("utf-8") + b"\0")
-        if path.suffix.lower() in _ANNOTATION_SUFFIXES:
-            h.update(hashlib.sha256(path.read_bytes()).digest())
-        else:
-            h.update(str(path.stat().st_size).encode() + b"\0")
+        h.update(os.fsencode(path.relative_to(root).as_posix()) + b"\0")
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        h.update(digest.digest())
 
 
 def input_stamp(
@@ -148,8 +209,13 @@ def input_stamp(
     fractions: Sequence[float],
     seam_masks: Path | None,
     box_masks: str = "rectangle",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> str:
-    """Hash of the annotation files' bytes, the image file list, the parameters and the code."""
+    """Hash of every export file's bytes (annotations and images), the parameters and the code.
+
+    Images are hashed by content, so an image changed in place (even at the same size and
+    time stamp) rebuilds the output.
+    """
     h = hashlib.sha256()
     params = {
         "version": PREPARE_VERSION,
@@ -158,6 +224,7 @@ def input_stamp(
         "exports": {k: str(v) for k, v in exports.items()},
         "seam_masks": str(Path(seam_masks).resolve()) if seam_masks else None,
         "box_masks": box_masks,
+        "max_pixels": int(max_pixels),
     }
     h.update(json.dumps(params, sort_keys=True).encode())
     for module in _CODE_FILES:  # the code that shapes the output, so an edit rebuilds
@@ -205,7 +272,9 @@ def _row(
     }
 
 
-def _refined(record: ImageRecord, info, mask: np.ndarray, method: str) -> tuple[np.ndarray, str]:
+def _refined(
+    record: ImageRecord, info, mask: np.ndarray, method: str, max_pixels: int
+) -> tuple[np.ndarray, str]:
     """Polygons as rendered, every box refined into a seam mask inside it."""
     from dataclasses import replace
 
@@ -218,54 +287,88 @@ def _refined(record: ImageRecord, info, mask: np.ndarray, method: str) -> tuple[
         return mask, "boxes not refined: image orientation differs from the annotations"
     rest = replace(record, annotations=[a for a in record.annotations if a.kind != "box"])
     base = mask_for_image(rest, info)[0] if rest.annotations else np.zeros_like(mask)
-    return np.maximum(base, refine_boxes(load_rgb(record.image_path), boxes, method)), ""
+    image = load_rgb(record.image_path, max_pixels)
+    return np.maximum(base, refine_boxes(image, boxes, method)), ""
+
+
+def _render_one(
+    record: ImageRecord, box_masks: str, max_pixels: int
+) -> tuple[np.ndarray, str | None]:
+    """The mask of one image (checking that the image decodes) and a note, or an exception."""
+    if not _is_utf8(str(record.image_path)):
+        raise ValueError("file name is not valid UTF-8; rename the file to use it")
+    info = image_info(record.image_path)
+    load_rgb(record.image_path, max_pixels)  # a truncated, corrupt or huge file fails here
+    mask, note = mask_for_image(record, info)
+    if box_masks != "rectangle":
+        mask, refine_note = _refined(record, info, mask, box_masks, max_pixels)
+        note = "; ".join(n for n in (note, refine_note) if n)
+    return mask, note
 
 
 def _render_export(
     dataset: str,
     root: Path,
     out: Path,
+    build: Path,
     seam_masks: Path | None,
     problems: list[tuple[str, Problem]],
     box_masks: str = "rectangle",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[dict]:
-    """Read one export, check every image decodes, write its masks; rows for the manifest."""
+    """Read one export, check every image decodes, write its masks under `build`; rows for the
+    manifest (with mask paths under `out`, where `build` is swapped in)."""
     export = read_export(root)
     problems.extend((dataset, p) for p in export.problems)
     rows, used = [], set()
     for record in tqdm(export.records, desc=f"masks {dataset}", unit="img"):
         where = str(record.image_path)
-        stem = Path(record.file_name).stem
-        mask_path = out / "masks" / dataset / record.source_split / f"{stem}.png"
-        if mask_path in used:
-            reason = f"another image already has mask {mask_path.name}; skipped"
+        rel = Path("masks") / dataset / record.source_split / f"{Path(record.file_name).stem}.png"
+        if rel in used:
+            reason = f"another image already has mask {rel.name}; skipped"
             problems.append((dataset, Problem(where, reason)))
             continue
         try:
-            info = image_info(record.image_path)
-            load_rgb(record.image_path)  # a truncated or corrupt file fails here, not in training
-            mask, note = mask_for_image(record, info)
-        except (ImageReadError, MaskSizeError) as exc:
-            reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
-            problems.append((dataset, Problem(where, f"{reason}; skipped")))
+            mask, note = _render_one(record, box_masks, max_pixels)
+        except ImageReadError as exc:
+            problems.append((dataset, Problem(where, f"{exc.reason}; skipped")))
             continue
-        if box_masks != "rectangle":
-            mask, refine_note = _refined(record, info, mask, box_masks)
-            note = "; ".join(n for n in (note, refine_note) if n)
+        except Exception as exc:  # one bad file never stops the run
+            text = str(exc).replace(where, "").strip(" :") or type(exc).__name__
+            problems.append((dataset, Problem(where, f"{text}; skipped")))
+            continue
         if note:
             problems.append((dataset, Problem(where, note)))
-        write_mask_png(mask_path, mask)
-        used.add(mask_path)
-        rows.append(_row(record, dataset, export.format, mask, mask_path, seam_masks))
+        write_mask_png(build / rel, mask)
+        used.add(rel)
+        rows.append(_row(record, dataset, export.format, mask, out / rel, seam_masks))
     return rows
 
 
-def _remove_stale_masks(out: Path, keep: set[str]) -> None:
-    masks = out / "masks"
-    if masks.is_dir():
-        for path in masks.rglob("*.png"):
-            if str(path) not in keep:
-                path.unlink()
+def _swap_in(build: Path, out: Path) -> None:
+    """Replace folder `out` by the finished folder `build`, keeping files prepare did not write.
+
+    One atomic exchange where the file system allows it, else two renames. Extra files are
+    copied (not moved), so a crash at any point loses nothing of them; after the exchange
+    `build` holds the old output and is removed (or swept by the next run).
+    """
+    if not out.exists():
+        os.replace(build, out)
+        return
+    for entry in out.iterdir():
+        if entry.name in OUTPUT_NAMES or (build / entry.name).exists():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, build / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, build / entry.name, follow_symlinks=False)
+    if exchange_paths(build, out):  # `out` is never missing, not even for a moment
+        shutil.rmtree(build, ignore_errors=True)
+        return
+    old = temp_name(out)
+    os.replace(out, old)
+    os.replace(build, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_datasets(
@@ -276,30 +379,75 @@ def prepare_datasets(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seam_masks: Path | None = None,
     box_masks: str = "rectangle",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Prepared:
     """Render masks, group sources, split by group and write manifest, problems and leakage.
 
     Bad files do not stop the run: each becomes a row of problems.csv and everything else is
-    kept. `seam_masks/<source_split>/<image stem>.png` (demo data) fills `true_mask_path` of
-    taping rows where such a file exists.
+    kept. Images above `max_pixels` pixels are such files. `seam_masks/<source_split>/<image
+    stem>.png` (demo data) fills `true_mask_path` of taping rows where such a file exists.
+    The output is built beside `out` under the folder's lock and swapped in when complete.
     """
     if box_masks not in BOX_MASKS:
         raise ValueError(f"unknown box_masks {box_masks!r}; choose one of {BOX_MASKS}")
     exports = _inputs(cracks, taping)
     out = Path(out).resolve()
     _check_out(out, exports)
-    stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks)
-    (out / "stamp.json").unlink(missing_ok=True)  # an interrupted rebuild is never reused
+    with folder_lock(out):
+        return _build(exports, out, seed, fractions, seam_masks, box_masks, max_pixels)
 
+
+def _build(
+    exports: dict[str, Path],
+    out: Path,
+    seed: int,
+    fractions: Sequence[float],
+    seam_masks: Path | None,
+    box_masks: str,
+    max_pixels: int,
+) -> Prepared:
+    """Build the output in a temporary folder beside `out` and swap it in (lock held)."""
+    stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks, max_pixels)
+    sweep_temp_files(out.parent)  # folders of killed runs
+    sweep_temp_files(out)
+    build = temp_name(out)
+    build.mkdir()
+    try:
+        prepared = _write_output(
+            exports, out, build, stamp, seed, fractions, seam_masks, box_masks, max_pixels
+        )
+        _swap_in(build, out)
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
+    return prepared
+
+
+def _write_output(
+    exports: dict[str, Path],
+    out: Path,
+    build: Path,
+    stamp: str,
+    seed: int,
+    fractions: Sequence[float],
+    seam_masks: Path | None,
+    box_masks: str,
+    max_pixels: int,
+) -> Prepared:
     problems: list[tuple[str, Problem]] = []
     rows: list[dict] = []
     for dataset, root in exports.items():
         try:
-            rows.extend(_render_export(dataset, root, out, seam_masks, problems, box_masks))
+            rows.extend(
+                _render_export(
+                    dataset, root, out, build, seam_masks, problems, box_masks, max_pixels
+                )
+            )
         except ExportError as exc:
             raise ExportError(f"{dataset} export: {exc}") from exc
     if not rows:
         raise ValueError(f"no usable image in {', '.join(map(str, exports.values()))}")
+    problems = [(d, Problem(printable(p.file), printable(p.reason))) for d, p in problems]
 
     df = pd.DataFrame(rows)
     df["group_id"] = group_sources(df)
@@ -308,18 +456,17 @@ def prepare_datasets(
     df = df.reset_index(drop=True)
     leakage = export_leakage(df)
 
-    manifest_path = out / "manifest.csv"
-    write_text(manifest_path, df.to_csv(index=False))
+    write_text(build / "manifest.csv", df.to_csv(index=False))
     prob_df = pd.DataFrame(
         [{"dataset": d, "file": p.file, "reason": p.reason} for d, p in problems],
         columns=["dataset", "file", "reason"],
     )
-    write_text(out / "problems.csv", prob_df.to_csv(index=False))
-    write_json(out / "leakage.json", leakage.to_dict(orient="records"))
-    _remove_stale_masks(out, set(df["mask_path"]))
-    write_json(out / "stamp.json", {"stamp": stamp, "n_images": len(df)})
+    write_text(build / "problems.csv", prob_df.to_csv(index=False))
+    write_json(build / "leakage.json", leakage.to_dict(orient="records"))
+    write_json(build / "stamp.json", {"stamp": stamp, "n_images": len(df)})
     # read back, so a fresh build and a reused one give identical frames
-    return Prepared(manifest_path, read_manifest(manifest_path), [p for _, p in problems], leakage)
+    manifest = read_manifest(build / "manifest.csv")
+    return Prepared(out / "manifest.csv", manifest, [p for _, p in problems], leakage)
 
 
 def load_prepared(out: Path) -> Prepared:
@@ -354,13 +501,26 @@ def ensure_prepared(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seam_masks: Path | None = None,
     box_masks: str = "rectangle",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Prepared:
-    """`prepare_datasets`, reusing `out` when it was built from the same input and parameters."""
+    """`prepare_datasets`, reusing `out` when it was built from the same input and parameters.
+
+    The check is repeated under the folder's lock, so of two runs that both find `out` out of
+    date only the first rebuilds it.
+    """
+    if box_masks not in BOX_MASKS:
+        raise ValueError(f"unknown box_masks {box_masks!r}; choose one of {BOX_MASKS}")
     exports = _inputs(cracks, taping)
     out = Path(out).resolve()
-    if _is_current(out, input_stamp(exports, seed, fractions, seam_masks, box_masks)):
+    stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks, max_pixels)
+    if _is_current(out, stamp):
+        tidy_after_killed_run(out)
         return load_prepared(out)
-    return prepare_datasets(cracks, taping, out, seed, fractions, seam_masks, box_masks)
+    _check_out(out, exports)
+    with folder_lock(out):
+        if _is_current(out, stamp):
+            return load_prepared(out)
+        return _build(exports, out, seed, fractions, seam_masks, box_masks, max_pixels)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -388,6 +548,16 @@ def summary(prepared: Prepared) -> str:
         lines += ["", "sources shared between the exports' own splits (leakage):"]
         lines.append(leak.to_string(index=False))
     return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,6 +589,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="rectangle",
         help="how box annotations become masks: filled rectangles (default) or refined seams",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="images with more pixels are listed in problems.csv, not decoded "
+        f"(default {DEFAULT_MAX_PIXELS:,}: 80-megapixel photos pass)",
+    )
     parser.add_argument("--demo", action="store_true", help="use the generated demo exports")
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if the output is current"
@@ -449,9 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tuple(args.fractions),
             seam_masks,
             args.box_masks,
+            args.max_pixels,
         )
-    except (ExportError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ExportError, ValueError, OSError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(summary(prepared))
     return 0

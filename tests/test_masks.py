@@ -143,3 +143,15 @@ def test_unexplained_size_mismatch_names_the_file(tmp_path: Path):
     rec = ImageRecord(path, path.name, "train", 40, 20, [box(0, 0, 4, 4)])
     with pytest.raises(MaskSizeError, match="small.jpg"):
         mask_for_image(rec)
+
+
+def test_an_object_that_covers_no_pixel_is_named_in_the_note(tmp_path: Path):
+    path = tmp_path / "s.png"
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(path)
+    sliver = Annotation(
+        kind="polygon", bbox=(0, 0, 0, 0), polygons=[[2, 2, 2.2, 2, 2.2, 2.2]], label="line 4"
+    )
+    rec = ImageRecord(path, "s.png", "train", 10, 8, [sliver, box(0, 0, 2, 2)])
+    mask, note = mask_for_image(rec)
+    assert np.count_nonzero(mask) == 4
+    assert note == "line 4 covers no pixel of the image; not drawn"

@@ -2,11 +2,20 @@
 
 Every image in the project is read through `load_rgb`, so the pixels a model sees and the
 pixels a mask was checked against are oriented the same way (EXIF orientation applied).
+
+Size limit: `load_rgb` refuses an image with more than `max_pixels` pixels (default
+DEFAULT_MAX_PIXELS, 150 million: an 80-megapixel photo passes, a "decompression bomb" whose
+header claims billions of pixels does not) with an `ImageReadError`, before decoding it. This
+explicit limit replaces PIL's own process-wide one (`Image.MAX_IMAGE_PIXELS`), which is
+switched off only while a header is parsed here.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +34,9 @@ EXIF_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Largest image `load_rgb` decodes by default: 150 million pixels (about 450 MB as RGB).
+DEFAULT_MAX_PIXELS = 150_000_000
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageReadError(ValueError):
@@ -65,19 +77,49 @@ def _orientation(im: Image.Image) -> int:
     return value if value in EXIF_TRANSPOSE else 1
 
 
-def image_info(path: str | os.PathLike[str]) -> ImageInfo:
-    """Read size and EXIF orientation from the file header only (no full decode)."""
-    path = Path(path)
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """`Image.open` with PIL's own pixel limit off (this module applies `max_pixels`).
+
+    Every failure, whatever its type, becomes an `ImageReadError` naming the file.
+    """
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            return ImageInfo(width, height, _orientation(im))
+        with _PIL_LIMIT_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
     except FileNotFoundError as exc:
         raise ImageReadError(path, "file not found") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not a recognised image file") from exc
-    except OSError as exc:
-        raise ImageReadError(path, str(exc)) from exc
+    except Exception as exc:  # any decoder failure is this file's problem
+        raise ImageReadError(path, f"unreadable header ({type(exc).__name__}: {exc})") from exc
+    with im:
+        yield im
+
+
+def check_pixels(path: str | os.PathLike[str], size: tuple[int, int], max_pixels: int) -> None:
+    """Raise `ImageReadError` when an image of `size` (width, height) exceeds `max_pixels`."""
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageReadError(path, f"degenerate size {width}x{height}")
+    if max_pixels and width * height > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} is {width * height / 1e6:.1f} million pixels, above the limit of "
+            f"{max_pixels / 1e6:.1f} million (raise max_pixels / --max-pixels to read it)",
+        )
+
+
+def image_info(path: str | os.PathLike[str]) -> ImageInfo:
+    """Read size and EXIF orientation from the file header only (no full decode, no limit)."""
+    path = Path(path)
+    with _open_image(path) as im:
+        width, height = im.size
+        return ImageInfo(width, height, _orientation(im))
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -112,25 +154,27 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+def load_rgb(
+    path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Decode an image as (H, W, 3) uint8 RGB with its EXIF orientation applied.
 
     Grayscale is repeated over three channels, alpha is composited on white, 16-bit data is
-    scaled to 8 bits and palette images are expanded. A missing, truncated or corrupt file
-    raises `ImageReadError` naming the file.
+    scaled to 8 bits and palette images are expanded. A missing, truncated or corrupt file,
+    or one with more than `max_pixels` pixels (None: no limit), raises `ImageReadError`
+    naming the file.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as im:
+    with _open_image(path) as im:
+        check_pixels(path, im.size, max_pixels or 0)
+        try:
             im.load()  # decodes everything: a truncated file fails here
             oriented = ImageOps.exif_transpose(im)
             return _pil_to_rgb(oriented)
-    except FileNotFoundError as exc:
-        raise ImageReadError(path, "file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageReadError(path, "not a recognised image file") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
+        except MemoryError as exc:
+            raise ImageReadError(path, f"too large to decode ({im.size[0]}x{im.size[1]})") from exc
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
 
 
 def orient_like_exif(array: np.ndarray, orientation: int) -> np.ndarray:

@@ -6,6 +6,7 @@ Conventions (COCO's): pixel (col, row) covers [col, col + 1) x [row, row + 1).
 - A box (x, y, w, h) fills columns floor(x)..ceil(x + w) - 1 and rows floor(y)..ceil(y + h) - 1,
   clipped to the image: every pixel the box touches is in the mask.
 - Several objects are OR-ed. The result is uint8 with values {0, 255}.
+- An object that covers no pixel of the image is not drawn; `mask_for_image` says so in its note.
 
 Orientation: masks are rendered at the annotation frame (the JSON's width/height). When the
 image on disk, after its EXIF orientation is applied (what `load_rgb` returns), has that same
@@ -66,18 +67,27 @@ def _annotation_mask(ann: Annotation, height: int, width: int) -> np.ndarray:
     raise ValueError(f"unknown annotation kind {ann.kind!r}")
 
 
-def render_mask(record: ImageRecord) -> np.ndarray:
-    """The union of the record's objects as uint8 {0, 255}, shape (height, width)."""
+def render_mask_and_notes(record: ImageRecord) -> tuple[np.ndarray, list[str]]:
+    """The union of the record's objects as uint8 {0, 255}, shape (height, width), and a note
+    for each object that covers no pixel of the image."""
     height, width = record.height, record.width
     out = np.zeros((height, width), dtype=np.uint8)
-    for ann in record.annotations:
+    notes = []
+    for i, ann in enumerate(record.annotations):
         part = _annotation_mask(ann, height, width)
         if part.shape != out.shape:
             raise MaskSizeError(
                 f"{record.image_path}: object mask {part.shape} differs from {out.shape}"
             )
+        if not part.any():
+            notes.append(f"{ann.label or f'object {i}'} covers no pixel of the image; not drawn")
         out |= part.astype(np.uint8)
-    return np.where(out > 0, 255, 0).astype(np.uint8)
+    return np.where(out > 0, 255, 0).astype(np.uint8), notes
+
+
+def render_mask(record: ImageRecord) -> np.ndarray:
+    """The union of the record's objects as uint8 {0, 255}, shape (height, width)."""
+    return render_mask_and_notes(record)[0]
 
 
 def mask_for_image(
@@ -90,17 +100,22 @@ def mask_for_image(
     """
     info = info or image_info(record.image_path)
     frame = (record.width, record.height)
-    mask = render_mask(record)
+    if info.size != frame and (info.raw_width, info.raw_height) != frame:
+        raise _size_error(record, info)
+    mask, notes = render_mask_and_notes(record)
     if info.size == frame:
-        return mask, None
-    if (info.raw_width, info.raw_height) == frame:
-        note = (
-            f"annotations follow the stored pixels ({frame[0]}x{frame[1]}) but EXIF orientation "
-            f"{info.orientation} turns the image to {info.size[0]}x{info.size[1]}; "
-            "mask turned the same way"
-        )
-        return orient_like_exif(mask, info.orientation), note
-    raise MaskSizeError(
+        return mask, "; ".join(notes) or None
+    notes.append(
+        f"annotations follow the stored pixels ({frame[0]}x{frame[1]}) but EXIF orientation "
+        f"{info.orientation} turns the image to {info.size[0]}x{info.size[1]}; "
+        "mask turned the same way"
+    )
+    return orient_like_exif(mask, info.orientation), "; ".join(notes)
+
+
+def _size_error(record: ImageRecord, info: ImageInfo) -> MaskSizeError:
+    frame = (record.width, record.height)
+    return MaskSizeError(
         f"{record.image_path}: image is {info.size[0]}x{info.size[1]} but its annotations were "
         f"made on {frame[0]}x{frame[1]}"
     )

@@ -5,6 +5,12 @@ that could not be used as it stood (missing image, malformed JSON, polygon too s
 annotation pointing to an unknown image...). A problem never stops the rest of the export from
 loading; what it cost is written in its `reason`.
 
+Labels are checked, and an object that fails a check is not drawn (a problem says why): a COCO
+category id that the export's `categories` do not list; a YOLO class id that is not a whole
+number below `nc` (or the length of `names`) in data.yaml; YOLO coordinates outside [0, 1] by
+more than COORD_TOLERANCE (values within it are clipped); a polygon or box with no area, or
+lying wholly outside the image.
+
 Coordinates are pixels of the image as stored in the export. Roboflow bakes the EXIF
 orientation into the pixels, so for its exports stored and displayed orientation agree;
 `helpers.data.masks.mask_for_image` handles the rare file where they do not.
@@ -26,6 +32,8 @@ from helpers.data.images import ImageReadError, image_size, is_image_file
 COCO_FILE = "_annotations.coco.json"
 YOLO_FILE = "data.yaml"
 SPLIT_ORDER = ("train", "valid", "val", "test")
+# How far outside [0, 1] a YOLO coordinate may be before the object is refused (rounding slack).
+COORD_TOLERANCE = 0.01
 
 
 class ExportError(ValueError):
@@ -41,6 +49,7 @@ class Annotation:
     polygons: list[list[float]] = field(default_factory=list)  # flat [x1, y1, x2, y2, ...]
     rle: dict | None = None  # COCO RLE (counts/size) when kind == "rle"
     box_fallback: bool = False  # True when the segmentation was unusable and the box is used
+    label: str = ""  # where it came from, for messages ("annotation 7", "line 3")
 
 
 @dataclass
@@ -122,8 +131,9 @@ def read_export(root: str | Path) -> Export:
     for split_dir in splits:
         try:
             recs, probs = reader(split_dir)
-        except ExportError as exc:
-            problems.append(Problem(str(split_dir), f"split not loaded: {exc}"))
+        except Exception as exc:  # one unreadable split never costs the others
+            text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+            problems.append(Problem(str(split_dir), f"split not loaded: {text}"))
             failed.append(split_dir.name)
             continue
         records.extend(recs)
@@ -163,10 +173,22 @@ def clip_box(
     return (x0, y0, x1 - x0, y1 - y0)
 
 
+def polygon_area(coords: list[float]) -> float:
+    """Area (shoelace) of a flat polygon [x1, y1, x2, y2, ...]."""
+    xs, ys = coords[0::2], coords[1::2]
+    n = len(xs)
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+
+
 def _polygon_parts(
-    parts: list[Any], file: str, what: str, problems: list[Problem]
+    parts: list[Any],
+    file: str,
+    what: str,
+    problems: list[Problem],
+    size: tuple[int, int] | None = None,
 ) -> list[list[float]]:
-    """Keep the polygon parts with at least 3 finite points; record a problem for the rest."""
+    """Keep the polygon parts with at least 3 finite points, some area and some of it inside
+    the image (`size` = width, height); record a problem for the rest."""
     kept = []
     for i, part in enumerate(parts):
         if not isinstance(part, list) or not _finite(part):
@@ -181,8 +203,21 @@ def _polygon_parts(
                 Problem(file, f"{what}: polygon part {i} has {len(coords) // 2} point(s) (< 3)")
             )
             continue
+        if polygon_area(coords) <= 0:
+            problems.append(Problem(file, f"{what}: polygon part {i} has no area; dropped"))
+            continue
+        if size is not None and clip_box(_bounds(coords), *size) is None:
+            problems.append(
+                Problem(file, f"{what}: polygon part {i} lies outside the image; dropped")
+            )
+            continue
         kept.append(coords)
     return kept
+
+
+def _bounds(coords: list[float]) -> tuple[float, float, float, float]:
+    xs, ys = coords[0::2], coords[1::2]
+    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
 
 
 def _box_annotation(
@@ -206,21 +241,31 @@ def _box_annotation(
     if clipped is None:
         problems.append(Problem(file, f"{what}: box {bbox!r} lies outside the image; ignored"))
         return None
-    return Annotation(kind="box", bbox=clipped, box_fallback=fallback)
+    return Annotation(kind="box", bbox=clipped, box_fallback=fallback, label=what)
 
 
 # --------------------------------------------------------------------------- COCO
 
 
-def _placeholder_ids(categories: list[dict]) -> set[int]:
+def _key(value: Any) -> Any:
+    """A JSON value usable as a dict key or set member (lists and objects as their JSON text)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _placeholder_ids(categories: list[dict]) -> set[Any]:
     """Roboflow's supercategory placeholders: categories named as another one's supercategory."""
-    supers = {(c.get("supercategory"), c.get("id")) for c in categories if isinstance(c, dict)}
+    supers = [
+        (_key(c.get("supercategory")), _key(c.get("id"))) for c in categories if isinstance(c, dict)
+    ]
     ids = set()
     for c in categories:
         if not isinstance(c, dict):
             continue
-        if any(name == c.get("name") and cid != c.get("id") for name, cid in supers):
-            ids.add(c.get("id"))
+        cid = _key(c.get("id"))
+        if any(name == _key(c.get("name")) and other != cid for name, other in supers):
+            ids.add(cid)
     return ids
 
 
@@ -257,11 +302,11 @@ def _coco_annotation(
                 )
             )
         else:
-            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg))
+            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg), label=what)
     elif isinstance(seg, list) and seg:
-        parts = _polygon_parts(seg, file, what, problems)
+        parts = _polygon_parts(seg, file, what, problems, (rec.width, rec.height))
         if parts:
-            return Annotation(kind="polygon", bbox=full_bbox, polygons=parts)
+            return Annotation(kind="polygon", bbox=full_bbox, polygons=parts, label=what)
         problems.append(Problem(file, f"{what}: no polygon part left; box used instead"))
     elif seg not in (None, []):
         problems.append(Problem(file, f"{what}: unknown segmentation {type(seg).__name__}"))
@@ -273,7 +318,14 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
     json_path = split_dir / COCO_FILE
     data = _load_json(json_path)
     problems: list[Problem] = []
-    placeholders = _placeholder_ids(data.get("categories") or [])
+    categories = data.get("categories") or []
+    if not isinstance(categories, list):
+        problems.append(Problem(str(json_path), "'categories' is not a list; ignored"))
+        categories = []
+    placeholders = _placeholder_ids(categories)
+    known = {_key(c.get("id")) for c in categories if isinstance(c, dict)}
+    if not known:
+        problems.append(Problem(str(json_path), "no categories listed; category ids not checked"))
     by_id: dict[Any, ImageRecord] = {}
     listed: set[str] = set()
     for img in data["images"]:
@@ -287,7 +339,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             problems.append(Problem(where, f"bad width/height {width}x{height}; image skipped"))
             continue
-        if img.get("id") in by_id:
+        if _key(img.get("id")) in by_id:
             problems.append(Problem(where, f"duplicate image id {img.get('id')}; skipped"))
             continue
         path = _find_file(split_dir, name)
@@ -296,7 +348,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             continue
         extra = img.get("extra")
         extra_name = extra.get("name") if isinstance(extra, dict) else None
-        by_id[img.get("id")] = ImageRecord(
+        by_id[_key(img.get("id"))] = ImageRecord(
             image_path=path.resolve(),
             file_name=path.name,
             source_split=split_dir.name,
@@ -304,14 +356,17 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             height=height,
             extra_name=extra_name,
         )
-    missing_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)} - set(by_id)
+    images = data["images"]
+    missing_ids = {_key(img.get("id")) for img in images if isinstance(img, dict)} - set(by_id)
     for ann in data.get("annotations", []):
         if not isinstance(ann, dict):
             problems.append(Problem(str(json_path), f"annotation is not an object: {ann!r}"))
             continue
-        rec = by_id.get(ann.get("image_id"))
+        rec = by_id.get(_key(ann.get("image_id")))
         if rec is None:
-            if ann.get("image_id") not in missing_ids:  # skipped images already have a problem
+            if (
+                _key(ann.get("image_id")) not in missing_ids
+            ):  # skipped images already have a problem
                 problems.append(
                     Problem(
                         str(json_path),
@@ -320,7 +375,7 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                     )
                 )
             continue
-        if ann.get("category_id") in placeholders:
+        if _key(ann.get("category_id")) in placeholders:
             problems.append(
                 Problem(
                     str(rec.image_path),
@@ -329,7 +384,22 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
                 )
             )
             continue
-        obj = _coco_annotation(ann, rec, str(rec.image_path), problems)
+        if known and _key(ann.get("category_id")) not in known:
+            problems.append(
+                Problem(
+                    str(rec.image_path),
+                    f"annotation {ann.get('id', '?')} has category id {ann.get('category_id')!r}, "
+                    f"which {json_path.name} does not list (ids {sorted(map(str, known))}); "
+                    "ignored",
+                )
+            )
+            continue
+        try:
+            obj = _coco_annotation(ann, rec, str(rec.image_path), problems)
+        except Exception as exc:  # one malformed object never costs the split
+            reason = f"annotation {ann.get('id', '?')}: unusable ({type(exc).__name__}: {exc})"
+            problems.append(Problem(str(rec.image_path), f"{reason}; ignored"))
+            continue
         if obj is not None:
             rec.annotations.append(obj)
     for path in sorted(split_dir.iterdir()):
@@ -342,7 +412,13 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
 
 
 def _yolo_line(
-    line: str, lineno: int, width: int, height: int, file: str, problems: list[Problem]
+    line: str,
+    lineno: int,
+    width: int,
+    height: int,
+    file: str,
+    problems: list[Problem],
+    n_classes: int | None = None,
 ) -> Annotation | None:
     what = f"line {lineno}"
     try:
@@ -350,25 +426,60 @@ def _yolo_line(
     except ValueError:
         problems.append(Problem(file, f"{what}: not numbers ({line.strip()[:60]!r}); ignored"))
         return None
-    coords = values[1:]
+    class_id, coords = values[0], values[1:]
     if not _finite(coords):
         problems.append(Problem(file, f"{what}: non-finite coordinate; ignored"))
         return None
+    if not (math.isfinite(class_id) and class_id == int(class_id) and class_id >= 0) or (
+        n_classes is not None and class_id >= n_classes
+    ):
+        known = f" (data.yaml has {n_classes} classes: 0..{n_classes - 1})" if n_classes else ""
+        problems.append(
+            Problem(file, f"{what}: class id {line.split()[0]} is unknown{known}; ignored")
+        )
+        return None
     if len(coords) == 4:  # a box: cx cy w h, normalised
         cx, cy, w, h = coords
+        edges = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+        if not _in_unit_range(edges + [w, h], what, file, problems):
+            return None
         bbox = ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
         return _box_annotation(bbox, width, height, file, what, problems, fallback=False)
-    pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(coords)]
+    if coords and not _in_unit_range(coords, what, file, problems):
+        return None
+    clipped = [min(max(v, 0.0), 1.0) for v in coords]
+    pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(clipped)]
     parts = _polygon_parts([pixels], file, what, problems)
     if not parts:
         return None
-    xs, ys = parts[0][0::2], parts[0][1::2]
-    bbox = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
-    return Annotation(kind="polygon", bbox=bbox, polygons=parts)
+    return Annotation(kind="polygon", bbox=_bounds(parts[0]), polygons=parts, label=what)
 
 
-def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
-    """Read `<split>/images` with `<split>/labels/<stem>.txt` (no label file: no objects)."""
+def _in_unit_range(values: list[float], what: str, file: str, problems: list[Problem]) -> bool:
+    """True when normalised values lie in [0, 1] up to COORD_TOLERANCE; else a problem."""
+    low, high = min(values), max(values)
+    if low >= -COORD_TOLERANCE and high <= 1 + COORD_TOLERANCE:
+        return True
+    problems.append(
+        Problem(
+            file,
+            f"{what}: coordinates outside [0, 1] (from {low:g} to {high:g}; YOLO labels are "
+            "fractions of the image size); ignored",
+        )
+    )
+    return False
+
+
+def read_yolo_split(
+    split_dir: Path, n_classes: int | None = None
+) -> tuple[list[ImageRecord], list[Problem]]:
+    """Read `<split>/images` with `<split>/labels/<stem>.txt` (no label file: no objects).
+
+    Class ids must be below `n_classes` (default: from the export's data.yaml, unchecked when
+    it names no classes).
+    """
+    if n_classes is None:
+        n_classes = yolo_class_count(split_dir.parent)
     problems: list[Problem] = []
     records: list[ImageRecord] = []
     image_dir, label_dir = split_dir / "images", split_dir / "labels"
@@ -380,6 +491,8 @@ def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
     for path in images:
         try:
             width, height = image_size(path)  # labels are relative to the EXIF-oriented image
+            if width < 1 or height < 1:
+                raise ImageReadError(path, f"degenerate size {width}x{height}")
         except ImageReadError as exc:
             problems.append(Problem(str(path), f"{exc.reason}; skipped"))
             continue
@@ -397,20 +510,43 @@ def read_yolo_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             except UnicodeDecodeError:
                 problems.append(Problem(str(label), "not UTF-8 text; image skipped"))
                 continue
+            except OSError as exc:
+                problems.append(Problem(str(label), f"unreadable ({exc.strerror}); image skipped"))
+                continue
             for lineno, line in enumerate(text.splitlines(), start=1):
                 if line.strip():
-                    obj = _yolo_line(line, lineno, width, height, str(label), problems)
+                    obj = _yolo_line(line, lineno, width, height, str(label), problems, n_classes)
                     if obj is not None:
                         rec.annotations.append(obj)
         records.append(rec)
     return records, problems
 
 
-def yolo_class_names(root: str | Path) -> list[str]:
-    """Class names from a YOLOv8 export's data.yaml (empty when absent or unreadable)."""
+def _data_yaml(root: str | Path) -> dict:
     try:
         data = yaml.safe_load((Path(root) / YOLO_FILE).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    names = data.get("names", [])
-    return list(names.values()) if isinstance(names, dict) else list(names)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def yolo_class_names(root: str | Path) -> list[str]:
+    """Class names from a YOLOv8 export's data.yaml (empty when absent or unreadable)."""
+    names = _data_yaml(root).get("names") or []
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def yolo_class_count(root: str | Path) -> int | None:
+    """How many classes a YOLOv8 export's data.yaml declares: its `names`, else `nc`; None
+    when it declares neither."""
+    data = _data_yaml(root)
+    names = data.get("names")
+    if isinstance(names, dict) and names:
+        keys = [k for k in names if isinstance(k, int)]
+        return max(keys) + 1 if keys else len(names)
+    if isinstance(names, list) and names:
+        return len(names)
+    nc = data.get("nc")
+    return nc if isinstance(nc, int) and nc > 0 else None

@@ -1,0 +1,41 @@
+"""The demo data cache: built once under a lock, leftovers of a killed build are removed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers.demo_data import ensure_demo_data
+
+SMALL = {"image_size": 64, "n_crack_sources": 4, "n_taping_sources": 4}
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+def test_demo_folder_is_readable_by_others_and_leaves_no_lock(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        paths = ensure_demo_data(tmp_path / "demo", **SMALL)
+    finally:
+        os.umask(old)
+    assert paths.root.stat().st_mode & 0o777 == 0o755
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+
+
+def test_leftovers_of_a_killed_build_are_removed_when_the_data_is_current(tmp_path: Path):
+    out = tmp_path / "demo"
+    first = ensure_demo_data(out, **SMALL)
+    # what a build killed after the folder was current again leaves beside it
+    (tmp_path / ".demo.building-abc123").mkdir()
+    (tmp_path / ".demo.building-abc123" / "half.jpg").write_bytes(b"x")
+    (tmp_path / f".demo.tmp-{_dead_pid()}-0123abcd").mkdir()
+    (tmp_path / ".demo.lock").write_bytes(b"")
+    assert ensure_demo_data(out, **SMALL) == first
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]
