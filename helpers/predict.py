@@ -126,7 +126,7 @@ def check_prompt_lengths(tokenizer, prompts: Sequence[str]) -> None:
     limit = getattr(tokenizer, "model_max_length", TOKEN_LIMIT)
     limit = limit if isinstance(limit, int) and 0 < limit < 100_000 else TOKEN_LIMIT
     for p in prompts:
-        n = len(tokenizer(p)["input_ids"])
+        n = len(tokenizer(p, verbose=False)["input_ids"])
         if n > limit:
             short = p if len(p) <= 60 else p[:57] + "..."
             raise ValueError(
@@ -437,8 +437,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime = get_runtime(args.device, args.precision)
     except (ValueError, RuntimeUnavailable) as err:
         fail(_one_line(err))
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
     try:
         check_prompt_lengths(_processor_for(args.model, args.base).tokenizer, prompts)
     except ValueError as err:
@@ -449,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_out_dir(args.out)
     except ValueError as err:
         fail(_one_line(err))
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     try:
         segmenter = Segmenter.from_pretrained(
             args.model, base=args.base, device=runtime.device, precision=runtime.precision
