@@ -117,3 +117,19 @@ def test_evaluate_model_writes_tables_once_per_key(tmp_path, segmenter, manifest
     stored = sorted(p.name for p in (store / "val").glob("*.png"))
     assert stored == ["img1__segment_crack.png", "img1__segment_fracture.png",
                       "img3__segment_taping_area.png"]
+
+
+def test_prompt_switch_shares_equal_thresholding_each_map(segmenter, manifest):
+    from helpers.data.images import load_rgb
+    from helpers.evaluate.prompt_switch import foreground_by_prompt
+
+    prompts = ["segment crack", "segment taping area"]
+    got = foreground_by_prompt(segmenter, manifest, prompts, split="test", batch_size=2)
+    rows = manifest[manifest["split"] == "test"]
+    expected = [
+        float(np.mean(p >= 0.5))
+        for path in rows["image_path"]
+        for p in segmenter.probabilities([load_rgb(path)], prompts)[0]
+    ]
+    assert list(got["prompt"]) == prompts * len(rows)
+    np.testing.assert_allclose(got["foreground"], expected, atol=1e-12)
