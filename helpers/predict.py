@@ -455,7 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except Exception as err:  # missing, truncated or corrupt weights
         fail(f"cannot load the model {args.model}: {_one_line(err)}")
-    print(f"predicting on {runtime}", file=sys.stderr)
+    workers = args.workers if args.workers is not None else max(1, runtime.num_workers)
+    print(
+        f"predicting on {runtime.device}, precision {runtime.precision}, "
+        f"{workers} reading thread(s)",
+        file=sys.stderr,
+    )
     try:
         summary = predict_files(
             segmenter,
@@ -464,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             settings,
             batch_size=args.batch_size,
-            num_workers=args.workers,
+            num_workers=workers,
             max_pixels=args.max_pixels,
             warn=lambda _: None,  # already printed above
         )
