@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -190,6 +191,13 @@ def test_cli_refuses_misuse_in_one_line(tmp_path, model_dir, capsys, monkeypatch
     (tmp_path / "afile").write_text("x")
     code, err = _cli(capsys, *base, "--out", tmp_path / "afile", "--prompt", "segment crack")
     _refused(code, err, "is a file")
+    crack = ["--prompt", "segment crack"]
+    code, err = _cli(capsys, *base, "--out", tmp_path / "afile" / "sub", *crack)
+    _refused(code, err, "cannot write to --out")
+    if os.geteuid() != 0:  # root may write anywhere
+        (tmp_path / "locked").mkdir(mode=0o500)
+        code, err = _cli(capsys, *base, "--out", tmp_path / "locked", "--prompt", "segment crack")
+        _refused(code, err, "cannot write to --out")
     (tmp_path / "b").mkdir()
     _photo(tmp_path / "b" / "wall.jpg", 32, 32)
     code, err = _cli(capsys, tmp_path / "b", *base, *out, "--prompt", "segment crack")
