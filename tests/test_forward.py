@@ -151,3 +151,26 @@ def test_segment_equals_stock_forward_on_the_full_size_architecture(real_process
     assert ours.shape == stock.shape == (1, 352, 352)
     # random weights give logits in the thousands; the computation is the same operations
     torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-6)
+
+
+def test_segment_prompts_decodes_all_prompts_in_one_call_equal_to_a_loop(tiny):
+    model, processor = tiny
+    prompts = ["segment crack", "segment taping area", "segment drywall joint", "segment x"]
+    pixels, _, _ = _batch(processor, ["a", "b", "c"], seed=3)
+    text = processor.tokenizer(prompts, padding=True, return_tensors="pt")
+    calls = []
+    hook = model.decoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            logits = segment_prompts(model, pixels, text["input_ids"], text["attention_mask"])
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    with torch.no_grad():
+        activations = vision_activations(model, pixels)
+        embeddings = text_embeddings(model, text["input_ids"], text["attention_mask"])
+        loop = torch.stack(
+            [decode(model, activations, e.expand(3, -1)) for e in embeddings], dim=1
+        )
+    assert logits.shape == loop.shape == (3, 4, 352, 352)
+    torch.testing.assert_close(logits, loop, atol=1e-5, rtol=0)

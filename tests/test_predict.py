@@ -173,8 +173,8 @@ def test_training_checkpoint_loads_on_its_recorded_base(tmp_path, model_dir):
     save_trainable(lora, "lora", run / "best")
     write_json(run / "run.json", {"base_model": str(model_dir)})
     model, processor = load_for_inference(run / "best")
-    seg = predict.Segmenter(model, processor, device="cpu")
-    ref = predict.Segmenter(lora, processor, device="cpu")
+    seg = predict.Segmenter(model, processor)
+    ref = predict.Segmenter(lora, processor)
     image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
     np.testing.assert_allclose(
         seg.probabilities([image], ["segment crack"])[0],

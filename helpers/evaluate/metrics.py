@@ -263,6 +263,20 @@ def summarise(scores: pd.DataFrame, by: Sequence[str] | None = ("dataset",)) -> 
     return table
 
 
+def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Probabilities at `size` = (height, width) from (..., h, w) logits, on their device.
+
+    Bilinear (`torch.nn.functional.interpolate`, align_corners=False) in float32, then a
+    sigmoid: the one upsampling rule of the project (`upsample_probs` is its NumPy face).
+    """
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (height, width) with positive values, got {size}")
+    lead = logits.shape[:-2]
+    x = logits.detach().float().reshape(-1, 1, *logits.shape[-2:])
+    out = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
+    return out.reshape(*lead, *size)
+
+
 def upsample_probs(
     values: np.ndarray | torch.Tensor, size: tuple[int, int], logits: bool = True
 ) -> np.ndarray:
@@ -272,7 +286,8 @@ def upsample_probs(
     (`torch.nn.functional.interpolate`, align_corners=False) and then passed through a
     sigmoid, so scores can be computed at each image's original resolution. With
     `logits=False` the input is taken as probabilities and converted to logits first
-    (clipped to [1e-6, 1 - 1e-6]). Returns float32 numpy of shape size or (B, *size).
+    (clipped to [1e-6, 1 - 1e-6]). Returns float32 numpy of shape size or (B, *size), computed
+    on the CPU (`upsample_logits` does the same on the values' device).
     """
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"size must be (height, width) with positive values, got {size}")
@@ -281,14 +296,10 @@ def upsample_probs(
     )
     if x.ndim not in (2, 3):
         raise ValueError(f"expected (h, w) or (B, h, w) logits, got shape {tuple(x.shape)}")
-    squeeze = x.ndim == 2
     x = x.to(device="cpu", dtype=torch.float32)
     if not logits:
         x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
-    x = x.reshape(-1, 1, *x.shape[-2:])
-    out = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
-    out = out[:, 0]
-    return (out[0] if squeeze else out).numpy()
+    return upsample_logits(x, size).numpy()
 
 
 def resize_truth(

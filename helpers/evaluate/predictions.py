@@ -1,10 +1,13 @@
 """One model pass over evaluation images: every prompt of each image's class, full resolution.
 
-`evaluate_model` runs the model once per image (the vision tower once, the decoder once per
-prompt), upsamples the logits to the image's own size, and turns each probability map into
-TP/FP/FN counts at every threshold of the sweep grid right away (`sweep_counts`). Nothing is
-re-run per threshold. The probability maps are also stored as 8-bit PNGs (probability x 255)
-so galleries and post-processing can use them later without the model.
+`evaluate_model` runs the model on batches of images (the vision tower once per image, the
+decoder once for all prompts), upsamples the logits to each image's own size on the model's
+device, and turns each probability map into TP/FP/FN counts at every threshold of the sweep
+grid right away, still on the device (`sweep_counts_torch`, exactly the counts of
+`sweep_counts`). Nothing is re-run per threshold, and only counts and 8-bit maps come back to
+the CPU. Images and masks are read by background threads; the probability maps are stored as
+8-bit PNGs (probability x 255) by a background writer, so galleries and post-processing can
+use them later without the model (`helpers.evaluate.stored`).
 
 Because every test image is scored under every prompt of its class, per-prompt tables compare
 prompts on the same images (a paired comparison).
@@ -19,11 +22,15 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+import torch
 
+from helpers.background import BackgroundWriter, read_ahead
 from helpers.data.images import load_rgb
 from helpers.data.prompts import PROMPTS, prompt_slug
-from helpers.evaluate.sweep import THRESHOLDS, sweep_table
+from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
+from helpers.inference import Segmenter
 from helpers.io import atomic_path, read_json, read_mask, write_json
+from helpers.runtime import default_workers
 
 SWEEP_FILE = "sweep.csv.gz"
 TRUE_SWEEP_FILE = "sweep_true_masks.csv.gz"
@@ -35,9 +42,17 @@ def probability_path(store: str | Path, split: str, image_id: str, prompt: str) 
     return Path(store) / split / f"{image_id}__{prompt_slug(prompt)}.png"
 
 
+def quantise(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities as uint8 round(255 p) (half to even), on their device."""
+    return torch.round(probs * 255.0).clamp(0, 255).to(torch.uint8)
+
+
 def write_probability(path: Path, probs: np.ndarray) -> None:
-    """Store probabilities as an 8-bit PNG (value = round(255 p)), atomically."""
-    q = np.clip(np.rint(probs * 255.0), 0, 255).astype(np.uint8)
+    """Store probabilities (float in [0, 1], or uint8 from `quantise`) as an 8-bit PNG,
+    atomically."""
+    q = np.asarray(probs)
+    if q.dtype != np.uint8:
+        q = quantise(torch.from_numpy(np.ascontiguousarray(q))).numpy()
     ok, buf = cv2.imencode(".png", q)
     if not ok:
         raise OSError(f"could not encode {path}")
@@ -67,7 +82,11 @@ def prediction_records(
     store: str | Path | None = None,
     progress: bool = True,
 ) -> Iterator[dict[str, Any]]:
-    """Per image and prompt of its class: ids, full-resolution probs, truth (and true mask)."""
+    """Per image and prompt of its class: ids, full-resolution probs, truth (and true mask).
+
+    The NumPy path, one record at a time (for inspection and as the reference that
+    `sweep_on_device` matches); `evaluate_model` uses `sweep_on_device`.
+    """
     from tqdm.auto import tqdm
 
     rows = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
@@ -98,8 +117,112 @@ def prediction_records(
     bar.close()
 
 
+def _load_item(segmenter: Segmenter, row: Any) -> tuple[tuple[int, int], Any, Any, Any]:
+    """Size, pixel values, truth and true mask (or None) of one manifest row."""
+    image = load_rgb(row.image_path)
+    truth = read_mask(row.mask_path) > 0
+    true_path = str(getattr(row, "true_mask_path", "") or "")
+    true_mask = read_mask(true_path) > 0 if true_path and true_path != "nan" else None
+    for name, mask in (("mask", truth), ("true mask", true_mask)):
+        if mask is not None and mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"image {row.image_path}: {name} shape {mask.shape} does not match the image's "
+                f"{image.shape[:2]}"
+            )
+    return image.shape[:2], segmenter.preprocess([image])[0], truth, true_mask
+
+
+def sweep_on_device(
+    segmenter: Segmenter,
+    manifest: pd.DataFrame,
+    splits: Sequence[str] = ("val", "test"),
+    prompts: Mapping[str, Sequence[str]] = PROMPTS,
+    batch_size: int = 8,
+    store: str | Path | None = None,
+    progress: bool = True,
+    thresholds: Sequence[float] = THRESHOLDS,
+    num_workers: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sweep tables vs the labels and vs the true masks, counted on the model's device.
+
+    Same rows and values as `sweep_table` over `prediction_records`; probability maps are
+    written under `store` (when given) by a background writer.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = segmenter.device
+    workers = num_workers if num_workers is not None else max(1, default_workers(device))
+    rows = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
+    keys: list[tuple[str, str, str, str]] = []
+    true_keys: list[tuple[str, str, str, str]] = []
+    counts: list[torch.Tensor] = []
+    true_counts: list[torch.Tensor] = []
+    writer = BackgroundWriter(threads=2, max_pending=256) if store is not None else None
+    bar = tqdm(total=len(rows), desc="evaluate", disable=not progress)
+    try:
+        for dataset, group in rows.groupby("dataset", sort=True):
+            names = list(prompts[dataset])
+            loaded = read_ahead(
+                list(group.itertuples()), lambda r: _load_item(segmenter, r), workers=workers
+            )
+            chunk: list[tuple[Any, Any]] = []
+            for row, item in loaded:
+                if isinstance(item, Exception):
+                    raise item
+                chunk.append((row, item))
+                if len(chunk) == batch_size:
+                    _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer,
+                                 (keys, counts), (true_keys, true_counts))
+                    bar.update(len(chunk))
+                    chunk = []
+            if chunk:
+                _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer,
+                             (keys, counts), (true_keys, true_counts))
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    if writer is not None and writer.failed:
+        path, err = writer.failed[0]
+        raise OSError(f"could not write probability map {path}: {err}") from err
+    n = len(np.asarray(thresholds))
+
+    def table(k: list, c: list[torch.Tensor]) -> pd.DataFrame:
+        values = torch.cat(c).cpu().numpy() if c else np.zeros((0, n, 3), np.int64)
+        return counts_table(k, values, thresholds)
+
+    return table(keys, counts), table(true_keys, true_counts)
+
+
+def _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer, out, true_out):
+    """Counts (and stored maps) of one batch of loaded manifest rows."""
+    maps = segmenter.probability_maps(
+        None, names, sizes=[item[0] for _, item in chunk],
+        pixel_values=torch.stack([item[1] for _, item in chunk]),
+    )
+    device = maps[0].device
+    for (row, (_, _, truth, true_mask)), probs in zip(chunk, maps, strict=True):
+        ident = (image_id(row), dataset, row.split)
+        record_keys = [(ident[0], dataset, prompt, row.split) for prompt in names]
+        out[0].extend(record_keys)
+        out[1].append(sweep_counts_torch(probs, torch.from_numpy(truth).to(device), thresholds))
+        if true_mask is not None:
+            true_out[0].extend(record_keys)
+            true_out[1].append(
+                sweep_counts_torch(probs, torch.from_numpy(true_mask).to(device), thresholds)
+            )
+        if writer is not None:
+            quantised = quantise(probs).cpu().numpy()
+            for prompt, q in zip(names, quantised, strict=True):
+                path = probability_path(store, row.split, ident[0], prompt)
+                writer.submit(path, write_probability, path, q)
+
+
 def evaluate_model(
-    segmenter,
+    segmenter: Segmenter,
     manifest: pd.DataFrame,
     store: str | Path,
     key: str,
@@ -112,24 +235,15 @@ def evaluate_model(
 
     `key` identifies the model and data (e.g. the training run's fingerprint); a stored
     evaluation with the same key is read back instead of running the model again.
+    `batch_size` images go through the model together (the profiles' `eval_batch_size`).
     """
     store = Path(store)
     meta_path = store / META_FILE
     if meta_path.is_file() and read_json(meta_path).get("key") == key:
         return (pd.read_csv(store / SWEEP_FILE), pd.read_csv(store / TRUE_SWEEP_FILE))
-    true_records: list[dict[str, Any]] = []
-
-    def labelled() -> Iterator[dict[str, Any]]:
-        for rec in prediction_records(
-            segmenter, manifest, splits, prompts, batch_size, store, progress
-        ):
-            if rec["true_mask"] is not None:
-                true_records.append({**rec, "truth": rec["true_mask"]})
-                true_records[-1].pop("true_mask")
-            yield rec
-
-    table = sweep_table(labelled(), THRESHOLDS)
-    true_table = sweep_table(iter(true_records), THRESHOLDS)
+    table, true_table = sweep_on_device(
+        segmenter, manifest, splits, prompts, batch_size, store, progress
+    )
     for frame, name in ((table, SWEEP_FILE), (true_table, TRUE_SWEEP_FILE)):
         with atomic_path(store / name) as tmp:
             frame.to_csv(tmp, index=False, compression="gzip")

@@ -227,13 +227,19 @@ def segment_prompts(
 ) -> Tensor:
     """Logits (B, P, H, W): every one of P prompts on every one of B images.
 
-    The vision tower runs once per image; only the decoder runs once per prompt.
+    The vision tower runs once per image and the decoder once for all B x P pairs: the
+    activations are repeated P times per image and the P conditional embeddings tiled B
+    times, so row b * P + p of the decoder batch is image b under prompt p.
     """
     activations = vision_activations(model, pixel_values)
     embeddings = _embeddings(model, input_ids, attention_mask, text_cache, prompts)
-    batch = activations[0].shape[0]
-    per_prompt = [
-        decode(model, activations, embeddings[p : p + 1].expand(batch, -1))
-        for p in range(embeddings.shape[0])
-    ]
-    return torch.stack(per_prompt, dim=1)
+    return decode_prompts(model, activations, embeddings)
+
+
+def decode_prompts(model: nn.Module, activations: Sequence[Tensor], embeddings: Tensor) -> Tensor:
+    """Decoder logits (B, P, H, W) for P conditional embeddings on each of B images, one call."""
+    batch, count = activations[0].shape[0], embeddings.shape[0]
+    repeated = [a.repeat_interleave(count, dim=0) for a in activations]
+    tiled = embeddings.repeat(batch, 1)
+    logits = decode(model, repeated, tiled)
+    return logits.reshape(batch, count, *logits.shape[-2:])
