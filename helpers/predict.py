@@ -10,8 +10,8 @@ decoder call for all prompts, see `helpers.inference`), thresholded on the devic
 masks are post-processed and written by a background writer.
 
 Bad input never stops a run: a file that is not an image, cannot be decoded, is larger than
-`--max-pixels` (default 100 million pixels, so 80 MP photos pass; PIL's own
-decompression-bomb limit is raised to the same value for the run) or has a side shorter than
+`--max-pixels` (default `helpers.data.images.DEFAULT_MAX_PIXELS`, 150 million pixels, so
+80 MP photos pass; it replaces PIL's own decompression-bomb limit) or has a side shorter than
 `MIN_SIDE` pixels is skipped with its reason. `<out>/predict_run.json` is always written and
 counts only the masks that are on disk.
 
@@ -43,7 +43,14 @@ import torch
 from PIL import Image
 
 from helpers.background import BackgroundWriter, read_ahead
-from helpers.data.images import IMAGE_SUFFIXES, ImageReadError, image_info, load_rgb
+from helpers.data.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    check_pixels,
+    image_info,
+    load_rgb,
+)
 from helpers.data.prompts import class_of_prompt, prompt_slug
 from helpers.evaluate.postprocess import METHODS, postprocess
 from helpers.inference import (
@@ -53,7 +60,7 @@ from helpers.inference import (
     Segmenter,
     check_prompts,
 )
-from helpers.io import write_json, write_mask_png
+from helpers.io import sweep_temp_files, write_json, write_mask_png
 from helpers.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, default_workers, get_runtime
 
 __all__ = [
@@ -68,7 +75,6 @@ __all__ = [
     "predict_files",
 ]
 
-DEFAULT_MAX_PIXELS = 100_000_000  # an 80 MP photo passes; PIL's own default is about 89 MP
 MIN_SIDE = 8  # pixels; thinner images carry nothing to segment
 NAME_LIMIT = 255 - 40  # bytes of a file name, minus room for the temporary name of atomic writes
 TOKEN_LIMIT = 77  # CLIP's text positions, used when a tokenizer does not state its own
@@ -211,14 +217,10 @@ def _loader(segmenter: Segmenter, max_pixels: int) -> Callable[[Path], tuple[tup
 
     def load(path: Path) -> tuple[tuple[int, int], Any]:
         width, height = image_info(path).size
-        if width * height > max_pixels:
-            raise ValueError(
-                f"{width}x{height} = {width * height:,} pixels is more than --max-pixels "
-                f"{max_pixels:,}"
-            )
+        check_pixels(path, (width, height), max_pixels)
         if min(width, height) < MIN_SIDE:
             raise ValueError(f"{width}x{height} pixels: sides under {MIN_SIDE} px are refused")
-        image = load_rgb(path)
+        image = load_rgb(path, max_pixels=max_pixels)
         if min(image.shape[:2]) < MIN_SIDE:  # e.g. a header that disagrees with the data
             raise ValueError(f"decoded to {image.shape[1]}x{image.shape[0]} pixels")
         return image.shape[:2], segmenter.preprocess([image])[0]
@@ -259,13 +261,11 @@ def predict_files(
     images, skipped = collect_images(inputs)
     check_outputs(images, prompts)
     out_dir = check_out_dir(out_dir)
+    sweep_temp_files(out_dir)  # what a killed earlier run left behind
     chosen = [settings.for_prompt(p) for p in prompts]
     thresholds = [t for t, _ in chosen]
     workers = num_workers if num_workers is not None else max(1, default_workers(segmenter.device))
     writer = BackgroundWriter(threads=2, max_pending=4 * batch_size * len(prompts))
-    pil_limit = Image.MAX_IMAGE_PIXELS
-    if pil_limit is not None:  # None: the user switched PIL's check off already
-        Image.MAX_IMAGE_PIXELS = max(max_pixels, pil_limit)
 
     def run_batch(batch: list[tuple[Path, tuple[int, int], Any]]) -> None:
         """Masks of a batch, queued for writing; a failing batch is retried image by image."""
@@ -308,7 +308,6 @@ def predict_files(
             run_one(batch)
     finally:
         writer.close()
-        Image.MAX_IMAGE_PIXELS = pil_limit
         for key, err in writer.failed:
             skipped.append((key, f"could not write a mask ({_reason(err)})"))
         on_disk = sorted(str(p) for _, p in writer.done if Path(p).is_file())
