@@ -1,4 +1,6 @@
 # Two commands: `make run` (set up, then execute every notebook) and `make test`.
+# `make smoke` runs every notebook on the full-size architecture (random weights) and the real
+# exports beside the repository, a few steps and a few images: the full profile's path, in minutes.
 # TORCH picks the torch requirement: users get the normal PyPI build (GPU on Linux);
 # a CPU-only machine can pass e.g. `make test TORCH=torch==2.13.0`.
 PYTHON ?= python3
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup data run test test-fast lint report clean clean-venv
+.PHONY: setup data run smoke test test-fast test-gpu lint report clean clean-venv
 
 setup: $(STAMP)
 
@@ -29,11 +31,16 @@ run: data
 	$(PY) -m helpers.run_notebooks --profile $(PROFILE)
 	$(PY) -m helpers.report --profile $(PROFILE)
 
+smoke: data
+	HF_HUB_OFFLINE=1 $(PY) -m helpers.run_notebooks --profile smoke
+	$(PY) -m helpers.report --profile smoke
+
 report: setup
 	$(PY) -m helpers.report --profile $(PROFILE)
 
-# Unit, real-data and notebook tests in one pytest run; nbval re-executes 01-03 and compares
-# the cells tagged nbval-check-output with their stored outputs.
+# Unit, real-data, notebook and smoke tests in one pytest run (tests/test_smoke.py runs the smoke
+# profile; tests marked gpu skip without CUDA); nbval re-executes 01-03 and compares the cells
+# tagged nbval-check-output with their stored outputs.
 NBVAL_NOTEBOOKS := notebooks/01_data_inspection.ipynb notebooks/02_mask_rendering.ipynb \
 	notebooks/03_joint_dataset.ipynb
 
@@ -43,6 +50,10 @@ test: data
 
 test-fast: data
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m "not slow and not notebook"
+
+# The CUDA tier alone (every test skips with its reason on a machine without CUDA).
+test-gpu: data
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m gpu
 
 lint: setup
 	$(PY) -m ruff check helpers tests

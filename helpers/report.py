@@ -5,6 +5,8 @@ the executed notebooks.
 
 Every table states the split it comes from; test scores are at thresholds chosen on
 validation; a split with fewer than `SMALL_SPLIT` images is flagged where its numbers appear.
+The header says where each notebook ran (device, GPU, precision, peak memory) and, when a
+profile capped the evaluated images, says so before any score.
 """
 
 from __future__ import annotations
@@ -269,6 +271,57 @@ def _header(metrics: Mapping[str, dict], run: str) -> str:
     return "\n".join(lines)
 
 
+def runtime_rows(metrics: Mapping[str, dict]) -> list[dict[str, Any]]:
+    """Device, GPU, precision and peak memory of every notebook that recorded its runtime."""
+    rows = []
+    for name, m in metrics.items():
+        rt = m.get("runtime")
+        if not rt:
+            continue
+        peak = m.get("peak_memory_mb")
+        rows.append(
+            {
+                "notebook": name,
+                "device": rt.get("device", "?"),
+                "GPU": rt.get("gpu") or "-",
+                "precision": rt.get("precision", "?"),
+                "peak memory (MB)": round(float(peak)) if peak is not None else None,
+            }
+        )
+    return rows
+
+
+def _runtime_section(metrics: Mapping[str, dict]) -> str:
+    rows = runtime_rows(metrics)
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "Where the notebooks ran (peak memory: allocated GPU memory on CUDA, the process's "
+            "peak resident memory on CPU):",
+            "",
+            _table(rows),
+        ]
+    )
+
+
+def cap_note(metrics: Mapping[str, dict]) -> str:
+    """A plain statement that evaluation was capped, or "" when every image was evaluated."""
+    capped = {
+        name: m["evaluation_cap"]
+        for name, m in metrics.items()
+        if (m.get("evaluation_cap") or {}).get("capped")
+    }
+    if not capped:
+        return ""
+    limits = sorted({int(c["max_images_per_split_and_class"]) for c in capped.values()})
+    return (
+        f"**Evaluation was capped** at {' / '.join(map(str, limits))} image(s) per split and "
+        f"class in {', '.join(capped)}: every validation and test score below comes from those "
+        "few images only. They show that the pipeline runs; they measure nothing.\n"
+    )
+
+
 def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path."""
     out_dir = Path(out_dir)
@@ -280,6 +333,7 @@ def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     if not metrics:
         raise FileNotFoundError(f"no notebook metrics in {out_dir / 'metrics'}; run the notebooks")
     parts = [_header(metrics, run or out_dir.name)]
+    parts += [part for part in (cap_note(metrics), _runtime_section(metrics)) if part]
     for name, m in metrics.items():
         parts.append(SECTIONS[name](m))
         parts.append(f"\nFull notebook: [html/{name}.html](html/{name}.html)\n")

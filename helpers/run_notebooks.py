@@ -7,14 +7,21 @@
 
 Parameters are checked against each notebook's `parameters` cell before anything runs:
 papermill itself only warns about unknown names, which silently runs the defaults.
+
+Kernels draw with matplotlib's inline backend whatever `MPLBACKEND` the caller exported (the
+Makefile and the tests export `Agg`, which would draw nothing), so every executed notebook
+keeps its figures as image outputs.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +93,21 @@ def parameters_for(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 CHECK_TAG = "nbval-check-output"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextmanager
+def inline_figures() -> Iterator[None]:
+    """Kernels started inside this block use the inline backend (figures become outputs)."""
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = before
 
 
 def store_expected_outputs(executed: Path, source: Path) -> int:
@@ -137,14 +159,15 @@ def run(
     for name in names:
         print(f"== {name} ({profile})", flush=True)
         start = time.perf_counter()
-        papermill.execute_notebook(
-            str(NOTEBOOKS_DIR / f"{name}.ipynb"),
-            str(executed / f"{name}.ipynb"),
-            parameters=parameters_for(name, params),
-            kernel_name=kernel_name,
-            cwd=str(NOTEBOOKS_DIR),
-            progress_bar=False,
-        )
+        with inline_figures():
+            papermill.execute_notebook(
+                str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+                str(executed / f"{name}.ipynb"),
+                parameters=parameters_for(name, params),
+                kernel_name=kernel_name,
+                cwd=str(NOTEBOOKS_DIR),
+                progress_bar=False,
+            )
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"   {seconds[name]:.1f} s", flush=True)
         if store_expected:
@@ -157,7 +180,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="demo", help="demo (default) or full")
+    parser.add_argument("--profile", default="demo", help="demo (default), full or smoke")
     parser.add_argument("--only", nargs="*", help="notebook numbers or names, e.g. 01 02")
     parser.add_argument(
         "-p",

@@ -80,3 +80,29 @@ def test_report_gathers_every_notebook(executed):
     text = build_report(profile_dir(RUN), RUN).read_text()
     for name in executed:
         assert f"html/{name}.html" in text
+
+
+def _figures(path) -> int:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
+
+
+def test_executed_notebooks_hold_their_figures(executed):
+    """The tests export MPLBACKEND=Agg; the runner's kernels still draw inline."""
+    for name in executed:
+        assert _figures(profile_dir(RUN) / "executed" / f"{name}.ipynb") > 0, name
+
+
+def test_model_notebooks_record_runtime_and_an_uncapped_evaluation(executed):
+    for name, m in executed.items():
+        assert m["runtime"]["device"] in ("cpu", "cuda", "mps"), name
+        assert m["runtime"]["precision"] in ("fp32", "bf16", "fp16"), name
+        assert m["peak_memory_mb"] > 0, name
+        assert m["evaluation_cap"]["capped"] is False, name  # the demo evaluates every image

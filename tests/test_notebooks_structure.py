@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 
 import pytest
 
@@ -81,3 +82,39 @@ def test_parse_value_reads_literals_and_strings():
     assert run_notebooks.parse_value("0.5") == 0.5
     assert run_notebooks.parse_value("../shared/data") == "../shared/data"
     assert run_notebooks.parse_value("'tiny'") == "tiny"
+
+
+MODEL_NOTEBOOKS = [n for n in NAMES if n[:2] in {"04", "05", "06", "07"}]
+
+
+@pytest.mark.parametrize("name", MODEL_NOTEBOOKS)
+def test_model_notebooks_take_device_and_precision_and_record_the_runtime(name):
+    cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
+    lines = {
+        line.split("=")[0].strip(): line
+        for line in "".join(cell["source"]).splitlines()
+        if "=" in line
+    }
+    for key in ("device", "precision"):
+        assert key in run_notebooks.notebook_parameter_names(name), f"{name}: no {key}"
+        assert "#" in lines[key], f"{name}: {key} needs a comment"
+    code = [c for c in _cells(name) if c["cell_type"] == "code"]
+    text = "".join("".join(c["source"]) for c in code)
+    assert "device=device, precision=precision" in text  # passed into get_profile
+    assert "get_runtime(cfg.device, cfg.precision, cfg.num_workers)" in text
+    assert "print(rt)" in text
+    assert "evaluation_manifest(" in text
+    metrics = "".join(code[-1]["source"])
+    for recorded in ('"runtime": rt.describe()', "peak_memory_mb(rt.device)", "evaluation_cap("):
+        assert recorded in metrics, f"{name}: metrics lack {recorded}"
+
+
+def test_runner_kernels_draw_inline_whatever_the_caller_exported(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with run_notebooks.inline_figures():
+        assert os.environ["MPLBACKEND"] == run_notebooks.INLINE_BACKEND
+    assert os.environ["MPLBACKEND"] == "Agg"
+    monkeypatch.delenv("MPLBACKEND")
+    with run_notebooks.inline_figures():
+        pass
+    assert "MPLBACKEND" not in os.environ

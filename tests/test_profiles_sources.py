@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from helpers.datasources import resolve_sources
+from helpers.eval_subset import evaluation_cap, evaluation_manifest
+from helpers.paths import SHARED_ROBOFLOW_DIR
 from helpers.profiles import PROFILES, get_profile
 
 
@@ -43,3 +48,65 @@ def test_real_exports_get_their_own_prepared_folder(shared_roboflow):
     src = resolve_sources(cfg)
     assert src.name.startswith("custom-") and not src.is_demo
     assert src.seam_masks is None and src.prepared.name == src.name
+
+
+def test_full_profile_is_sized_for_a_gpu_and_leaves_runtime_choices_to_the_runtime():
+    full = PROFILES["full"]
+    assert full.batch_size >= 32 and full.eval_batch_size >= 32
+    assert full.device == "auto" and full.precision == "auto" and full.num_workers is None
+
+
+def test_smoke_profile_runs_the_full_size_path_on_the_real_exports_briefly():
+    smoke = PROFILES["smoke"]
+    assert smoke.model == "full-size-random"
+    assert Path(smoke.cracks_export) == SHARED_ROBOFLOW_DIR / "cracks.v1i.coco"
+    assert Path(smoke.taping_export) == SHARED_ROBOFLOW_DIR / "drywall-join-detect.v2i.coco"
+    assert smoke.epochs == 1 and 0 < smoke.max_steps_per_epoch <= 5
+    assert smoke.eval_max_images is not None and smoke.eval_max_images <= 5
+
+
+def test_device_and_precision_overrides_reach_the_profile():
+    cfg = get_profile("smoke", device="cpu", precision="fp32")
+    assert (cfg.device, cfg.precision) == ("cpu", "fp32")
+    assert get_profile("smoke", device="", precision=None).device == "auto"
+
+
+def _manifest() -> pd.DataFrame:
+    rows = []
+    for split, n in (("train", 7), ("val", 5), ("test", 6)):
+        for dataset in ("cracks", "taping"):
+            for i in range(n):
+                rows.append(
+                    {
+                        "image_path": f"{dataset}/{split}/{i}.jpg",
+                        "split": split,
+                        "dataset": dataset,
+                        "n_objects": 0 if i % 2 else 1,  # every other image is empty
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_evaluation_cap_keeps_all_training_rows_and_n_labelled_images_per_split_and_class():
+    manifest = _manifest()
+    cfg = get_profile("demo", eval_max_images=2)
+    kept = evaluation_manifest(manifest, cfg)
+    sizes = kept.groupby(["split", "dataset"]).size().to_dict()
+    assert sizes[("train", "cracks")] == sizes[("train", "taping")] == 7
+    for split in ("val", "test"):
+        assert sizes[(split, "cracks")] == sizes[(split, "taping")] == 2
+    assert (kept[kept.split != "train"].n_objects > 0).all()  # labelled images first
+    assert kept.equals(evaluation_manifest(manifest, cfg))  # deterministic for a seed
+    info = evaluation_cap(manifest, kept, cfg)
+    assert info["capped"] and info["max_images_per_split_and_class"] == 2
+    assert info["evaluated"]["val"] == {"cracks": 2, "taping": 2}
+    assert info["available"]["test"] == {"cracks": 6, "taping": 6}
+
+
+def test_no_cap_changes_nothing_and_a_bad_cap_is_named():
+    manifest = _manifest()
+    cfg = get_profile("demo")
+    assert evaluation_manifest(manifest, cfg) is manifest
+    assert evaluation_cap(manifest, manifest, cfg)["capped"] is False
+    with pytest.raises(ValueError, match="eval_max_images.*0"):
+        evaluation_manifest(manifest, get_profile("demo", eval_max_images=0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.io import write_json
+from helpers.io import read_json, write_json
 from helpers.report import build_report
 
 
@@ -117,3 +117,36 @@ def test_report_flags_small_validation_classes_in_the_training_section(tmp_path)
     text = build_report(tmp_path, "demo").read_text()
     assert "val / taping: 18 images **(only 18 images" in text
     assert "val / cracks: 24 images\n" in text
+
+
+def _with_runtime(tmp_path, capped: bool):
+    folder = _metrics(tmp_path)
+    path = folder / "metrics" / "05_threshold_sweep.json"
+    m = read_json(path)
+    m["runtime"] = {"device": "cuda", "gpu": "NVIDIA H200", "precision": "bf16", "num_workers": 8}
+    m["peak_memory_mb"] = 5734.4
+    available = {"val": {"cracks": 24, "taping": 18}, "test": {"cracks": 23, "taping": 17}}
+    evaluated = {s: {c: 2 for c in v} for s, v in available.items()} if capped else available
+    m["evaluation_cap"] = {
+        "max_images_per_split_and_class": 2 if capped else None,
+        "capped": capped,
+        "evaluated": evaluated,
+        "available": available,
+    }
+    write_json(path, m)
+    return folder
+
+
+def test_report_shows_device_gpu_precision_and_peak_memory_per_notebook(tmp_path):
+    text = build_report(_with_runtime(tmp_path, capped=False), "full").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 05_threshold_sweep"))
+    for value in ("cuda", "NVIDIA H200", "bf16", "5734"):
+        assert value in row
+    assert "capped" not in text
+
+
+def test_report_says_plainly_that_evaluation_was_capped(tmp_path):
+    text = build_report(_with_runtime(tmp_path, capped=True), "smoke").read_text()
+    note = "**Evaluation was capped** at 2 image(s) per split and class in 05_threshold_sweep"
+    assert note in text
+    assert text.index("Evaluation was capped") < text.index("## 05")  # before any score

@@ -199,6 +199,68 @@ def ensure_tiny_model(
     return path
 
 
+# The real checkpoint's architecture with random weights, saved once like a downloaded model:
+# the `smoke` profile runs the full-size path (shapes, memory, speed) without the weights.
+FULL_SIZE_RANDOM = "full-size-random"
+FULL_SIZE_RANDOM_FILE = "full_size_random.json"
+
+
+def real_processor_dir() -> Path:
+    """Where the real checkpoint's processor files lie beside the repository (may be absent)."""
+    from helpers.paths import SHARED_MODELS_DIR
+
+    return SHARED_MODELS_DIR / "clipseg-rd64-refined-processor"
+
+
+def full_size_random_processor(processor_dir: str | os.PathLike[str] | None = None):
+    """The real processor when its files are present, else the tiny tokenizer's processor.
+
+    Returns `(processor, source)` with source "real" or "tiny-tokenizer".
+    """
+    folder = Path(processor_dir) if processor_dir is not None else real_processor_dir()
+    if (folder / "tokenizer.json").is_file():
+        return CLIPSegProcessor.from_pretrained(folder), "real"
+    return build_processor(build_tiny_tokenizer()), "tiny-tokenizer"
+
+
+def _match_token_ids(model: CLIPSegForImageSegmentation, tokenizer) -> None:
+    """Point the text tower's end-of-text pooling at the tokenizer's own special tokens."""
+    ids = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    for key, value in ids.items():
+        setattr(model.config.text_config, key, value)
+    model.clip.text_model.eos_token_id = tokenizer.eos_token_id
+
+
+def ensure_full_size_random_model(
+    path: str | os.PathLike[str] | None = None,
+    processor_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Build `build_full_size_model(seed)` once, save it with its processor (atomically).
+
+    The processor is the real checkpoint's when `processor_dir` (default: the shared models
+    folder) holds it, else the tiny tokenizer's; the folder then loads like any saved model.
+    """
+    path = Path(path) if path is not None else models_dir() / FULL_SIZE_RANDOM
+    marker = path / FULL_SIZE_RANDOM_FILE
+    if marker.is_file() and (path / "config.json").is_file() and (
+        path / "model.safetensors"
+    ).is_file():
+        return path
+    processor, source = full_size_random_processor(processor_dir)
+    with atomic_folder(path) as tmp:
+        model = build_full_size_model(seed)
+        _match_token_ids(model, processor.tokenizer)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        write_json(tmp / FULL_SIZE_RANDOM_FILE, {"seed": seed, "processor": source})
+    return path
+
+
 def _is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
 
@@ -206,12 +268,14 @@ def _is_offline() -> bool:
 def load_model(
     name: str | os.PathLike[str] = DEFAULT_MODEL,
 ) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
-    """Load `(model, processor)` from a Hub id, a `save_pretrained` folder, or `"tiny"`.
+    """Load `(model, processor)` from a Hub id, a saved folder, `"tiny"` or `"full-size-random"`.
 
     The model is returned in eval mode; training code switches it with `model.train()`.
     """
     if str(name) == TINY:
         folder: str | Path = ensure_tiny_model()
+    elif str(name) == FULL_SIZE_RANDOM:
+        folder = ensure_full_size_random_model()
     else:
         local = Path(name).expanduser()
         if local.exists():
@@ -250,6 +314,8 @@ def load_model(
 
 def load_processor(name: str | os.PathLike[str] = DEFAULT_MODEL) -> CLIPSegProcessor:
     """Only the processor of a model (Hub id, folder or "tiny"); cheap for the tiny model."""
+    if str(name) == FULL_SIZE_RANDOM:  # no need to build the 600 MB model for its processor
+        return full_size_random_processor()[0]
     folder: str | Path = ensure_tiny_model() if str(name) == TINY else name
     try:
         return CLIPSegProcessor.from_pretrained(folder)

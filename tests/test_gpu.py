@@ -1,0 +1,309 @@
+"""The CUDA tier: the device policy end to end, mixed-precision steps at full size, prediction
+on the GPU against the CPU, exact-enough resume, and the smoke profile on the GPU.
+
+Every test here is marked `gpu` and skips with its reason on a machine without CUDA
+(`make test-gpu` runs this tier alone).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import Dataset
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+from helpers.runtime import get_runtime, model_device
+
+HAS_CUDA = torch.cuda.is_available()
+HAS_BF16 = HAS_CUDA and torch.cuda.is_bf16_supported()
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device; this machine has none"),
+]
+
+
+# ------------------------------------------------------------------ the device policy, end to end
+
+
+@pytest.mark.slow
+def test_trained_model_and_its_checkpoint_live_on_the_profiles_device():
+    from helpers.datasources import prepared_data
+    from helpers.experiments import trained_model
+    from helpers.profiles import get_profile
+
+    cfg = get_profile("demo", epochs=1, max_steps_per_epoch=2, device="cuda", precision="auto")
+    manifest = prepared_data(cfg).manifest
+    run = trained_model(cfg, "lora", manifest, "test-gpu", retrain=True, progress=False)
+    assert model_device(run.model).type == "cuda"
+    runtime = getattr(run, "runtime", None)
+    assert runtime is not None, "trained_model should report the runtime it trained with"
+    assert runtime.device.type == "cuda" and runtime.precision in ("bf16", "fp16")
+    assert run.info["completed"]
+    # the finished run is loaded from its checkpoint, again onto the profile's device
+    again = trained_model(cfg, "lora", manifest, "test-gpu", progress=False)
+    assert again.info["fingerprint"] == run.info["fingerprint"]
+    assert model_device(again.model).type == "cuda"
+    assert all(p.device.type == "cuda" for p in again.model.parameters())
+
+
+# ------------------------------------------------- one mixed-precision training step at full size
+
+
+def _full_size_batch(device: torch.device, n: int = 2) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[49406, 15615, 10334, 49407]] * n)  # "segment crack", CLIP's own ids
+    labels = (torch.rand(n, 352, 352, generator=gen) > 0.9).float()
+    batch = {
+        "pixel_values": torch.randn(n, 3, 352, 352, generator=gen),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": labels,
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("mode", ["decoder", "lora", "full"])
+def test_one_full_size_training_step_per_mode_and_precision(mode, precision):
+    if precision == "bf16" and not HAS_BF16:
+        pytest.skip("this GPU does not support bf16")
+    from helpers.model.load import build_full_size_model
+    from helpers.model.modes import LoraSettings, apply_mode
+    from helpers.train.loop import default_forward
+    from helpers.train.losses import BCEDiceLoss
+
+    rt = get_runtime("cuda", precision)
+    torch.manual_seed(0)
+    lora = LoraSettings() if mode == "lora" else None
+    model = apply_mode(build_full_size_model(), mode, lora).to(rt.device).train()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-4)
+    scaler = rt.grad_scaler()
+    assert (scaler is not None) == (precision == "fp16")
+    batch = _full_size_batch(rt.device)
+    criterion = BCEDiceLoss()
+    moved = False
+    for _ in range(20):  # fp16: the scaler skips steps whose scaled gradients overflow
+        optimizer.zero_grad(set_to_none=True)
+        with rt.autocast():
+            logits = default_forward(model, batch)
+        assert logits.shape == (2, 352, 352)
+        loss = criterion(logits.float(), batch["labels"])
+        assert torch.isfinite(loss), f"{mode}/{precision}: loss {loss.item()}"
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        if mode != "decoder":  # the course's forward sends gradients into the vision tower
+            assert any(
+                p.grad is not None for n, p in trainable.items() if "vision_model" in n
+            ), f"{mode}: no vision-tower parameter received a gradient"
+        moved = any(not torch.equal(before[n], p.detach()) for n, p in trainable.items())
+        if moved:
+            break
+    assert moved, f"{mode}/{precision}: no optimiser step changed a trainable weight"
+    assert all(torch.isfinite(p).all() for p in trainable.values())
+
+
+# ---------------------------------------------------------------- prediction: CUDA against CPU
+
+
+def _segmenter(model, processor, device: str):
+    """A `Segmenter` on `device` in fp32, for the current and the device-following signature."""
+    from helpers.predict import Segmenter
+
+    params = inspect.signature(Segmenter).parameters
+    kwargs: dict[str, Any] = {}
+    if "precision" in params:
+        kwargs["precision"] = "fp32"
+    if "device" in params:
+        kwargs["device"] = device
+    return Segmenter(model.to(device), processor, **kwargs)
+
+
+@pytest.mark.slow
+def test_segmenter_on_cuda_predicts_what_it_predicts_on_cpu():
+    from helpers.model.load import load_model
+
+    model, processor = load_model("tiny")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((300, 420), (352, 352))]
+    prompts = ["segment crack", "segment taping area"]
+    on_cpu = _segmenter(copy.deepcopy(model), processor, "cpu").probabilities(images, prompts)
+    gpu = _segmenter(copy.deepcopy(model), processor, "cuda")
+    assert model_device(gpu.model).type == "cuda"
+    on_gpu = gpu.probabilities(images, prompts)
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        assert a.shape == b.shape
+        # TF32 matmuls (allowed by the runtime for fp32 on CUDA) differ from CPU in the 3rd digit
+        assert np.abs(a - b).max() < 2e-2
+        assert ((a >= 0.5) == (b >= 0.5)).mean() > 0.995
+
+
+# ----------------------------------------------------------------------------- resume on CUDA
+
+SIZE = 32
+
+
+def _tiny_clipseg(seed: int = 0) -> CLIPSegForImageSegmentation:
+    config = CLIPSegConfig(
+        text_config={
+            "vocab_size": 16, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 8,
+            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
+        },
+        vision_config={
+            "image_size": SIZE, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 3, "num_attention_heads": 2,
+        },
+        projection_dim=16, extract_layers=[1, 2], reduce_dim=16,
+        decoder_num_attention_heads=2, decoder_intermediate_size=32,
+    )
+    torch.manual_seed(seed)
+    model = CLIPSegForImageSegmentation(config)
+    for param in model.clip.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+class _Squares(Dataset):
+    """Noise images with a bright square to segment; two prompts stand in for the classes."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.images = rng.normal(0, 0.3, (n, 3, SIZE, SIZE)).astype(np.float32)
+        self.labels = np.zeros((n, SIZE, SIZE), dtype=np.float32)
+        for i in range(n):
+            side = int(rng.integers(8, 16))
+            y, x = rng.integers(0, SIZE - side, 2)
+            self.images[i, :, y : y + side, x : x + side] += 2.0
+            self.labels[i, y : y + side, x : x + side] = 1.0
+        self.datasets = ["cracks" if i % 2 == 0 else "taping" for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            "pixel_values": torch.from_numpy(self.images[i]),
+            "labels": torch.from_numpy(self.labels[i]),
+            "dataset": self.datasets[i],
+            "is_negative": False,
+            "index": i,
+        }
+
+
+_IDS = {"cracks": [0, 5, 6, 1, 1], "taping": [0, 7, 8, 9, 1]}
+_MASK = {"cracks": [1, 1, 1, 1, 0], "taping": [1, 1, 1, 1, 1]}
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    names = [it["dataset"] for it in items]
+    return {
+        "pixel_values": torch.stack([it["pixel_values"] for it in items]),
+        "labels": torch.stack([it["labels"] for it in items]),
+        "input_ids": torch.tensor([_IDS[n] for n in names]),
+        "attention_mask": torch.tensor([_MASK[n] for n in names]),
+        "datasets": names,
+        "prompts": names,
+        "is_negative": torch.tensor([it["is_negative"] for it in items]),
+        "indices": torch.tensor([it["index"] for it in items]),
+    }
+
+
+def _stock_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    return model(
+        pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+    ).logits
+
+
+def _save_nothing(model: torch.nn.Module, folder: Path) -> None:
+    """The checkpoint's own trainable state is enough here."""
+
+
+def _config():
+    from helpers.train.loop import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs: dict[str, Any] = {
+        "mode": "decoder", "epochs": 3, "batch_size": 4, "lr": 3e-3, "seed": 7,
+        "patience": None, "restore_best": False,
+    }
+    if "precision" in names:  # the precision field that replaces `amp`
+        kwargs["precision"] = "fp32"
+    else:
+        kwargs["amp"] = "off"
+    return TrainConfig(**kwargs)
+
+
+def _train(out: Path, **kwargs: Any):
+    from helpers.train.loop import train
+
+    model = _tiny_clipseg().to("cuda")
+    result = train(
+        model, _Squares(16, seed=1), _Squares(8, seed=2), _config(), out, _collate,
+        forward_fn=_stock_forward, save_fn=_save_nothing, progress=False, **kwargs,
+    )
+    return result, model
+
+
+@pytest.mark.slow
+def test_resume_on_cuda_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
+    whole, model_a = _train(tmp_path / "whole")
+    assert model_device(model_a).type == "cuda"
+    first, _ = _train(tmp_path / "resumed", stop_after_epochs=1)
+    assert not first.completed and first.log["epoch"].tolist() == [1]
+    torch.manual_seed(12345)  # a new process: the checkpoint supplies every random state
+    resumed, model_b = _train(tmp_path / "resumed")
+    assert resumed.completed and model_device(model_b).type == "cuda"
+    volatile = ["seconds", "peak_mem_mb"]
+    # GPU kernels may sum in a different order between runs: equal up to float noise
+    pd.testing.assert_frame_equal(
+        resumed.log.drop(columns=volatile, errors="ignore"),
+        whole.log.drop(columns=volatile, errors="ignore"),
+        check_exact=False, atol=1e-4, rtol=1e-4,
+    )
+    assert resumed.best_epoch == whole.best_epoch
+
+
+# ------------------------------------------------------------------ the smoke profile on CUDA
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.realdata
+def test_smoke_profile_runs_on_cuda_and_records_it():
+    from helpers import run_notebooks
+    from helpers.io import read_json
+    from helpers.paths import SHARED_ROBOFLOW_DIR, metrics_dir
+    from helpers.profiles import PROFILES
+
+    smoke = PROFILES["smoke"]
+    for export in (smoke.cracks_export, smoke.taping_export):
+        if not Path(export).is_dir():
+            pytest.skip(f"real Roboflow export not found at {export} (under {SHARED_ROBOFLOW_DIR})")
+    run = "test-gpu-smoke"
+    names = run_notebooks.available_notebooks()
+    run_notebooks.run("smoke", names, {"run_name": run, "device": "cuda"})
+    for name in names[3:]:  # 04-07 run models
+        m = read_json(metrics_dir(run) / f"{name}.json")
+        assert m["runtime"]["device"] == "cuda", name
+        assert m["runtime"]["gpu"], name
+        assert m["runtime"]["precision"] in ("bf16", "fp16"), name
+        assert m["peak_memory_mb"] > 0, name
+        assert m["evaluation_cap"]["max_images_per_split_and_class"] == smoke.eval_max_images
