@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import Dataset
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-from helpers.train.checkpoint import STATE_FILE, TRAINABLE_FILE, find_checkpoint, load_meta
 from helpers.runtime import RuntimeUnavailable, resolve_amp
+from helpers.train.checkpoint import STATE_FILE, TRAINABLE_FILE, find_checkpoint, load_meta
 from helpers.train.loop import (
     TrainConfig,
     TrainResult,
