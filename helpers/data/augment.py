@@ -100,12 +100,12 @@ def augment_batch(
     colour = (params[:, 8] != 1.0) | (params[:, 9] != 1.0)
     if bool(colour.any()):
         idx = colour.nonzero()[:, 0].to(images.device)
-        picked = images.index_select(0, idx)
+        picked = images.index_select(0, idx).double()  # float64: rounding repeats exactly
         brightness = params[colour, 8].to(picked)[:, None, None, None]
         contrast = params[colour, 9].to(picked)[:, None, None, None]
         mean = picked.mean(dim=(1, 2, 3), keepdim=True)
         picked = ((picked - mean) * contrast + mean * brightness).round().clamp(0, 255)
-        images = images.index_copy(0, idx, picked)
+        images = images.index_copy(0, idx, picked.to(images.dtype))
     return images, masks.clamp(0, 1)
 
 
