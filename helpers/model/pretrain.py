@@ -50,11 +50,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    """Length and size of the pretraining run (defaults: about a minute on 2 CPU cores).
-
-    Steps run in epochs of up to `steps_per_epoch` (one log row each), rounded up to whole
-    epochs.
-    """
+    """Length and size of the pretraining run (defaults: about a minute on 2 CPU cores)."""
 
     steps: int = 400
     batch_size: int = 16
@@ -64,7 +60,6 @@ class PretrainSettings:
     empty_rate: float = 0.2  # second prompts that name an absent shape (empty target)
     pos_weight: float = 3.0  # BCE weight of shape pixels (keeps thin lines from vanishing)
     seed: int = 0
-    steps_per_epoch: int = 50
 
     def to_dict(self) -> dict:
         """Plain dict (for the saved summary)."""

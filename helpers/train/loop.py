@@ -204,6 +204,13 @@ def build_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return list(parameter_groups(model, cfg.mode, cfg.lr, cfg.tower_lr, cfg.weight_decay))
 
 
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> Any:
+    """Linear warm-up over `cfg.warmup_fraction` of `total` steps, then cosine decay to 0."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total), total)
+
+
 def steps_per_epoch(n_items: int, cfg: TrainConfig) -> int:
     """Optimizer steps in one epoch of `n_items` (capped by `max_steps_per_epoch`)."""
     steps = math.ceil(n_items / cfg.batch_size)
@@ -257,6 +264,7 @@ def train(
     stop_after_epochs: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
     param_groups_fn: Callable[[nn.Module, TrainConfig], list[dict]] | None = None,
+    scheduler_fn: Callable[[torch.optim.Optimizer, int], Any] | None = None,
 ) -> TrainResult:
     """Train `model` in place on its own device and return a `TrainResult` (module docstring).
 
@@ -270,6 +278,8 @@ def train(
     stop_after_epochs / on_epoch_end(row) returning True: stop after that epoch as if the
         process had been interrupted (the run can be resumed later).
     param_groups_fn(model, cfg): AdamW parameter groups; default `build_param_groups`.
+    scheduler_fn(optimizer, total_steps): the learning-rate schedule, stepped once per batch;
+        default: linear warm-up over `cfg.warmup_fraction` of the steps, then cosine decay.
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -300,11 +310,9 @@ def train(
         (param_groups_fn or build_param_groups)(model, cfg), lr=cfg.lr,
         weight_decay=cfg.weight_decay,
     )
-    from transformers import get_cosine_schedule_with_warmup
-
-    total = n_steps * cfg.epochs
-    warmup = round(cfg.warmup_fraction * total)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    scheduler = (scheduler_fn or partial(cosine_with_warmup, cfg=cfg))(
+        optimizer, n_steps * cfg.epochs
+    )
     scaler = rt.grad_scaler()
     state = None
     if resume:

@@ -2,9 +2,12 @@
 
 Each item is one shapes image (`helpers.model.pretrain.shapes_batch` with `pairs=True`) with
 two prompts: a present shape, and another shape present or absent. The forward runs the
-vision tower once per image and decodes both prompts, so the prompt must choose. Every item
-is drawn from its own generator (seed, epoch, index), so the run repeats exactly on one
-machine whatever the batch order.
+vision tower once per image and decodes both prompts, so the prompt must choose.
+
+Items come from one generator seeded with `settings.seed`, in the order they are asked for
+(the examples are all fresh, so the shuffle does not matter), with AdamW on every weight, a
+linear warm-up over `settings.warmup` steps and cosine decay: the same batches, optimizer
+and schedule as the tiny model's original pretraining, so its weights are unchanged.
 """
 
 from __future__ import annotations
@@ -23,23 +26,28 @@ from helpers.model.pretrain import PretrainSettings, shapes_batch, shapes_iou, t
 from helpers.runtime import Runtime, get_runtime
 from helpers.train.loop import TrainConfig, train
 
+# Steps per log row (one "epoch" of the loop) when the step count allows.
+STEPS_PER_EPOCH = 50
 
-class ShapesDataset(Dataset):
-    """`n` prompted-shapes items per epoch; item i of epoch e comes from seed (seed, e, i)."""
+
+class ShapesStream(Dataset):
+    """`n` prompted-shapes items per epoch, drawn in call order from one generator.
+
+    The index is ignored: every call returns the next fresh example, so the stream must be
+    read in one process (`num_workers=0`).
+    """
 
     def __init__(self, n: int, size: int, empty_rate: float, seed: int) -> None:
-        self.n, self.size, self.empty_rate, self.seed = n, size, empty_rate, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.n, self.size, self.empty_rate = n, size, empty_rate
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        images, prompts, targets = shapes_batch(rng, 1, self.size, self.empty_rate, pairs=True)
+        images, prompts, targets = shapes_batch(
+            self.rng, 1, self.size, self.empty_rate, pairs=True
+        )
         return {"image": images[0], "prompts": prompts[0], "labels": targets[0]}
 
 
@@ -72,12 +80,31 @@ def pair_forward(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return logits.flatten(0, 1)
 
 
+def _steps_per_epoch(settings: PretrainSettings) -> int:
+    steps = settings.steps
+    return STEPS_PER_EPOCH if steps % STEPS_PER_EPOCH == 0 else steps
+
+
+def warmup_cosine(settings: PretrainSettings):
+    """`scheduler_fn` for `train`: lr x (step + 1) / warmup, then a cosine from 1 to 0."""
+
+    def lr_at(step: int) -> float:
+        if step < settings.warmup:
+            return (step + 1) / settings.warmup
+        t = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
+        return 0.5 * (1 + math.cos(math.pi * t))
+
+    def make(optimizer: torch.optim.Optimizer, total: int):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+
+    return make
+
+
 def pretrain_config(settings: PretrainSettings, runtime: Runtime) -> TrainConfig:
-    """The `TrainConfig` of pretraining: every weight, AdamW, cosine schedule, BCE x3 + Dice."""
-    per_epoch = min(settings.steps, settings.steps_per_epoch)
+    """The `TrainConfig` of pretraining: every weight, AdamW, BCE (shape pixels x3) + Dice."""
     return TrainConfig(
         mode="full",
-        epochs=math.ceil(settings.steps / per_epoch),
+        epochs=settings.steps // _steps_per_epoch(settings),
         batch_size=settings.batch_size,
         lr=settings.lr,
         weight_decay=0.01,
@@ -86,7 +113,7 @@ def pretrain_config(settings: PretrainSettings, runtime: Runtime) -> TrainConfig
         bce_pos_weight=settings.pos_weight,
         patience=None,
         seed=settings.seed,
-        num_workers=runtime.num_workers,
+        num_workers=0,  # one generator feeds the stream
         precision=runtime.precision,
         restore_best=False,
     )
@@ -107,9 +134,10 @@ def pretrain_tiny(
     settings = settings or PretrainSettings()
     rt = runtime or get_runtime()
     cfg = pretrain_config(settings, rt)
-    per_epoch = min(settings.steps, settings.steps_per_epoch)
-    data = ShapesDataset(per_epoch * settings.batch_size, settings.size, settings.empty_rate,
-                         settings.seed)
+    data = ShapesStream(
+        _steps_per_epoch(settings) * settings.batch_size, settings.size, settings.empty_rate,
+        settings.seed,
+    )
     model.requires_grad_(True)
     model.to(rt.device)
 
@@ -120,7 +148,7 @@ def pretrain_tiny(
         result = train(
             model, data, None, cfg, Path(tmp), PairCollate(processor), forward_fn=pair_forward,
             save_fn=lambda m, folder: None, resume=False, progress=progress,
-            param_groups_fn=one_group,
+            param_groups_fn=one_group, scheduler_fn=warmup_cosine(settings),
         )
     model.eval()
     model.requires_grad_(False)
