@@ -58,6 +58,11 @@ def crop_box(row: Sequence[float], height: int, width: int) -> tuple[int, int, i
     return int(fx * (width - cw + 1)), int(fy * (height - ch + 1)), cw, ch
 
 
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on `device` without waiting for queued GPU work."""
+    return t.to(device, non_blocking=True)
+
+
 def _crop_resize(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Each (C, H, W) of `x` cropped to its box and resized back (bilinear), in one call."""
     n, _, h, w = x.shape
@@ -66,7 +71,7 @@ def _crop_resize(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         x0, y0, cw, ch = crop_box(row, h, w)
         theta[i, 0, 0], theta[i, 0, 2] = cw / w, (2 * x0 + cw) / w - 1
         theta[i, 1, 1], theta[i, 1, 2] = ch / h, (2 * y0 + ch) / h - 1
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    grid = F.affine_grid(_to(theta, x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -77,35 +82,38 @@ def augment_batch(
 
     Image and mask get the same geometry; the colour change goes to the image only (rounded
     and clipped to 0-255 as an 8-bit image would be). Rows equal to `no_augment()` leave their
-    item exactly as it was. Works on any device; `params` may stay on the CPU.
+    item exactly as it was, and an item comes out the same whether it is augmented alone or in
+    a batch. Works on any device; `params` stays on the CPU (reading it there never waits for
+    the GPU).
     """
     params = params.detach().cpu().double()
-    x = torch.cat([images.float(), masks.float().unsqueeze(1)], dim=1)
+    x = torch.cat([images.float(), masks.float().unsqueeze(1)], dim=1)  # a fresh copy
     crop = params[:, 0] > 0.5
     if bool(crop.any()):
-        idx = crop.nonzero()[:, 0].to(x.device)
-        x = x.index_copy(0, idx, _crop_resize(x.index_select(0, idx), params[crop]))
-    for column, dim in ((5, -1), (6, -2)):  # horizontal, vertical flip
-        chosen = params[:, column] > 0.5
-        if bool(chosen.any()):
-            idx = chosen.nonzero()[:, 0].to(x.device)
-            x = x.index_copy(0, idx, x.index_select(0, idx).flip(dim))
-    turns = params[:, 7].round().long()
-    for k in (1, 2, 3):
-        chosen = turns == k
-        if bool(chosen.any()):
-            idx = chosen.nonzero()[:, 0].to(x.device)
-            x = x.index_copy(0, idx, torch.rot90(x.index_select(0, idx), k, dims=(-2, -1)))
+        idx = _to(crop.nonzero()[:, 0], x.device)
+        x.index_copy_(0, idx, _crop_resize(x.index_select(0, idx), params[crop]))
+    for i, row in enumerate(params.tolist()):
+        hflip, vflip, turns = row[5] > 0.5, row[6] > 0.5, int(round(row[7])) % 4
+        if hflip or vflip or turns:
+            item = x[i]
+            if hflip:
+                item = item.flip(-1)
+            if vflip:
+                item = item.flip(-2)
+            if turns:
+                item = torch.rot90(item, turns, dims=(-2, -1))
+            x[i] = item
     images, masks = x[:, :-1], x[:, -1]
     colour = (params[:, 8] != 1.0) | (params[:, 9] != 1.0)
     if bool(colour.any()):
-        idx = colour.nonzero()[:, 0].to(images.device)
-        picked = images.index_select(0, idx).double()  # float64: rounding repeats exactly
-        brightness = params[colour, 8].to(picked)[:, None, None, None]
-        contrast = params[colour, 9].to(picked)[:, None, None, None]
-        mean = picked.mean(dim=(1, 2, 3), keepdim=True)
-        picked = ((picked - mean) * contrast + mean * brightness).round().clamp(0, 255)
-        images = images.index_copy(0, idx, picked.to(images.dtype))
+        # (p - mean) * contrast + mean * brightness = p * contrast + mean * (brightness - contrast)
+        brightness, contrast = _to(params[:, 8], x.device), _to(params[:, 9], x.device)
+        keep = _to(colour, x.device)
+        means = images.sum(dim=(1, 2, 3), dtype=torch.float64) / images[0].numel()
+        scale = torch.where(keep, contrast, 1.0).float()[:, None, None, None]
+        shift = torch.where(keep, means * (brightness - contrast), 0.0).float()[:, None, None, None]
+        jittered = (images * scale + shift).round_().clamp_(0, 255)
+        images = torch.where(keep[:, None, None, None], jittered, images)
     return images, masks.clamp(0, 1)
 
 
@@ -113,9 +121,11 @@ def normalise(
     images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
     """0-255 images (B, 3, H, W) rescaled to [0, 1] and normalised as the processor does."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    return (images.float() * (1 / 255) - mean_t) / std_t
+    mean_t = torch.as_tensor(mean, dtype=torch.float64)
+    std_t = torch.as_tensor(std, dtype=torch.float64)
+    scale = _to((1 / (255 * std_t)).float(), images.device).view(1, -1, 1, 1)
+    shift = _to((-mean_t / std_t).float(), images.device).view(1, -1, 1, 1)
+    return torch.addcmul(shift, images.float(), scale)
 
 
 def finish_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -126,11 +136,12 @@ def finish_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """
     if "pixel_values" in batch or "images" not in batch:
         return batch
-    out = {k: v for k, v in batch.items() if k not in ("images", "augment")}
+    out = {k: v for k, v in batch.items() if k not in ("images", "augment", "image_mean", "image_std")}
     images = batch["images"].float()
     labels = batch["labels"]
     if "augment" in batch:
         images, labels = augment_batch(images, labels, batch["augment"])
-    out["pixel_values"] = normalise(images, batch["image_mean"][0], batch["image_std"][0])
+    mean, std = batch["image_mean"][0].cpu(), batch["image_std"][0].cpu()
+    out["pixel_values"] = normalise(images, mean, std)
     out["labels"] = labels.float()
     return out

@@ -24,9 +24,14 @@ def default_forward(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return segment(model, batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
 
 
+# Small per-item numbers that are read on the CPU (moving them would make the CPU wait).
+CPU_KEYS = ("augment", "image_mean", "image_std")
+
+
 def device_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """A collated batch on `device`, augmented and normalised there (`finish_batch`)."""
-    return finish_batch(to_device(batch, device))
+    moved = to_device({k: v for k, v in batch.items() if k not in CPU_KEYS}, device)
+    return finish_batch({**moved, **{k: batch[k] for k in CPU_KEYS if k in batch}})
 
 
 def match_size(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
