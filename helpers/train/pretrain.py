@@ -128,11 +128,12 @@ def pretrain_tiny(
 ) -> dict:
     """Train every weight of `model` on prompted shapes; returns a summary with held-out IoU.
 
-    Runs on `runtime` (default: `get_runtime()`, the best device here); the model is back on
-    the CPU, in eval mode and frozen afterwards.
+    Runs on `runtime` (default: the best device here, in fp32 so that the recipe's numbers
+    stay those of the CPU build); the model is back on the CPU, in eval mode and frozen
+    afterwards.
     """
     settings = settings or PretrainSettings()
-    rt = runtime or get_runtime()
+    rt = runtime or get_runtime("auto", "fp32")
     cfg = pretrain_config(settings, rt)
     data = ShapesStream(
         _steps_per_epoch(settings) * settings.batch_size, settings.size, settings.empty_rate,
