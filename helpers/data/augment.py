@@ -107,9 +107,11 @@ def augment_batch(
     colour = (params[:, 8] != 1.0) | (params[:, 9] != 1.0)
     if bool(colour.any()):
         # (p - mean) * contrast + mean * brightness = p * contrast + mean * (brightness - contrast)
-        brightness, contrast = _to(params[:, 8], x.device), _to(params[:, 9], x.device)
+        wide = torch.float32 if x.device.type == "mps" else torch.float64  # mps lacks float64
+        brightness = _to(params[:, 8].to(wide), x.device)
+        contrast = _to(params[:, 9].to(wide), x.device)
         keep = _to(colour, x.device)
-        means = images.sum(dim=(1, 2, 3), dtype=torch.float64) / images[0].numel()
+        means = images.sum(dim=(1, 2, 3), dtype=wide) / images[0].numel()
         scale = torch.where(keep, contrast, 1.0).float()[:, None, None, None]
         shift = torch.where(keep, means * (brightness - contrast), 0.0).float()[:, None, None, None]
         jittered = (images * scale + shift).round_().clamp_(0, 255)

@@ -343,7 +343,7 @@ def train(
             worker_init_fn=seed_worker, generator=make_generator(cfg.seed, epoch),
             **rt.loader_kwargs(),
         )
-        sums = torch.zeros(3, dtype=torch.float64, device=rt.device)  # loss, bce, dice
+        sums = torch.zeros(3, dtype=_sum_dtype(rt.device), device=rt.device)  # loss, bce, dice
         n_seen = 0
         bar = tqdm(total=n_steps, desc=f"epoch {epoch}", leave=False, disable=not progress)
         for batch in _take(loader, n_steps):
@@ -404,6 +404,11 @@ def train(
         seconds=float(sum(r["seconds"] for r in state.rows)),
         completed=not interrupted,
     )
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """float64 for running sums, float32 on mps (which has no float64)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _take(loader: DataLoader, n: int):
