@@ -245,6 +245,38 @@ def _optimizer_step(
         scaler.update()
 
 
+@dataclass
+class TrainStep:
+    """One optimisation step on a batch that is on the model's device.
+
+    Forward at the runtime's precision, BCE + Dice against the soft labels, backward, gradient
+    clipping, optimizer and scheduler step. Returns (loss, bce, dice) as a detached tensor on
+    the device, so the loop never waits for the GPU.
+    """
+
+    model: nn.Module
+    forward_fn: ForwardFn
+    criterion: BCEDiceLoss
+    cfg: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    runtime: Any
+
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    def __call__(self, batch: dict[str, Any]) -> torch.Tensor:
+        labels = batch["labels"]
+        with self.runtime.autocast():
+            logits = match_size(self.forward_fn(self.model, batch), labels)
+        parts = self.criterion.components(logits, labels)
+        loss = self.cfg.bce_weight * parts["bce"] + self.cfg.dice_weight * parts["dice"]
+        _optimizer_step(loss, self.optimizer, self.params, self.cfg.grad_clip, self.scaler)
+        self.scheduler.step()
+        return torch.stack([loss, parts["bce"], parts["dice"]]).detach()
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -314,6 +346,7 @@ def train(
         optimizer, n_steps * cfg.epochs
     )
     scaler = rt.grad_scaler()
+    step = TrainStep(model, forward_fn, criterion, cfg, optimizer, scheduler, scaler, rt)
     state = None
     if resume:
         state = resume_state(out_dir, cfg.to_dict(), model, optimizer, scheduler, scaler, load_fn)
@@ -345,21 +378,12 @@ def train(
         )
         sums = torch.zeros(3, dtype=_sum_dtype(rt.device), device=rt.device)  # loss, bce, dice
         n_seen = 0
-        bar = tqdm(total=n_steps, desc=f"epoch {epoch}", leave=False, disable=not progress)
-        for batch in _take(loader, n_steps):
+        for batch in tqdm(_take(loader, n_steps), total=n_steps, desc=f"epoch {epoch}",
+                          leave=False, disable=not progress):
             batch = device_batch(batch, rt.device)
-            labels = batch["labels"]
-            with rt.autocast():
-                logits = match_size(forward_fn(model, batch), labels)
-            parts = criterion.components(logits, labels)
-            loss = cfg.bce_weight * parts["bce"] + cfg.dice_weight * parts["dice"]
-            _optimizer_step(loss, optimizer, params, cfg.grad_clip, scaler)
-            scheduler.step()
+            sums += step(batch) * len(batch["labels"])
+            n_seen += len(batch["labels"])
             state.step += 1
-            n_seen += len(labels)
-            sums += torch.stack([loss, parts["bce"], parts["dice"]]).detach() * len(labels)
-            bar.update(1)
-        bar.close()
         loss_sum, bce_sum, dice_sum = (float(v) / n_seen for v in sums)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(
