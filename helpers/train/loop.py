@@ -354,8 +354,9 @@ def train(
         clear_run(out_dir)
         state = RunState()
     write_json(out_dir / "config.json", cfg.to_dict())
-    if rt.num_workers > 0 and hasattr(train_ds, "preload"):
-        train_ds.preload()  # decoded once here; forked workers share it
+    for ds in (train_ds, val_ds):
+        if rt.num_workers > 0 and hasattr(ds, "preload"):
+            ds.preload()  # decoded once here; forked workers share it
     val_loader = None if val_ds is None else DataLoader(
         val_ds, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
         collate_fn=collate_fn, worker_init_fn=seed_worker,
