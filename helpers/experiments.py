@@ -4,6 +4,9 @@
 split, epochs, seed and evaluation for every mode) and afterwards loads the best checkpoint,
 so notebooks 05-07 can start from a trained model without "run 04 first", and 06 reuses the
 LoRA run of 04 when their settings agree. Runs live in `outputs/<run>/models/<mode>/`.
+
+The profile's device, precision and workers decide where the run goes (`helpers.runtime`):
+the model is moved there, trained there and returned there.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def train_config(profile: Profile, mode: str, **overrides: Any):
         "patience": profile.patience,
         "seed": profile.seed,
         "max_steps_per_epoch": profile.max_steps_per_epoch or None,
+        "precision": profile.precision,
+        "num_workers": profile.num_workers,
     }
     values.update(overrides)
     return TrainConfig(**values)
@@ -75,7 +80,7 @@ def _fingerprint(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> str:
         "tiny_version": TINY_VERSION if profile.model == TINY else None,
         "image_size": profile.image_size,
         "negative_rate": profile.negative_rate,
-        "train": cfg.to_dict(),
+        "train": {k: v for k, v in cfg.to_dict().items() if k != "num_workers"},
         "lora": repr(lora) if lora is not None else None,
         "data": hashlib.sha256(data.encode()).hexdigest(),
     }
@@ -92,6 +97,7 @@ class TrainedModel:
     folder: Path
     log: pd.DataFrame
     info: dict[str, Any]
+    runtime: Any = None  # the helpers.runtime.Runtime the model lives on
 
     @property
     def checkpoint(self) -> Path:
@@ -100,7 +106,12 @@ class TrainedModel:
 
 
 def datasets(profile: Profile, manifest: pd.DataFrame, image_processor):
-    """Training (augmented, prompt-sampled, negatives) and validation datasets."""
+    """Training (augmented, prompt-sampled, negatives) and validation datasets.
+
+    Their items are finished on the model's device (`finish_on_device=True`): batches made
+    with `make_collate` go through `helpers.data.augment.finish_batch`, which `train`,
+    `evaluate_segmentation` and `gradient_report` do.
+    """
     from helpers.data.dataset import JointSegmentationDataset
 
     train_ds = JointSegmentationDataset(
@@ -111,6 +122,7 @@ def datasets(profile: Profile, manifest: pd.DataFrame, image_processor):
         augment=True,
         negative_rate=profile.negative_rate,
         seed=profile.seed,
+        finish_on_device=True,
     )
     val_ds = JointSegmentationDataset(
         manifest,
@@ -120,6 +132,7 @@ def datasets(profile: Profile, manifest: pd.DataFrame, image_processor):
         augment=False,
         negative_rate=0.0,
         seed=profile.seed,
+        finish_on_device=True,
     )
     return train_ds, val_ds
 
@@ -136,15 +149,19 @@ def trained_model(
 ) -> TrainedModel:
     """Train `mode` under the course protocol, or load the finished run with the same settings.
 
-    The run lives in `outputs/<run>/models/<name or mode>/`.
+    The run lives in `outputs/<run>/models/<name or mode>/`. The model is trained and
+    returned on `get_runtime(profile.device, profile.precision, profile.num_workers)`.
     """
     import torch
 
     from helpers.data.dataset import make_collate
     from helpers.model.load import load_model
     from helpers.model.modes import apply_mode, count_parameters, load_trainable
+    from helpers.runtime import get_runtime, peak_memory_mb, reset_peak_memory
     from helpers.train.loop import train
 
+    rt = get_runtime(profile.device, profile.precision, profile.num_workers)
+    overrides = {"precision": rt.precision, "num_workers": rt.num_workers, **overrides}
     cfg = train_config(profile, mode, **overrides)
     lora = lora_settings(profile) if mode == "lora" else None
     folder = run_folder(run, name or mode)
@@ -153,16 +170,17 @@ def trained_model(
     info = read_json(info_path) if info_path.is_file() else None
     base, processor = load_model(profile.model)
     if info and info.get("fingerprint") == key and info.get("completed") and not retrain:
-        model = load_trainable(base, mode, folder / "best")
+        model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
         log = pd.read_csv(folder / "log.csv")
-        return TrainedModel(mode, model, processor, folder, log, info)
+        return TrainedModel(mode, model, processor, folder, log, info, rt)
 
     if folder.exists() and (retrain or (info and info.get("fingerprint") != key)):
         shutil.rmtree(folder)  # different settings: a resumed run would mix two protocols
     folder.mkdir(parents=True, exist_ok=True)
     write_json(info_path, {"fingerprint": key, "completed": False, "base_model": profile.model})
     torch.manual_seed(profile.seed)
-    model = apply_mode(base, mode, lora)
+    model = apply_mode(base, mode, lora).to(rt.device)
+    reset_peak_memory(rt.device)
     counts = count_parameters(model)
     train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
     result = train(
@@ -184,12 +202,14 @@ def trained_model(
         "best_val_miou": result.best_metric,
         "stopped_early": result.stopped_early,
         "seconds": result.seconds,
+        "runtime": rt.describe(),
+        "peak_memory_mb": round(peak_memory_mb(rt.device), 1),
         "train_images": len(train_ds),
         "val_images": len(val_ds),
     }
     write_json(info_path, info)
     model.eval()
-    return TrainedModel(mode, model, processor, folder, result.log, info)
+    return TrainedModel(mode, model, processor, folder, result.log, info, rt)
 
 
 def folder_size_mb(folder: str | Path) -> float:

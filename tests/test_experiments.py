@@ -31,3 +31,33 @@ def test_fingerprint_follows_mask_content_and_training_settings() -> None:
     assert key != _fingerprint(demo, heavier_bce, _manifest(0.02), None)
     heavier = get_profile("demo", bce_weight=demo.bce_weight + 1)
     assert train_config(heavier, "lora").bce_weight == demo.bce_weight + 1
+
+
+def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monkeypatch) -> None:
+    import cv2
+    import numpy as np
+
+    import helpers.experiments as experiments
+    from helpers.runtime import model_device
+
+    rows = []
+    for k in range(6):
+        image = np.random.default_rng(k).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        mask = np.zeros((48, 64), np.uint8)
+        mask[10:30, 5 + k : 40] = 255
+        cv2.imwrite(str(tmp_path / f"i{k}.png"), image)
+        cv2.imwrite(str(tmp_path / f"m{k}.png"), mask)
+        rows.append({
+            "image_path": str(tmp_path / f"i{k}.png"), "mask_path": str(tmp_path / f"m{k}.png"),
+            "split": "train" if k < 4 else "val", "dataset": ["cracks", "taping"][k % 2],
+            "mask_fraction": float((mask > 0).mean()),
+        })
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    run = experiments.trained_model(profile, "decoder", pd.DataFrame(rows), "r", progress=False)
+    assert run.runtime is not None and run.runtime.device.type == "cpu"
+    assert model_device(run.model) == run.runtime.device
+    assert run.info["runtime"]["device"] == "cpu" and run.info["runtime"]["precision"] == "fp32"
+    assert run.info["peak_memory_mb"] > 0
+    again = experiments.trained_model(profile, "decoder", pd.DataFrame(rows), "r", progress=False)
+    assert again.runtime == run.runtime and again.info["fingerprint"] == run.info["fingerprint"]

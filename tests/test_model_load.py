@@ -13,7 +13,6 @@ from helpers.io import atomic_folder
 from helpers.model.load import (
     PRETRAIN_FILE,
     TINY_VERSION,
-    build_pretrained_tiny_model,
     build_tiny_model,
     ensure_tiny_model,
     full_size_config,
@@ -21,6 +20,7 @@ from helpers.model.load import (
 )
 from helpers.model.pretrain import PretrainSettings
 from helpers.model.tokenizer import build_tiny_tokenizer
+from helpers.tiny_model import build_pretrained_tiny_model
 
 # The course prompts (helpers.data.prompts.PROMPTS) as the contracts fix them.
 COURSE_PROMPTS = [

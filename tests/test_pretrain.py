@@ -93,3 +93,44 @@ def test_shipped_tiny_model_follows_the_prompt(shipped):
         named = np.mean([_iou(p[j], m[kind]) for p, m in zip(probs, masks, strict=True)])
         other = np.mean([_iou(p[1 - j], m[kind]) for p, m in zip(probs, masks, strict=True)])
         assert named > other + margin, (kind, named, other)
+
+
+def test_pretraining_runs_through_the_training_loop_and_repeats(monkeypatch):
+    import helpers.train.pretrain as pretrain
+    from helpers.model.pretrain import PretrainSettings
+    from helpers.tiny_model import build_pretrained_tiny_model
+
+    calls = []
+    real_train = pretrain.train
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "train", spy)
+    cheap = PretrainSettings(steps=2, batch_size=2, size=64, warmup=1)
+    model, _, summary = build_pretrained_tiny_model(settings=cheap, progress=False)
+    again, _, _ = build_pretrained_tiny_model(settings=cheap, progress=False)
+    random_model, _ = build_tiny_model()
+    assert len(calls) == 2 and calls[0]["forward_fn"] is pretrain.pair_forward
+    assert summary["trained_with"] == "helpers.train.loop.train"
+    assert len(summary["loss_per_epoch"]) == 1
+    weights, repeat, start = model.state_dict(), again.state_dict(), random_model.state_dict()
+    assert all(torch.equal(weights[k], repeat[k]) for k in weights)
+    assert any(not torch.equal(weights[k], start[k]) for k in weights)
+
+
+def test_pretraining_schedule_warms_up_then_decays():
+    from helpers.model.pretrain import PretrainSettings
+    from helpers.train.pretrain import warmup_cosine
+
+    settings = PretrainSettings(steps=10, warmup=2, lr=1.0)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
+    scheduler = warmup_cosine(settings)(optimizer, settings.steps)
+    lrs = []
+    for _ in range(settings.steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 0.1

@@ -20,12 +20,12 @@ import torch
 from torch.utils.data import Dataset
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
+from helpers.runtime import RuntimeUnavailable, resolve_amp
 from helpers.train.checkpoint import STATE_FILE, TRAINABLE_FILE, find_checkpoint, load_meta
 from helpers.train.loop import (
     TrainConfig,
     TrainResult,
     evaluate_segmentation,
-    resolve_amp,
     train,
 )
 
@@ -272,7 +272,7 @@ def test_evaluation_scores_per_class_and_skips_negatives() -> None:
     ("field", "value", "message"),
     [
         ("mode", "adapter", "unknown mode 'adapter'"),
-        ("amp", "fp8", "unknown amp 'fp8'"),
+        ("precision", "fp8", "unknown precision 'fp8'"),
         ("epochs", 0, "epochs must be an int >= 1"),
         ("warmup_fraction", 1.5, "warmup_fraction"),
         ("patience", 0, "patience"),
@@ -286,9 +286,10 @@ def test_config_validation_errors_are_clear(field: str, value: Any, message: str
         TrainConfig(**{field: value})
 
 
-def test_amp_is_cpu_off_and_untrainable_models_are_refused(tmp_path: Path) -> None:
-    assert resolve_amp("bf16", torch.device("cpu")) is None
+def test_precision_is_fp32_on_cpu_and_untrainable_models_are_refused(tmp_path: Path) -> None:
     assert resolve_amp("auto", torch.device("cpu")) is None
+    with pytest.raises(RuntimeUnavailable, match="needs a CUDA device"):
+        run(tmp_path, config(precision="bf16"))
     model = tiny_clipseg()
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):

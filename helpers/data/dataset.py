@@ -1,10 +1,20 @@
 """The joint cracks + taping dataset: (image, prompt) -> soft target mask, with a collate function.
 
+Each image is decoded once and kept in memory at model resolution: the image as uint8,
+exactly as the processor resizes it, and its mask as a soft target (`resize_soft_mask`). Items
+are cut from that cache, so epochs after the first read no files.
+
 Each epoch shows every image once with a prompt of its class, drawn afresh each epoch (fixed
 by seed, epoch and index, so runs repeat exactly). Optional negative pairs come on top: an
 image shown with a prompt of the other class and an all-zero target, teaching the model that
 "segment crack" on a taped seam means "nothing here". They are extra items, so asking for
 negatives never takes positive examples away.
+
+Augmentation (`helpers.data.augment`) works on tensors. By default an item is finished on
+the spot (augmented and normalised: `pixel_values`). With `finish_on_device=True` an item
+carries its uint8 `image` and its augmentation row instead, and
+`helpers.data.augment.finish_batch` augments and normalises the whole collated batch after it
+is on the model's device (the training loop does this). Both ways give the same numbers.
 
 With a `DataLoader(num_workers > 0)`, leave `persistent_workers=False` (the default) so each
 epoch's workers receive the dataset after `set_epoch`.
@@ -24,6 +34,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from helpers.data.augment import augment_batch, draw_augment, no_augment, normalise
 from helpers.data.prompts import (
     PROMPTS,
     STREAM_AUGMENT,
@@ -68,54 +79,13 @@ def resize_soft_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def augment_pair(
-    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the same random geometry to image (H, W, 3) and mask (H, W); colour to image only.
-
-    Geometry: with probability 1/2 a mild random resized crop (75-100 % of the area, aspect
-    change up to 15 %), then horizontal flip, vertical flip (each 1/2) and a rotation by a
-    random multiple of 90 degrees. Colour: brightness and contrast factors in 1 +/- `jitter`.
-    """
-    h, w = mask.shape
-    # Draw every number in a fixed order so an item's augmentation depends on its rng only.
-    do_crop = rng.random() < 0.5
-    area = rng.uniform(0.75, 1.0)
-    ratio = float(np.exp(rng.uniform(np.log(0.85), np.log(1 / 0.85))))
-    fx, fy = rng.random(), rng.random()
-    hflip, vflip = rng.random() < 0.5, rng.random() < 0.5
-    turns = int(rng.integers(4))
-    brightness = rng.uniform(1 - jitter, 1 + jitter)
-    contrast = rng.uniform(1 - jitter, 1 + jitter)
-
-    if do_crop:
-        cw = int(min(w, max(1, round(w * np.sqrt(area * ratio)))))
-        ch = int(min(h, max(1, round(h * np.sqrt(area / ratio)))))
-        x0, y0 = int(fx * (w - cw + 1)), int(fy * (h - ch + 1))
-        image = image[y0 : y0 + ch, x0 : x0 + cw]
-        mask = mask[y0 : y0 + ch, x0 : x0 + cw]
-    if hflip:
-        image, mask = image[:, ::-1], mask[:, ::-1]
-    if vflip:
-        image, mask = image[::-1], mask[::-1]
-    if turns:
-        image, mask = np.rot90(image, turns), np.rot90(mask, turns)
-    image = np.ascontiguousarray(image)
-    mask = np.ascontiguousarray(mask)
-
-    if jitter > 0:
-        pixels = image.astype(np.float32)
-        mean = pixels.mean()
-        pixels = (pixels - mean) * contrast + mean * brightness
-        image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    return image, mask
-
-
 class JointSegmentationDataset(Dataset):
     """Rows of one split of a manifest as CLIPSeg training items.
 
     Item: {"pixel_values": (3, S, S) float, "labels": (S, S) float in [0, 1], "prompt": str,
-    "dataset": str, "is_negative": bool, "index": int} where `index` is the row of `self.frame`.
+    "dataset": str, "is_negative": bool, "index": int} where `index` is the row of `self.frame`
+    (with `finish_on_device`: "image" uint8 (3, S, S), "augment", "image_mean" and "image_std"
+    instead of "pixel_values").
     Items `0 .. n-1` are the n images with a prompt of their class; with `negative_rate` r,
     items `n .. n + round(r n) - 1` are negative pairs of images drawn without repeats, afresh
     each epoch.
@@ -135,6 +105,7 @@ class JointSegmentationDataset(Dataset):
         seed: int = 42,
         mask_column: str = "mask_path",
         jitter: float = 0.1,
+        finish_on_device: bool = False,
     ) -> None:
         if not isinstance(manifest, pd.DataFrame):
             path = Path(manifest)
@@ -179,7 +150,13 @@ class JointSegmentationDataset(Dataset):
         self.seed = int(seed)
         self.mask_column = mask_column
         self.jitter = float(jitter)
+        self.finish_on_device = bool(finish_on_device)
+        self.image_mean = [float(v) for v in processor.image_mean]
+        self.image_std = [float(v) for v in processor.image_std]
         self.epoch = 0
+        self._images: dict[int, torch.Tensor] = {}
+        self._masks: dict[int, torch.Tensor] = {}
+        self._shapes: dict[int, tuple[int, int]] = {}
         self._negative_images: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
 
     def _other_classes(self, dataset: str) -> list[str]:
@@ -220,44 +197,91 @@ class JointSegmentationDataset(Dataset):
         options = self.prompts[others[int(rng.integers(len(others)))]]
         return options[int(rng.integers(len(options)))], True
 
+    def cached_image(self, row_index: int) -> torch.Tensor:
+        """Row `row_index`'s image as uint8 (3, S, S), resized exactly as the processor does.
+
+        Decoded on first use and kept in memory for the dataset's lifetime.
+        """
+        image = self._images.get(row_index)
+        if image is None:
+            rgb = load_rgb(self.frame.at[row_index, "image_path"])
+            resized = self.image_processor(
+                images=Image.fromarray(rgb),
+                size={"height": self.size, "width": self.size},
+                do_rescale=False,
+                do_normalize=False,
+                return_tensors="pt",
+            )["pixel_values"][0]
+            image = resized.round().clamp(0, 255).to(torch.uint8).contiguous()
+            self._images[row_index] = image
+            self._shapes[row_index] = rgb.shape[:2]
+        return image
+
+    def cached_mask(self, row_index: int) -> torch.Tensor:
+        """Row `row_index`'s mask as a soft target (S, S) in [0, 1] (`resize_soft_mask`)."""
+        mask = self._masks.get(row_index)
+        if mask is None:
+            row = self.frame.iloc[row_index]
+            mask_path = row[self.mask_column]
+            if not isinstance(mask_path, str | os.PathLike) or not str(mask_path):
+                raise ValueError(
+                    f"row {row_index} ({row['image_path']}) has no {self.mask_column}"
+                )
+            full = load_binary_mask(mask_path)
+            self.cached_image(row_index)
+            height, width = self._shapes[row_index]
+            if full.shape != (height, width):
+                raise ValueError(
+                    f"mask {mask_path} is {full.shape[1]}x{full.shape[0]} but image "
+                    f"{row['image_path']} is {width}x{height}"
+                )
+            mask = torch.from_numpy(resize_soft_mask(full, self.size))
+            self._masks[row_index] = mask
+        return mask
+
+    def preload(self) -> None:
+        """Decode every image and mask now (e.g. before DataLoader workers copy the dataset)."""
+        for row_index in range(len(self.frame)):
+            self.cached_mask(row_index)  # decodes the image too
+
+    def augmentation(self, index: int) -> torch.Tensor:
+        """Item `index`'s augmentation row in the current epoch (`no_augment()` if off)."""
+        if not self.augment:
+            return no_augment()
+        return draw_augment(item_rng(self.seed, self.epoch, index, STREAM_AUGMENT), self.jitter)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         prompt, negative = self.pair(index)
         row_index = self.image_of(index)
-        row = self.frame.iloc[row_index]
-        image = load_rgb(row["image_path"])
-        mask_path = row[self.mask_column]
+        image = self.cached_image(row_index)
         if negative:
-            mask = np.zeros(image.shape[:2], dtype=np.float32)
+            labels = torch.zeros(self.size, self.size, dtype=torch.float32)
         else:
-            if not isinstance(mask_path, str | os.PathLike) or not str(mask_path):
-                raise ValueError(
-                    f"row {row_index} ({row['image_path']}) has no {self.mask_column}"
-                )
-            mask = load_binary_mask(mask_path)
-            if mask.shape != image.shape[:2]:
-                raise ValueError(
-                    f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image "
-                    f"{row['image_path']} is {image.shape[1]}x{image.shape[0]}"
-                )
-        if self.augment:
-            rng = item_rng(self.seed, self.epoch, index, STREAM_AUGMENT)
-            image, mask = augment_pair(image, mask, rng, self.jitter)
-        pixel_values = self.image_processor(
-            images=Image.fromarray(image),
-            size={"height": self.size, "width": self.size},
-            return_tensors="pt",
-        )["pixel_values"][0]
-        labels = torch.from_numpy(resize_soft_mask(mask, self.size))
-        return {
-            "pixel_values": pixel_values.float(),
-            "labels": labels,
+            labels = self.cached_mask(row_index)
+        item: dict[str, Any] = {
             "prompt": prompt,
-            "dataset": str(row["dataset"]),
+            "dataset": str(self.frame.at[row_index, "dataset"]),
             "is_negative": negative,
             "index": row_index,
         }
+        params = self.augmentation(index)
+        if self.finish_on_device:
+            item.update(
+                image=image,
+                labels=labels,
+                augment=params,
+                image_mean=torch.tensor(self.image_mean),
+                image_std=torch.tensor(self.image_std),
+            )
+            return item
+        images, masks = image[None].float(), labels[None]
+        if self.augment:
+            images, masks = augment_batch(images, masks, params[None])
+        item["pixel_values"] = normalise(images, self.image_mean, self.image_std)[0]
+        item["labels"] = masks[0].float()
+        return item
 
     def summary(self) -> pd.DataFrame:
         """Images per dataset in this split."""
@@ -275,7 +299,12 @@ class JointSegmentationDataset(Dataset):
 
 
 def make_collate(tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-    """A collate_fn that stacks items and tokenises their prompts (padded to the longest)."""
+    """A collate_fn that stacks items and tokenises their prompts (padded to the longest).
+
+    Items with a uint8 `image` (`finish_on_device=True`) become a batch with `images`,
+    `augment`, `image_mean` and `image_std` instead of `pixel_values`; pass it through
+    `helpers.data.augment.finish_batch` on the model's device.
+    """
     tok = getattr(tokenizer, "tokenizer", tokenizer)
 
     def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -283,15 +312,22 @@ def make_collate(tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, A
             raise ValueError("cannot collate an empty batch")
         prompts = [item["prompt"] for item in items]
         text = tok(prompts, padding=True, return_tensors="pt")
-        return {
-            "pixel_values": torch.stack([item["pixel_values"] for item in items]),
-            "input_ids": text["input_ids"],
-            "attention_mask": text["attention_mask"],
-            "labels": torch.stack([item["labels"] for item in items]),
-            "prompts": prompts,
-            "datasets": [item["dataset"] for item in items],
-            "is_negative": torch.tensor([bool(item["is_negative"]) for item in items]),
-            "indices": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
-        }
+        batch: dict[str, Any] = {}
+        if "image" in items[0]:  # finished (augmented, normalised) on the device
+            batch["images"] = torch.stack([item["image"] for item in items])
+            for key in ("augment", "image_mean", "image_std"):
+                batch[key] = torch.stack([item[key] for item in items])
+        else:
+            batch["pixel_values"] = torch.stack([item["pixel_values"] for item in items])
+        batch.update(
+            input_ids=text["input_ids"],
+            attention_mask=text["attention_mask"],
+            labels=torch.stack([item["labels"] for item in items]),
+            prompts=prompts,
+            datasets=[item["dataset"] for item in items],
+            is_negative=torch.tensor([bool(item["is_negative"]) for item in items]),
+            indices=torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
+        )
+        return batch
 
     return collate

@@ -2,10 +2,11 @@
 
 The tiny model is a CLIPSeg of the same architecture family built from a `CLIPSegConfig`
 with its own small tokenizer. Its seeded random weights are first pretrained on a generic
-prompted-shapes task (`helpers.model.pretrain`), standing in for the real checkpoint's
-pretraining; then it is saved once with `save_pretrained` (with a `tiny_pretraining.json`
-summary) and loaded with `from_pretrained` exactly like the real checkpoint, so every code
-path downstream is the same.
+prompted-shapes task (`helpers.model.pretrain`, trained by `helpers.train.pretrain`),
+standing in for the real checkpoint's pretraining; then it is saved once with
+`save_pretrained` (with a `tiny_pretraining.json` summary, see `helpers.tiny_model`) and
+loaded with `from_pretrained` exactly like the real checkpoint, so every code path downstream
+is the same.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from helpers.io import atomic_folder, write_json
-from helpers.model.pretrain import PretrainSettings, pretrain_tiny
+from helpers.model.pretrain import PretrainSettings
 from helpers.model.tokenizer import build_tiny_tokenizer
-from helpers.paths import models_dir
 
 DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"
 TINY = "tiny"
@@ -134,69 +133,19 @@ def build_tiny_model(seed: int = TINY_SEED) -> tuple[CLIPSegForImageSegmentation
     return model, build_processor(tokenizer)
 
 
-def build_pretrained_tiny_model(
-    seed: int = TINY_SEED, settings: PretrainSettings | None = None, progress: bool = True
-) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor, dict]:
-    """The tiny model pretrained on prompted shapes, its processor and the pretraining summary.
-
-    Deterministic for a given seed and settings (on the same machine and thread count).
-    """
-    import json
-
-    model, processor = build_tiny_model(seed)
-    state = torch.random.get_rng_state()
-    try:
-        summary = pretrain_tiny(model, processor, settings, progress=progress)
-    finally:
-        torch.random.set_rng_state(state)
-    summary = {"tiny_version": TINY_VERSION, "seed": seed, **summary}
-    return model.eval(), processor, json.loads(json.dumps(summary))
-
-
-def _tiny_is_complete(path: Path, settings: PretrainSettings) -> bool:
-    import json
-
-    marker = path / "tiny_version.txt"
-    summary = path / PRETRAIN_FILE
-    if not (
-        marker.is_file()
-        and marker.read_text().strip() == str(TINY_VERSION)
-        and summary.is_file()
-        and (path / "config.json").is_file()
-        and (path / "model.safetensors").is_file()
-        and (path / "tokenizer.json").is_file()
-    ):
-        return False
-    try:
-        saved = json.loads(summary.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError):
-        return False
-    return saved == settings.to_dict()
-
-
 def ensure_tiny_model(
     path: str | os.PathLike[str] | None = None,
     pretrain: PretrainSettings | None = None,
     progress: bool = True,
 ) -> Path:
-    """Build, pretrain and save the tiny model once (atomically); return its folder.
+    """Build, pretrain and save the tiny model once; return its folder.
 
-    `pretrain` defaults to the shipped settings (about a minute on 2 CPU cores); a folder
-    built with other settings or an older recipe is rebuilt.
+    See `helpers.tiny_model.ensure_tiny_model` (pretraining runs the training loop, which
+    lives above this module, so it is imported only when the tiny model is asked for).
     """
-    path = Path(path) if path is not None else models_dir() / "tiny-clipseg"
-    settings = pretrain or PretrainSettings()
-    if _tiny_is_complete(path, settings):
-        return path
-    with atomic_folder(path) as tmp:
-        model, processor, summary = build_pretrained_tiny_model(
-            settings=settings, progress=progress
-        )
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        write_json(tmp / PRETRAIN_FILE, summary)
-        (tmp / "tiny_version.txt").write_text(f"{TINY_VERSION}\n")
-    return path
+    from helpers.tiny_model import ensure_tiny_model as ensure
+
+    return ensure(path, pretrain, progress)
 
 
 # The real checkpoint's architecture with random weights, saved once like a downloaded model:

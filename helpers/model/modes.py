@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPSegForImageSegmentation
 
+from helpers.io import atomic_folder
 from helpers.model.forward import unwrap
-from helpers.model.load import atomic_folder
 
 Mode = Literal["decoder", "lora", "full"]
 MODES: tuple[str, ...] = ("decoder", "lora", "full")

@@ -1,5 +1,6 @@
-"""Pretraining of the tiny model on a generic prompted-shapes task (the demo's stand-in for
-the real checkpoint's pretraining).
+"""The tiny model's pretraining task: generic prompted shapes (the demo's stand-in for the
+real checkpoint's pretraining). The training itself is `helpers.train.pretrain.pretrain_tiny`,
+which runs the course's own training loop on these examples.
 
 The real CLIPSeg arrives pretrained: it already segments whatever a prompt names, and the
 course adapts it to cracks and taping. A tiny model with random weights cannot play that
@@ -21,7 +22,6 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from helpers.model.tokenizer import SHAPE_WORDS
@@ -41,7 +41,6 @@ __all__ = [
     "SHAPE_WEIGHTS",
     "SHAPE_WORDS",
     "PretrainSettings",
-    "pretrain_tiny",
     "shapes_batch",
     "shapes_example",
     "shapes_iou",
@@ -233,87 +232,24 @@ def to_pixel_values(images: np.ndarray, image_processor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def pretrain_tiny(
-    model: nn.Module, processor, settings: PretrainSettings | None = None, progress: bool = True
-) -> dict:
-    """Train every weight of `model` on prompted shapes; returns a summary with held-out IoU.
-
-    Each image is decoded under two prompts (a present shape, and another shape present or
-    absent), so the vision tower runs once for two targets and the prompt must choose.
-    """
-    from tqdm.auto import tqdm
-
-    from helpers.model.forward import decode, text_embeddings, vision_activations
-    from helpers.train.losses import soft_dice_per_image
-
-    settings = settings or PretrainSettings()
-    rng = np.random.default_rng(settings.seed)
-    torch.manual_seed(settings.seed)
-    model.requires_grad_(True)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
-
-    def lr_at(step: int) -> float:
-        if step < settings.warmup:
-            return (step + 1) / settings.warmup
-        t = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return 0.5 * (1 + math.cos(math.pi * t))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    pos_weight = torch.tensor(settings.pos_weight)
-
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
-        return bce + 1.0 - soft_dice_per_image(torch.sigmoid(logits), targets).mean()
-
-    losses = []
-    for _ in tqdm(range(settings.steps), desc="pretrain tiny model", disable=not progress):
-        images, prompts, targets = shapes_batch(
-            rng, settings.batch_size, settings.size, settings.empty_rate, pairs=True
-        )
-        activations = vision_activations(model, to_pixel_values(images, processor.image_processor))
-        flat = [p for pair in prompts for p in pair]
-        tokens = processor.tokenizer(flat, padding=True, return_tensors="pt")
-        embeddings = text_embeddings(model, tokens["input_ids"], tokens["attention_mask"])
-        embeddings = embeddings.view(len(prompts), 2, -1)
-        logits = torch.stack([decode(model, activations, embeddings[:, j]) for j in range(2)], 1)
-        loss = loss_fn(logits.flatten(0, 1), torch.from_numpy(targets).flatten(0, 1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-    model.eval()
-    model.requires_grad_(False)
-    return {
-        "settings": settings.to_dict(),
-        "first_loss": round(float(np.mean(losses[:20])), 4) if losses else None,
-        "final_loss": round(float(np.mean(losses[-20:])), 4) if losses else None,
-        "loss_every_50_steps": [
-            round(float(np.mean(losses[i : i + 50])), 4) for i in range(0, len(losses), 50)
-        ],
-        "held_out_iou": shapes_iou(model, processor, settings.size, seed=settings.seed + 1),
-    }
-
-
 @torch.no_grad()
 def shapes_iou(model: nn.Module, processor, size: int = 160, n: int = 96, seed: int = 1) -> dict:
     """Mean IoU per shape kind on fresh examples (prompt names a present shape; threshold 0.5)."""
     from helpers.model.forward import segment
+    from helpers.runtime import model_device
 
+    device = model_device(model)
     rng = np.random.default_rng(seed)
     images, prompts, targets = shapes_batch(rng, n, size, empty_rate=0.0)
-    tokens = processor.tokenizer(prompts, padding=True, return_tensors="pt")
+    tokens = processor.tokenizer(prompts, padding=True, return_tensors="pt").to(device)
     probs = torch.sigmoid(
         segment(
             model,
-            to_pixel_values(images, processor.image_processor),
+            to_pixel_values(images, processor.image_processor).to(device),
             tokens["input_ids"],
             tokens["attention_mask"],
-        )
-    ).numpy()
+        ).float()
+    ).cpu().numpy()
     scores: dict[str, list[float]] = {}
     for p, prob, target in zip(prompts, probs, targets, strict=True):
         kind = next(k for k, names in SHAPE_PROMPTS.items() if p in names)

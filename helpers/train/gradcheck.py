@@ -10,6 +10,9 @@ from torch import nn
 
 from helpers.model.forward import segment, unwrap
 from helpers.model.modes import part_of
+from helpers.runtime import model_device
+from helpers.train.losses import BCEDiceLoss
+from helpers.train.validate import device_batch
 
 FORWARDS = ("stock", "course")
 
@@ -24,12 +27,12 @@ def gradient_report(
     at zero; the trap is different: there the towers' tensors get no gradient (None).
 
     forward "stock": `CLIPSegForImageSegmentation.forward`, which runs both CLIP towers under
-    `torch.no_grad()`; "course": `helpers.model.forward.segment`, which does not.
+    `torch.no_grad()`; "course": `helpers.model.forward.segment`, which does not. The batch
+    goes to the model's device first.
     """
-    from helpers.train.losses import BCEDiceLoss
-
     if forward not in FORWARDS:
         raise ValueError(f"unknown forward {forward!r}; choose one of {FORWARDS}")
+    batch = device_batch(batch, model_device(model))
     model.zero_grad(set_to_none=True)
     was_training = model.training
     model.train()

@@ -1,0 +1,172 @@
+"""Bookkeeping beside the training loop: progress, early stopping, resume, the epoch log.
+
+`RunState` is what a run knows between epochs (epoch, step, best score, epochs without
+improvement, log rows). `save_state` / `resume_state` write and read it with the optimizer,
+scheduler, grad scaler and RNG states inside the `last` checkpoint, so a resumed run ends with
+the same weights and log as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from helpers.io import write_json, write_text
+from helpers.train.checkpoint import find_checkpoint, load_training_state, save_checkpoint
+from helpers.train.seed import capture_rng_state, restore_rng_state
+
+MONITOR = "miou"
+# Config fields that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = frozenset({"num_workers", "restore_best"})
+
+
+@dataclass
+class RunState:
+    """Progress of a run: the last finished epoch, steps, best score and the log so far."""
+
+    epoch: int = 0
+    step: int = 0
+    bad_epochs: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(
+        self, row: dict[str, Any], value: float | None, min_delta: float, patience: int | None
+    ) -> bool:
+        """Add an epoch's row; with a validation `value`, update best/patience. True if better."""
+        improved = False
+        if value is not None:
+            improved = self.best_metric is None or value > self.best_metric + min_delta
+            if improved:
+                self.best_metric, self.best_epoch, self.bad_epochs = value, row["epoch"], 0
+            else:
+                self.bad_epochs += 1
+                self.stopped_early = patience is not None and self.bad_epochs >= patience
+        row["improved"] = improved
+        self.epoch = int(row["epoch"])
+        self.rows.append(row)
+        return improved
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any], last: Path) -> None:
+    """Refuse to resume `last` under a config that differs in more than resumable fields."""
+    diffs = [
+        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+        for k in sorted(set(saved) | set(current))
+        if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+    ]
+    if diffs:
+        raise ValueError(
+            f"{last} was written with another TrainConfig ({'; '.join(diffs)}); "
+            "pass resume=False to start over or use another out_dir"
+        )
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove the checkpoints and logs of an earlier run in `out_dir` (a fresh start)."""
+    for stale in (out_dir / "last", out_dir / "best"):
+        if stale.exists():
+            shutil.rmtree(stale)
+    for name in ("log.json", "log.csv"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def resume_state(
+    out_dir: Path,
+    config: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    load_fn: Callable[[nn.Module, Path], Any],
+) -> RunState | None:
+    """Restore model, optimizer, scheduler, scaler and RNGs from `out_dir/last`; None if none."""
+    last = find_checkpoint(out_dir / "last")
+    if last is None:
+        return None
+    saved = load_training_state(last)
+    check_resume_config(saved["config"], config, last)
+    load_fn(model, last)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    restore_rng_state(saved["rng"])
+    return RunState(
+        epoch=int(saved["epoch"]),
+        step=int(saved["step"]),
+        bad_epochs=int(saved["bad_epochs"]),
+        best_metric=saved["best_metric"],
+        best_epoch=saved["best_epoch"],
+        stopped_early=bool(saved["stopped_early"]),
+        rows=list(saved["log"]),
+    )
+
+
+def save_state(
+    out_dir: Path,
+    state: RunState,
+    config: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    save_fn: Callable[[nn.Module, Path], Any] | None,
+) -> None:
+    """After an epoch: `best/` if it improved, `last/` with the full training state, the log."""
+    row = state.rows[-1]
+    if row["improved"]:
+        meta = {"epoch": state.epoch, "metric": MONITOR, "value": state.best_metric}
+        save_checkpoint(out_dir / "best", model, meta, save_fn)
+    training_state = {
+        "config": config,
+        "epoch": state.epoch,
+        "step": state.step,
+        "best_metric": state.best_metric,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "stopped_early": state.stopped_early,
+        "log": state.rows,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": capture_rng_state(),
+    }
+    meta = {"epoch": state.epoch, "metric": MONITOR, "value": row.get(f"val_{MONITOR}")}
+    save_checkpoint(out_dir / "last", model, meta, save_fn, training_state)
+    write_log(out_dir, state.rows)
+
+
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()
+    }
+
+
+def write_log(out_dir: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Write `log.json` and `log.csv` atomically; return the log as a DataFrame."""
+    df = log_frame(rows)
+    write_json(out_dir / "log.json", [_json_safe(r) for r in rows])
+    write_text(out_dir / "log.csv", df.to_csv(index=False))
+    return df
+
+
+def log_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The per-epoch log as a DataFrame (missing values as NaN)."""
+    df = pd.DataFrame([_json_safe(r) for r in rows])
+    if "improved" in df:
+        df["improved"] = df["improved"].astype(bool)
+    tail = [c for c in ("improved", "seconds", "peak_mem_mb") if c in df]
+    val = [c for c in df if c.startswith("val_")]
+    head = [c for c in df if c not in tail and c not in val]
+    return df[head + val + tail]
