@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
+from helpers.io import atomic_folder, write_json
 from helpers.model.pretrain import PretrainSettings
 from helpers.model.tokenizer import build_tiny_tokenizer
+from helpers.paths import models_dir
 
 DEFAULT_MODEL = "CIDAS/clipseg-rd64-refined"
 TINY = "tiny"

@@ -385,7 +385,8 @@ def train(
             sums += step(batch) * len(batch["labels"])
             n_seen += len(batch["labels"])
             state.step += 1
-        loss_sum, bce_sum, dice_sum = (float(v) / n_seen for v in sums)
+        loss_sum, bce_sum, dice_sum = (float(v) / n_seen for v in sums)  # waits for the device
+        loop_seconds = time.perf_counter() - started
         if not math.isfinite(loss_sum):
             raise FloatingPointError(
                 f"training loss is {loss_sum} in epoch {epoch}; lower lr or switch precision "
@@ -394,6 +395,7 @@ def train(
         row: dict[str, Any] = {
             "epoch": epoch, "step": state.step, "train_loss": loss_sum, "train_bce": bce_sum,
             "train_dice": dice_sum, "lr": _lr_of_main_group(optimizer),
+            "items": n_seen, "items_per_s": n_seen / loop_seconds,  # data + steps, no validation
         }
         value = None
         if val_loader is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):

@@ -166,7 +166,7 @@ def log_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame([_json_safe(r) for r in rows])
     if "improved" in df:
         df["improved"] = df["improved"].astype(bool)
-    tail = [c for c in ("improved", "seconds", "peak_mem_mb") if c in df]
+    tail = [c for c in ("improved", "items", "items_per_s", "seconds", "peak_mem_mb") if c in df]
     val = [c for c in df if c.startswith("val_")]
     head = [c for c in df if c not in tail and c not in val]
     return df[head + val + tail]
