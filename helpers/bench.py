@@ -131,9 +131,9 @@ def _device_batch(segmenter, images: list[np.ndarray], prompts: Sequence[str]):
 
 def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: BenchSize):
     """(course loop items/s, model-only items/s) for one mode at the same batch and precision."""
+    from helpers.base_models import load_model
     from helpers.data.dataset import make_collate
     from helpers.experiments import datasets, lora_settings, train_config
-    from helpers.model.load import load_model
     from helpers.model.modes import apply_mode
     from helpers.train.loop import TrainStep, build_param_groups, default_forward, train
     from helpers.train.losses import BCEDiceLoss
@@ -288,8 +288,8 @@ def run_bench(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Every measurement of the module docstring, as a nested dict (see `JSON_KEYS`)."""
+    from helpers.base_models import load_model
     from helpers.inference import Segmenter
-    from helpers.model.load import load_model
 
     rt = get_runtime(device, precision)
     on_gpu = rt.device.type == "cuda"

@@ -154,8 +154,8 @@ def trained_model(
     """
     import torch
 
+    from helpers.base_models import load_model
     from helpers.data.dataset import make_collate
-    from helpers.model.load import load_model
     from helpers.model.modes import apply_mode, count_parameters, load_trainable
     from helpers.runtime import get_runtime, peak_memory_mb, reset_peak_memory
     from helpers.train.loop import train

@@ -129,9 +129,9 @@ class Segmenter:
         device: str | torch.device | None = "auto",
         precision: str | None = "auto",
     ) -> Segmenter:
-        """Load a model by name or folder (`helpers.model.load.load_for_inference`) and move it
+        """Load a model by name or folder (`helpers.base_models.load_for_inference`) and move it
         to `device` as `helpers.runtime.get_runtime` resolves it."""
-        from helpers.model.load import load_for_inference
+        from helpers.base_models import load_for_inference
 
         runtime = get_runtime(device, precision)  # a missing device fails before loading
         net, processor = load_for_inference(model, base=base)

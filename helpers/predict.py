@@ -331,7 +331,7 @@ def _processor_for(model: str, base: str | None):
     """The processor a model will use, loaded without the model (for checks before loading)."""
     from transformers import CLIPSegProcessor
 
-    from helpers.model.load import load_processor
+    from helpers.base_models import load_processor
     from helpers.model.modes import MODE_FILE
 
     folder = Path(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers.model.load import (
+from helpers.base_models import (
     FULL_SIZE_RANDOM_FILE,
     ensure_full_size_random_model,
     full_size_random_processor,

@@ -137,7 +137,7 @@ def _segmenter(model, processor, device: str):
 
 @pytest.mark.slow
 def test_segmenter_on_cuda_predicts_what_it_predicts_on_cpu():
-    from helpers.model.load import load_model
+    from helpers.base_models import load_model
 
     model, processor = load_model("tiny")
     rng = np.random.default_rng(0)

@@ -9,18 +9,11 @@ import pytest
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+from helpers.base_models import build_pretrained_tiny_model, ensure_tiny_model, load_model
 from helpers.io import atomic_folder
-from helpers.model.load import (
-    PRETRAIN_FILE,
-    TINY_VERSION,
-    build_tiny_model,
-    ensure_tiny_model,
-    full_size_config,
-    load_model,
-)
+from helpers.model.load import PRETRAIN_FILE, TINY_VERSION, build_tiny_model, full_size_config
 from helpers.model.pretrain import PretrainSettings
 from helpers.model.tokenizer import build_tiny_tokenizer
-from helpers.tiny_model import build_pretrained_tiny_model
 
 # The course prompts (helpers.data.prompts.PROMPTS) as the contracts fix them.
 COURSE_PROMPTS = [

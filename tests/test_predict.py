@@ -160,7 +160,7 @@ def test_two_inputs_with_one_stem_are_refused_before_anything_is_written(tmp_pat
 
 
 def test_training_checkpoint_loads_on_its_recorded_base(tmp_path, model_dir):
-    from helpers.model.load import load_for_inference, load_model
+    from helpers.base_models import load_for_inference, load_model
     from helpers.model.modes import apply_mode, save_trainable
 
     base, _ = load_model(str(model_dir))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers.model.load import ensure_tiny_model
+from helpers.base_models import ensure_tiny_model
 from helpers.predict import main
 
 pytestmark = pytest.mark.slow

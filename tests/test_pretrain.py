@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.model.load import PRETRAIN_FILE, build_tiny_model, ensure_tiny_model, load_model
+from helpers.base_models import ensure_tiny_model, load_model
+from helpers.model.load import PRETRAIN_FILE, build_tiny_model
 from helpers.model.pretrain import (
     SHAPE_PROMPTS,
     SHAPES,
@@ -97,8 +98,8 @@ def test_shipped_tiny_model_follows_the_prompt(shipped):
 
 def test_pretraining_runs_through_the_training_loop_and_repeats(monkeypatch):
     import helpers.train.pretrain as pretrain
+    from helpers.base_models import build_pretrained_tiny_model
     from helpers.model.pretrain import PretrainSettings
-    from helpers.tiny_model import build_pretrained_tiny_model
 
     calls = []
     real_train = pretrain.train

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -160,6 +163,15 @@ def unused_parameter_names(model: nn.Module) -> list[str]:
     return unused
 
 
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft asks transformers a question transformers has deprecated: keep that out of the
+    notebooks (it says nothing about this course's code)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        yield
+
+
 def apply_mode(model: nn.Module, mode: str, lora: LoraSettings | None = None) -> nn.Module:
     """Set which weights learn; returns the model (a `PeftModel` for "lora")."""
     if mode not in MODES:
@@ -184,7 +196,8 @@ def apply_mode(model: nn.Module, mode: str, lora: LoraSettings | None = None) ->
                 param.requires_grad_(False)
         return model
     settings = lora if lora is not None else DEFAULT_LORA
-    return get_peft_model(model, settings.lora_config(model))
+    with _quiet_peft():
+        return get_peft_model(model, settings.lora_config(model))
 
 
 def mode_of(model: nn.Module) -> str:
@@ -315,7 +328,10 @@ def load_trainable(
     if isinstance(base_model, PeftModel):
         raise ValueError("load_trainable needs the plain base model, not one with adapters")
     if mode == "lora":
-        model: nn.Module = PeftModel.from_pretrained(base_model, folder, is_trainable=is_trainable)
+        with _quiet_peft():
+            model: nn.Module = PeftModel.from_pretrained(
+                base_model, folder, is_trainable=is_trainable
+            )
     elif mode == "decoder":
         state = load_file(str(folder / DECODER_FILE))
         base_model.decoder.load_state_dict(state, strict=True)
