@@ -34,7 +34,8 @@ PROMPT_IDS = {"cracks": [0, 5, 6, 1, 1], "taping": [0, 7, 8, 9, 1]}
 PROMPT_MASK = {"cracks": [1, 1, 1, 1, 0], "taping": [1, 1, 1, 1, 1]}
 LOG_COLUMNS = [
     "epoch", "step", "train_loss", "lr", "val_loss", "val_iou_cracks", "val_dice_cracks",
-    "val_iou_taping", "val_dice_taping", "val_miou", "val_mdice", "seconds", "peak_mem_mb",
+    "val_iou_taping", "val_dice_taping", "val_miou", "val_mdice", "items", "items_per_s",
+    "seconds", "peak_mem_mb",
 ]
 
 
@@ -200,7 +201,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     result_b, model_b = run(tmp_path, cfg, train_ds=train_ds)
     assert result_b.completed
     assert train_ds.epochs_seen == [2, 3]
-    volatile = ["seconds", "peak_mem_mb"]
+    volatile = ["seconds", "items_per_s", "peak_mem_mb"]
     pd.testing.assert_frame_equal(
         result_b.log.drop(columns=volatile), result_a.log.drop(columns=volatile), check_exact=True
     )
@@ -323,7 +324,7 @@ def test_lora_with_default_forward_and_save_resumes_exactly(tmp_path: Path) -> N
     assert any("vision_model" in n for n in changed)
     assert any("text_model" in n for n in changed)
     assert (tmp_path / "b" / "last" / "adapter_model.safetensors").is_file()
-    volatile = ["seconds", "peak_mem_mb"]
+    volatile = ["seconds", "items_per_s", "peak_mem_mb"]
     pd.testing.assert_frame_equal(
         resumed.log.drop(columns=volatile), whole.log.drop(columns=volatile), check_exact=True
     )
