@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,17 @@ def _fingerprint(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> str:
         "data": hashlib.sha256(data.encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _keep_aside(folder: Path, key: str) -> Path:
+    """Move a run folder to `<name>.settings-<key>` beside it (never over another)."""
+    target = folder.with_name(f"{folder.name}.settings-{key}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.settings-{key}-{n}")
+    os.replace(folder, target)
+    return target
 
 
 @dataclass
@@ -174,8 +186,12 @@ def trained_model(
         log = pd.read_csv(folder / "log.csv")
         return TrainedModel(mode, model, processor, folder, log, info, rt)
 
-    if folder.exists() and (retrain or (info and info.get("fingerprint") != key)):
-        shutil.rmtree(folder)  # different settings: a resumed run would mix two protocols
+    if folder.exists() and retrain:
+        shutil.rmtree(folder)  # asked to start over
+    elif folder.exists() and info and info.get("fingerprint") != key:
+        # Other settings: a resumed run would mix two protocols. Keep the old run beside.
+        kept = _keep_aside(folder, str(info.get("fingerprint")))
+        print(f"{folder} was trained with other settings; kept it as {kept.name}")
     folder.mkdir(parents=True, exist_ok=True)
     write_json(info_path, {"fingerprint": key, "completed": False, "base_model": profile.model})
     torch.manual_seed(profile.seed)

@@ -33,12 +33,9 @@ def test_fingerprint_follows_mask_content_and_training_settings() -> None:
     assert train_config(heavier, "lora").bce_weight == demo.bce_weight + 1
 
 
-def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monkeypatch) -> None:
+def _tiny_manifest(tmp_path) -> pd.DataFrame:
     import cv2
     import numpy as np
-
-    import helpers.experiments as experiments
-    from helpers.runtime import model_device
 
     rows = []
     for k in range(6):
@@ -52,6 +49,14 @@ def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monk
             "split": "train" if k < 4 else "val", "dataset": ["cracks", "taping"][k % 2],
             "mask_fraction": float((mask > 0).mean()),
         })
+    return pd.DataFrame(rows)
+
+
+def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monkeypatch) -> None:
+    import helpers.experiments as experiments
+    from helpers.runtime import model_device
+
+    rows = _tiny_manifest(tmp_path)
     monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
     profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
     run = experiments.trained_model(profile, "decoder", pd.DataFrame(rows), "r", progress=False)
@@ -61,3 +66,20 @@ def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monk
     assert run.info["peak_memory_mb"] > 0
     again = experiments.trained_model(profile, "decoder", pd.DataFrame(rows), "r", progress=False)
     assert again.runtime == run.runtime and again.info["fingerprint"] == run.info["fingerprint"]
+
+
+def test_a_run_with_other_settings_is_kept_aside_not_deleted(tmp_path, monkeypatch) -> None:
+    import helpers.experiments as experiments
+
+    rows = _tiny_manifest(tmp_path)
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    other = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
+                        lr=1e-3)
+    second = experiments.trained_model(other, "decoder", rows, "r", progress=False)
+    assert second.info["fingerprint"] != first.info["fingerprint"]
+    kept = tmp_path / "r" / f"decoder.settings-{first.info['fingerprint']}"
+    assert (kept / "best" / "checkpoint.json").is_file() and (kept / "log.csv").is_file()
+    again = experiments.trained_model(other, "decoder", rows, "r", retrain=True, progress=False)
+    assert again.info["fingerprint"] == second.info["fingerprint"] and kept.is_dir()

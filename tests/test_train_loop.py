@@ -21,7 +21,13 @@ from torch.utils.data import Dataset
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 from helpers.runtime import RuntimeUnavailable, resolve_amp
-from helpers.train.checkpoint import STATE_FILE, TRAINABLE_FILE, find_checkpoint, load_meta
+from helpers.train.checkpoint import (
+    STATE_FILE,
+    TRAINABLE_FILE,
+    CheckpointError,
+    find_checkpoint,
+    load_meta,
+)
 from helpers.train.loop import (
     TrainConfig,
     TrainResult,
@@ -365,3 +371,31 @@ def test_rng_snapshot_and_epoch_generators() -> None:
     assert order(42, 1) == order(42, 1)
     assert order(42, 1) != order(42, 2)
     assert order(42, 1) != order(43, 1)
+
+
+def test_a_run_without_a_complete_last_checkpoint_is_never_wiped(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(out, config(epochs=2), stop_after_epochs=1)
+    (out / "last" / "checkpoint.json").unlink()  # e.g. killed while writing it
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(CheckpointError) as err:
+        run(out, config(epochs=2))
+    message = str(err.value)
+    assert str(out / "last" / "checkpoint.json") in message and "resume=False" in message
+    assert "\n" not in message
+    assert sorted(p.name for p in out.iterdir()) == before  # best/, logs: all still there
+    assert (out / "best" / "checkpoint.json").is_file()
+    result, _ = run(out, config(epochs=2), resume=False)  # asked to start over
+    assert result.completed and result.log["epoch"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("damaged", ["trainable.safetensors", "training_state.pt"])
+def test_a_truncated_checkpoint_file_is_named_in_one_line(tmp_path: Path, damaged: str) -> None:
+    out = tmp_path / "run"
+    run(out, config(epochs=2), stop_after_epochs=1)
+    path = out / "last" / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(CheckpointError) as err:
+        run(out, config(epochs=2))
+    assert str(path) in str(err.value) and "damaged" in str(err.value)
+    assert "\n" not in str(err.value)

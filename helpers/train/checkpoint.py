@@ -32,6 +32,16 @@ STATE_FILE = "training_state.pt"
 META_FILE = "checkpoint.json"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is incomplete or damaged; the message names the file and what to do."""
+
+
+RESTART_HINT = (
+    "to start over pass resume=False to train() or retrain=True to trained_model() (this "
+    "replaces the run); the best weights so far stay usable from best/ meanwhile"
+)
+
+
 def is_complete(folder: str | os.PathLike[str]) -> bool:
     """True if `folder` is a checkpoint whose metadata file was written."""
     return (Path(folder) / META_FILE).is_file()
@@ -74,7 +84,10 @@ def load_trainable_state(model: nn.Module, folder: str | os.PathLike[str]) -> No
     path = Path(folder) / TRAINABLE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no trainable weights at {path}")
-    saved = load_file(str(path))
+    try:
+        saved = load_file(str(path))
+    except Exception as err:  # truncated or overwritten: safetensors says little else
+        raise CheckpointError(f"{path} is damaged ({err}); {RESTART_HINT}") from err
     params = dict(model.named_parameters())
     wanted = {name for name, p in params.items() if p.requires_grad}
     missing = sorted(wanted - set(saved))
@@ -127,5 +140,8 @@ def load_training_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The training state of a `last` checkpoint (tensors land on the CPU)."""
     path = Path(folder) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no training state at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"{path} is missing, so the run cannot resume; {RESTART_HINT}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, or not a training state at all
+        raise CheckpointError(f"{path} is damaged ({err}); {RESTART_HINT}") from err

@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from helpers.io import write_json, write_text
-from helpers.train.checkpoint import find_checkpoint, load_training_state, save_checkpoint
+from helpers.train.checkpoint import (
+    META_FILE,
+    RESTART_HINT,
+    CheckpointError,
+    find_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
 from helpers.train.seed import capture_rng_state, restore_rng_state
 
 MONITOR = "miou"
@@ -72,6 +79,14 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], last: Pa
         )
 
 
+def earlier_run(out_dir: Path) -> Path | None:
+    """Something an earlier run left in `out_dir` (a checkpoint folder or a log), or None."""
+    for name in ("last", "best", "log.json", "log.csv"):
+        if (out_dir / name).exists():
+            return out_dir / name
+    return None
+
+
 def clear_run(out_dir: Path) -> None:
     """Remove the checkpoints and logs of an earlier run in `out_dir` (a fresh start)."""
     for stale in (out_dir / "last", out_dir / "best"):
@@ -93,6 +108,12 @@ def resume_state(
     """Restore model, optimizer, scheduler, scaler and RNGs from `out_dir/last`; None if none."""
     last = find_checkpoint(out_dir / "last")
     if last is None:
+        left = earlier_run(out_dir)
+        if left is not None:  # never wipe an earlier run that was not asked to start over
+            raise CheckpointError(
+                f"{out_dir / 'last' / META_FILE} is missing but {left} is there from an earlier "
+                f"run, so it can neither resume nor silently start over; {RESTART_HINT}"
+            )
         return None
     saved = load_training_state(last)
     check_resume_config(saved["config"], config, last)
