@@ -110,6 +110,15 @@ class TrainedModel:
     log: pd.DataFrame
     info: dict[str, Any]
     runtime: Any = None  # the helpers.runtime.Runtime the model lives on
+    from_cache: bool = False  # loaded from a finished run with the same settings
+
+    def describe(self) -> str:
+        """One line: how the model came to be (trained now, or loaded from which run)."""
+        how = f"loaded from the finished run in {self.folder}" if self.from_cache else "trained now"
+        return (
+            f"{self.mode}: {how}; best epoch {self.info['best_epoch']}, best validation mIoU "
+            f"{self.info['best_val_miou']:.4f}, training took {self.info['seconds']:.0f} s"
+        )
 
     @property
     def checkpoint(self) -> Path:
@@ -184,7 +193,7 @@ def trained_model(
     if info and info.get("fingerprint") == key and info.get("completed") and not retrain:
         model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
         log = pd.read_csv(folder / "log.csv")
-        return TrainedModel(mode, model, processor, folder, log, info, rt)
+        return TrainedModel(mode, model, processor, folder, log, info, rt, from_cache=True)
 
     if folder.exists() and retrain:
         shutil.rmtree(folder)  # asked to start over
