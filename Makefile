@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup data run smoke test test-fast test-gpu lint report clean clean-venv
+.PHONY: setup data run smoke bench test test-fast test-gpu lint report clean clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +38,16 @@ smoke: data
 report: setup
 	$(PY) -m helpers.report --profile $(PROFILE)
 
+# Course paths against the model alone, side by side (helpers.bench). BENCH=--quick (tiny model,
+# demo data, a few minutes on a CPU) or BENCH=--full-size (the real architecture on the exports
+# beside the repository: meant for a GPU). The numbers land in outputs/bench.json.
+BENCH ?= --quick
+SHARED_DATA ?= ../shared/data/roboflow
+bench: data
+	HF_HUB_OFFLINE=1 $(PY) -m helpers.bench $(BENCH) \
+		$(if $(findstring full-size,$(BENCH)),--cracks $(SHARED_DATA)/cracks.v1i.coco \
+		--taping $(SHARED_DATA)/drywall-join-detect.v2i.coco) --json outputs/bench.json
+
 # Unit, real-data, notebook and smoke tests in one pytest run (tests/test_smoke.py runs the smoke
 # profile; tests marked gpu skip without CUDA); nbval re-executes 01-03 and compares the cells
 # tagged nbval-check-output with their stored outputs.
@@ -58,8 +68,9 @@ test-gpu: data
 lint: setup
 	$(PY) -m ruff check helpers tests
 
-clean:
-	rm -rf outputs data/demo data/prepared
+clean:  # generated files only; the READMEs of data/ and outputs/ stay
+	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf data/demo data/prepared data/cache
 
 clean-venv:
 	rm -rf $(VENV)
