@@ -12,6 +12,7 @@ profile capped the evaluated images, says so before any score.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.io import read_json, write_text
-from helpers.paths import profile_dir
+from helpers.paths import OUTPUTS_DIR, profile_dir
 
 SMALL_SPLIT = 20
 
@@ -366,10 +367,27 @@ def export_html(out_dir: str | Path) -> list[Path]:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.report", description=__doc__.split("\n")[0]
+        prog="python -m helpers.report",
+        description=(
+            "Gather every notebook's metrics of one run into outputs/<run>/report.md and "
+            "export its executed notebooks to outputs/<run>/html/."
+        ),
     )
-    parser.add_argument("--profile", default="demo", help="run name under outputs/ (default demo)")
+    parser.add_argument(
+        "--profile", default="demo",
+        help="the run to report: a folder under outputs/ written by make run, make smoke or "
+        "helpers.run_notebooks (default demo)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    found = sorted(p.parent.parent.name for p in OUTPUTS_DIR.glob("*/metrics/*.json"))
+    if not (OUTPUTS_DIR / args.profile / "metrics").is_dir():
+        runs = ", ".join(sorted(set(found))) or "none yet"
+        print(
+            f"error: no run {args.profile!r} in {OUTPUTS_DIR} (runs with metrics: {runs}); "
+            f"run the notebooks first, e.g. make run PROFILE={args.profile}",
+            file=sys.stderr,
+        )
+        return 2
     out_dir = profile_dir(args.profile)
     html = export_html(out_dir)
     report = build_report(out_dir, args.profile)

@@ -150,3 +150,23 @@ def test_report_says_plainly_that_evaluation_was_capped(tmp_path):
     note = "**Evaluation was capped** at 2 image(s) per split and class in 05_threshold_sweep"
     assert note in text
     assert text.index("Evaluation was capped") < text.index("## 05")  # before any score
+
+
+def test_an_unknown_run_is_one_line_and_exit_2(capsys) -> None:
+    from helpers.report import main
+
+    assert main(["--profile", "nosuch-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no run 'nosuch-run'") and "\n" not in err
+    assert "make run PROFILE=nosuch-run" in err
+
+
+def test_help_is_complete(capsys) -> None:
+    import pytest
+
+    from helpers.report import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "report.md" in text and "outputs/<run>/html/" in text
