@@ -125,12 +125,36 @@ def section_04(m: dict) -> str:
         _split_sizes({"val": m["val_images_per_class"]}) if "val_images_per_class" in m else "",
         _table(rows),
         "",
-        "Foreground share per prompt (rows: image class; validation; threshold 0.5):",
-        "",
+        *prompt_sensitivity_lines(m, "val"),
     ]
-    share = m["foreground_share_threshold_0.5"]
-    out.append(_table([{"image class": c, **v} for c, v in share.items()]))
     return "\n".join(out)
+
+
+def prompt_sensitivity_lines(m: dict, split: str) -> list[str]:
+    """Prompt sensitivity and the cross-prompt matrix of one model (04), as report lines."""
+    from helpers.evaluate.sensitivity import describe_sensitivity
+
+    s = m.get(f"prompt_sensitivity_{split}")
+    matrix = m.get(f"cross_prompt_matrix_{split}")
+    if not s or not matrix:
+        return []
+    name = {"val": "validation", "test": "test"}[split]
+    return [
+        f"Prompt sensitivity on {name} ({name} thresholds chosen on validation): "
+        f"**{s['all']:.3f}**, {describe_sensitivity(s['all'])} (crack images {s['cracks']:.3f}, "
+        f"taping images {s['taping']:.3f}; 0 = the prompt changes nothing, 1 = only the right "
+        "prompt marks anything).",
+        "",
+        f"Cross-prompt scores ({name}; IoU against the image's label, foreground share of the "
+        "image):",
+        "",
+        _table([
+            {"image class": r["image_class"], "prompt class": r["prompt_class"],
+             "right prompt": r["right_prompt"], "images": r["images"], "IoU": r["iou"],
+             "foreground share": r["foreground_share"]}
+            for r in matrix
+        ]),
+    ]
 
 
 def section_05(m: dict) -> str:
@@ -204,6 +228,22 @@ def section_06(m: dict) -> str:
         "",
     ]
     out.append(_table(m["comparison"]))
+    sensitivity = m.get("prompt_sensitivity_test")
+    if sensitivity:
+        from helpers.evaluate.sensitivity import describe_sensitivity
+
+        out += [
+            "",
+            "Does each model listen to the prompt? Every test image is also scored with the other "
+            "class's prompts; prompt sensitivity is 0 for a model that ignores the prompt and 1 "
+            "when only the right prompt marks anything:",
+            "",
+            _table([
+                {"mode": mode, "prompt sensitivity": s["all"], "crack images": s["cracks"],
+                 "taping images": s["taping"], "reading": describe_sensitivity(s["all"])}
+                for mode, s in sensitivity.items()
+            ]),
+        ]
     return "\n".join(out)
 
 

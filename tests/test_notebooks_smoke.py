@@ -33,9 +33,11 @@ def test_04_shows_the_gradient_trap_and_the_prompt_switch_numbers(executed):
         assert trap[("course", part)]["with_gradient"] > 0
     assert trap[("stock", "decoder")]["with_gradient"] > 0
     assert set(m["val_iou_untrained"]) == set(m["val_iou_lora"]) == {"cracks", "taping"}
-    share = m["foreground_share_threshold_0.5"]
-    assert set(share) == {"cracks", "taping"}
-    assert set(share["cracks"]) == {"segment crack", "segment taping area"}
+    assert set(m["thresholds_chosen_on_val"]) == {"cracks", "taping"}
+    cells = {(r["image_class"], r["prompt_class"]) for r in m["cross_prompt_matrix_val"]}
+    assert cells == {(a, b) for a in ("cracks", "taping") for b in ("cracks", "taping")}
+    assert set(m["prompt_sensitivity_val"]) == {"cracks", "taping", "all"}
+    assert all(-1 <= v <= 1 for v in m["prompt_sensitivity_val"].values())
 
 
 def test_05_chooses_thresholds_on_validation_and_writes_predict_defaults(executed):

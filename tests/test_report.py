@@ -111,11 +111,16 @@ def test_report_flags_small_validation_classes_in_the_training_section(tmp_path)
             "val_images_per_class": {"cracks": 24, "taping": 18},
             "val_iou_untrained": {"cracks": 0.17, "taping": 0.03},
             "val_iou_lora": {"cracks": 0.17, "taping": 0.17},
-            "foreground_share_threshold_0.5": {"cracks": {"segment crack": 0.015}},
+            "prompt_sensitivity_val": {"cracks": 0.6, "taping": 0.8, "all": 0.7},
+            "cross_prompt_matrix_val": [
+                {"image_class": "cracks", "prompt_class": "taping", "right_prompt": False,
+                 "images": 24, "pairs": 120, "iou": 0.05, "foreground_share": 0.004},
+            ],
         },
     )
     text = build_report(tmp_path, "demo").read_text()
     assert "val / taping: 18 images **(only 18 images" in text
+    assert "Prompt sensitivity on validation" in text and "**0.700**" in text
     assert "val / cracks: 24 images\n" in text
 
 

@@ -120,3 +120,42 @@ def describe_sensitivity(value: float) -> str:
     if value < 0.5:
         return "partly prompt-aware: the wrong prompt still marks much"
     return "prompt-aware: the wrong prompt marks little"
+
+
+def other_class_prompts(prompts: Mapping[str, list[str]] = PROMPTS) -> dict[str, list[str]]:
+    """For each class, every prompt of the other classes (the "wrong" prompts)."""
+    return {
+        cls: [p for other, options in prompts.items() if other != cls for p in options]
+        for cls in prompts
+    }
+
+
+def cross_prompt_scores(
+    segmenter,
+    manifest: pd.DataFrame,
+    store: str | Path,
+    key: str,
+    right_table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    split: str = "test",
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Score `split` with the other class's prompts too; (cross-prompt matrix, sensitivity).
+
+    `right_table` is the model's evaluation with its own class's prompts (`evaluate_model`);
+    the wrong-prompt pass is stored beside it in `<store>/other-class-prompts-<split>` and, like
+    every evaluation, computed once per `key`.
+    """
+    from helpers.evaluate.predictions import evaluate_model
+
+    wrong, _ = evaluate_model(
+        segmenter, manifest, Path(store) / f"other-class-prompts-{split}",
+        key=f"{key}-other-class-{split}",
+        splits=(split,), prompts=other_class_prompts(), batch_size=batch_size, progress=progress,
+    )
+    both = pd.concat([right_table, wrong], ignore_index=True)
+    return (
+        cross_prompt_matrix(both, thresholds, manifest, split),
+        prompt_sensitivity(both, thresholds, manifest, split),
+    )

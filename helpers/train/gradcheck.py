@@ -20,8 +20,8 @@ FORWARDS = ("stock", "course")
 def gradient_report(
     model: nn.Module, batch: dict[str, Any], forward: str = "course"
 ) -> pd.DataFrame:
-    """One backward pass of BCE+Dice; per model part, trainable tensors, how many received a
-    gradient at all (`with_gradient`) and how many a nonzero one (`nonzero`).
+    """One backward pass of BCE+Dice; per model part, trainable tensors and how many of them
+    received a nonzero gradient (`with_gradient`).
 
     On the very first step LoRA's A matrices get an exactly zero gradient because B starts
     at zero; the trap is different: there the towers' tensors get no gradient (None).
