@@ -252,10 +252,18 @@ def section_07(m: dict) -> str:
     out += [
         "Test images: " + ", ".join(f"{c} {n}{_flag(n)}" for c, n in m["test_images"].items()),
         "",
-        "Error taxonomy (default prompt per class):",
+        f"Why test images fail (IoU below {m.get('fail_iou', 0.5)}, or anything predicted on a "
+        "crack-free image; default prompt per class): failing images per measured category, "
+        "and the share the categories explain:",
         "",
     ]
-    out.append(_table([{"dataset": d, **v} for d, v in m["taxonomy_counts"].items()]))
+    out.append(_table([
+        {"dataset": d, **v, "explained": m.get("explained_share", {}).get(d)}
+        for d, v in m["taxonomy_counts"].items()
+    ]))
+    if m.get("root_causes"):
+        out += ["", "Root causes, from those counts (most frequent first):", ""]
+        out.append(_table(m["root_causes"]))
     if m.get("rectangle_bias"):
         out += ["", "The same taping predictions scored against rectangles and true seams:", ""]
         out.append(

@@ -66,9 +66,11 @@ def test_06_compares_three_modes_under_one_protocol(executed):
 
 def test_07_measures_the_rectangle_bias_and_the_refinement(executed):
     m = executed["07_failure_analysis"]
-    assert sum(sum(v.values()) for v in m["taxonomy_counts"].values()) == sum(
-        m["test_images"].values()
-    )
+    for cls, row in m["taxonomy_counts"].items():
+        assert row["images"] == m["test_images"][cls]
+        categories = {k: v for k, v in row.items() if k not in ("images", "failing")}
+        assert sum(categories.values()) == row["failing"] <= row["images"]
+        assert 0 <= m["explained_share"][cls] <= 1
     q = m["refinement_iou_vs_true_seams"]
     assert q["refined_iou"] > q["rectangle_iou"]
     against = {r["scored_against"] for r in m["rectangle_bias"]}
