@@ -133,3 +133,20 @@ def test_prompt_switch_shares_equal_thresholding_each_map(segmenter, manifest):
     ]
     assert list(got["prompt"]) == prompts * len(rows)
     np.testing.assert_allclose(got["foreground"], expected, atol=1e-12)
+
+
+def test_the_sweep_table_and_the_stored_maps_give_one_number(segmenter, manifest, tmp_path):
+    """A score read from the sweep table equals the same score recomputed from the stored
+    probability maps (what post-processing, clDice and the galleries use)."""
+    from helpers.evaluate.stored import stored_scores
+    from helpers.evaluate.sweep import summary_at
+
+    table, _ = predictions.evaluate_model(segmenter, manifest, tmp_path / "store", key="k",
+                                          batch_size=2,
+                                          progress=False)
+    chosen = {cls: 0.5 for cls in table["dataset"].unique()}
+    for split in sorted(table["split"].unique()):
+        from_table = summary_at(table, chosen, split).set_index("dataset")["iou"]
+        stored = stored_scores(tmp_path / "store", manifest, chosen, [split])
+        from_maps = stored.groupby("dataset")["iou"].mean()
+        assert from_table.to_dict() == pytest.approx(from_maps.to_dict(), abs=1e-12), split

@@ -58,3 +58,12 @@ def test_every_method_returns_uint8_0_255_and_none_keeps_mask():
     assert np.array_equal(postprocess(m, "none"), m * 255)
     with pytest.raises(ValueError, match="method"):
         postprocess(m, "dilate")
+
+
+def test_a_clean_up_must_beat_none_by_the_margin():
+    from helpers.evaluate.postprocess import CHOICE_MARGIN, choose_method
+
+    assert choose_method({"none": 0.30, "open_close": 0.3002, "remove_small": 0.29}) == "none"
+    assert choose_method({"none": 0.30, "remove_small": 0.30 + CHOICE_MARGIN}) == "remove_small"
+    assert choose_method({"none": 0.30, "open_close": 0.32, "remove_small": 0.31}) == "open_close"
+    assert choose_method({"none": 0.30, "open_close": 0.30}) == "none"

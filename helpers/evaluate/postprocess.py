@@ -6,7 +6,7 @@ own), after thresholding.
 
 - "none": the mask unchanged (converted to uint8 {0, 255}).
 - "open_close": `cv2.morphologyEx` opening then closing with a square `kernel` x `kernel`
-  structuring element (3x3 by default: the recipe of the LoRA report). Opening removes
+  structuring element (3x3 by default, a common clean-up step). Opening removes
   specks smaller than the kernel; closing fills gaps narrower than it. Beware: opening with
   a 3x3 square also erases any structure thinner than 3 px, e.g. hairline cracks.
 - "remove_small": drops 8-connected components with fewer than `min_area` pixels
@@ -24,6 +24,17 @@ from helpers.evaluate.metrics import as_binary
 
 METHODS = ("none", "open_close", "remove_small")
 MIN_AREA_FRACTION = 1e-4
+# A clean-up must beat "none" by at least this much mean validation IoU to be chosen: a
+# smaller win is within what a different image or seed moves, so the simpler method stays.
+CHOICE_MARGIN = 0.005
+
+
+def choose_method(val_iou: dict[str, float], margin: float = CHOICE_MARGIN) -> str:
+    """The method with the best validation IoU, unless it beats "none" by less than `margin`."""
+    if "none" not in val_iou:
+        raise ValueError(f"the choice needs the score of 'none', got {sorted(val_iou)}")
+    best = max(val_iou, key=lambda m: (val_iou[m], m == "none"))
+    return best if val_iou[best] - val_iou["none"] >= margin else "none"
 
 
 def default_min_area(shape: tuple[int, ...]) -> int:

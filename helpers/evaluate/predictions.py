@@ -9,6 +9,10 @@ the CPU. Images and masks are read by background threads; the probability maps a
 8-bit PNGs (probability x 255) by a background writer, so galleries and post-processing can
 use them later without the model (`helpers.evaluate.stored`).
 
+The counts are taken from the probabilities *as stored* (8-bit, steps of 1/255, see
+`as_stored`), so a score read from the sweep table and the same score recomputed from the
+stored maps (`helpers.evaluate.stored`: post-processing, clDice, galleries) are one number.
+
 Because every test image is scored under every prompt of its class, per-prompt tables compare
 prompts on the same images (a paired comparison).
 """
@@ -45,6 +49,12 @@ def probability_path(store: str | Path, split: str, image_id: str, prompt: str) 
 def quantise(probs: torch.Tensor) -> torch.Tensor:
     """Probabilities as uint8 round(255 p) (half to even), on their device."""
     return torch.round(probs * 255.0).clamp(0, 255).to(torch.uint8)
+
+
+def as_stored(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities rounded to what `write_probability` keeps and `read_probability` returns
+    (float32 q / 255 with q = round(255 p)): the one probability source of every score."""
+    return quantise(probs).to(torch.float32) / 255.0
 
 
 def write_probability(path: Path, probs: np.ndarray) -> None:
@@ -97,7 +107,9 @@ def prediction_records(
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             images = [load_rgb(r.image_path) for r in chunk]
-            for r, probs in zip(chunk, segmenter.probabilities(images, names), strict=True):
+            maps = segmenter.probabilities(images, names)
+            maps = [as_stored(torch.from_numpy(np.asarray(m))).numpy() for m in maps]
+            for r, probs in zip(chunk, maps, strict=True):
                 truth = read_mask(r.mask_path) > 0
                 true_path = str(getattr(r, "true_mask_path", "") or "")
                 true_mask = read_mask(true_path) > 0 if true_path and true_path != "nan" else None
@@ -204,7 +216,8 @@ def _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer, ou
         pixel_values=torch.stack([item[1] for _, item in chunk]),
     )
     device = maps[0].device
-    for (row, (_, _, truth, true_mask)), probs in zip(chunk, maps, strict=True):
+    for (row, (_, _, truth, true_mask)), raw in zip(chunk, maps, strict=True):
+        probs = as_stored(raw)
         ident = (image_id(row), dataset, row.split)
         record_keys = [(ident[0], dataset, prompt, row.split) for prompt in names]
         out[0].extend(record_keys)
@@ -215,7 +228,7 @@ def _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer, ou
                 sweep_counts_torch(probs, torch.from_numpy(true_mask).to(device), thresholds)
             )
         if writer is not None:
-            quantised = quantise(probs).cpu().numpy()
+            quantised = quantise(raw).cpu().numpy()
             for prompt, q in zip(names, quantised, strict=True):
                 path = probability_path(store, row.split, ident[0], prompt)
                 writer.submit(path, write_probability, path, q)
