@@ -8,7 +8,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-CLASS_COLOURS = {"cracks": (255, 60, 60), "taping": (40, 160, 255)}
+CLASS_COLOURS = {"cracks": (255, 60, 60), "taping": (40, 160, 255)}  # RGB, one per class
+# The same colours for matplotlib / seaborn (`palette=CLASS_PALETTE`), so a class looks the same
+# in every figure of the course.
+CLASS_PALETTE = {cls: tuple(v / 255 for v in rgb) for cls, rgb in CLASS_COLOURS.items()}
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, colour=(255, 60, 60), alpha: float = 0.45):
