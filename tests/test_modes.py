@@ -14,8 +14,8 @@ from safetensors import safe_open
 from helpers.model.forward import segment, unwrap
 from helpers.model.load import build_full_size_model, build_tiny_model
 from helpers.model.modes import (
+    ALL_QV_LORA,
     DEFAULT_LORA,
-    SEED1_LORA,
     LoraSettings,
     adapter_state_shapes,
     apply_mode,
@@ -28,7 +28,7 @@ from helpers.model.modes import (
 from helpers.paths import SHARED_MODELS_DIR
 
 SEED1_ADAPTER = SHARED_MODELS_DIR / "seed1-joint-lora-adapter"
-LORA_SETTINGS = {"default": DEFAULT_LORA, "seed1": SEED1_LORA}
+LORA_SETTINGS = {"default": DEFAULT_LORA, "seed1": ALL_QV_LORA}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_every_trainable_parameter_gets_a_gradient(tiny, mode):
 
 def test_seed1_preset_leaves_dead_adapters_after_the_last_extract_layer(tiny):
     model, processor = tiny
-    model = apply_mode(model, "lora", SEED1_LORA)
+    model = apply_mode(model, "lora", ALL_QV_LORA)
     pixels, ids, mask, labels = _batch(processor)
     _loss(segment(model, pixels, ids, mask), labels).backward()
     last = max(unwrap(model).extract_layers)
@@ -131,7 +131,7 @@ def test_lora_settings_choose_parts_and_layers(tiny):
     assert text_only and all("text_model" in n for n in text_only)
     two = LoraSettings(parts=("vision",), vision_layers=(0, 2)).module_names(model)
     assert {n.split("layers.")[1].split(".")[0] for n in two} == {"0", "2"}
-    assert SEED1_LORA.peft_target_modules(model) == ["q_proj", "v_proj"]
+    assert ALL_QV_LORA.peft_target_modules(model) == ["q_proj", "v_proj"]
     with pytest.raises(ValueError, match="parts"):
         LoraSettings(parts=("encoder",))
     with pytest.raises(ValueError, match="out of range"):
@@ -269,7 +269,7 @@ def test_full_size_lora_counts(full_base, preset):
 def test_seed1_preset_matches_seed1_adapter_tensors(full_base, tmp_path):
     if not SEED1_ADAPTER.is_dir():
         pytest.skip(f"seed 1's adapter not found at {SEED1_ADAPTER}")
-    peft_model = apply_mode(copy.deepcopy(full_base), "lora", SEED1_LORA)
+    peft_model = apply_mode(copy.deepcopy(full_base), "lora", ALL_QV_LORA)
     ours = adapter_state_shapes(peft_model)
     theirs = adapter_state_shapes(
         PeftModel.from_pretrained(copy.deepcopy(full_base), SEED1_ADAPTER)

@@ -41,7 +41,8 @@ class LoraSettings:
     `vision_layers`: "feeding" (layers 0 .. last extract layer: the only ones that influence
     the logits), "all", or explicit layer indices. `parts` picks among vision, text, decoder.
     With every part and every vision layer, the bare `target_modules` names are given to peft
-    (so the adapter config reads like seed 1's); otherwise the exact module names are listed.
+    (so the adapter config reads like the common `target_modules=["q_proj", "v_proj"]`
+    one); otherwise the exact module names are listed.
     """
 
     r: int = 16
@@ -118,9 +119,10 @@ class LoraSettings:
 
 
 DEFAULT_LORA = LoraSettings()
-# Seed 1's adapter: every q_proj / v_proj in all three parts (995,328 parameters on the
-# full-size model, 98,304 of them in vision layers 10 and 11, which never reach the logits).
-SEED1_LORA = LoraSettings(r=16, alpha=32, dropout=0.05, vision_layers="all")
+# The usual placement, `target_modules=["q_proj", "v_proj"]`: every q_proj / v_proj in all three
+# parts (995,328 parameters on the full-size model, 98,304 of them in vision layers 10 and 11,
+# which never reach the logits).
+ALL_QV_LORA = LoraSettings(r=16, alpha=32, dropout=0.05, vision_layers="all")
 
 
 def _layer_index(name: str, prefix: str) -> int | None:
