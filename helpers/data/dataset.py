@@ -31,10 +31,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
 from helpers.data.augment import augment_batch, draw_augment, no_augment, normalise
+from helpers.data.images import load_rgb
 from helpers.data.prompts import (
     PROMPTS,
     STREAM_AUGMENT,
@@ -44,28 +45,7 @@ from helpers.data.prompts import (
     prompts_for,
     sample_prompt,
 )
-
-try:
-    from helpers.data.images import load_rgb
-except ImportError:  # pragma: no cover - the loader module ships with the package
-
-    def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-        """Decode an image as (H, W, 3) uint8 RGB with its EXIF orientation applied."""
-        try:
-            with Image.open(path) as im:
-                return np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
-        except OSError as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from exc
-
-
-def load_binary_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a mask PNG as float32 {0, 1} (any non-zero pixel is foreground)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise ValueError(f"cannot read mask {path}")
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
-    return (mask > 0).astype(np.float32)
+from helpers.io import read_mask
 
 
 def resize_soft_mask(mask: np.ndarray, size: int) -> np.ndarray:
@@ -227,7 +207,7 @@ class JointSegmentationDataset(Dataset):
                 raise ValueError(
                     f"row {row_index} ({row['image_path']}) has no {self.mask_column}"
                 )
-            full = load_binary_mask(mask_path)
+            full = (read_mask(mask_path) > 0).astype(np.float32)
             self.cached_image(row_index)
             height, width = self._shapes[row_index]
             if full.shape != (height, width):
