@@ -61,6 +61,7 @@ from helpers.inference import (
     check_prompts,
 )
 from helpers.io import sweep_temp_files, write_json, write_mask_png
+from helpers.progress import bar
 from helpers.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, default_workers, get_runtime
 
 __all__ = [
@@ -249,7 +250,6 @@ def predict_files(
     `num_workers` threads read and preprocess images (default: the runtime's choice, at
     least 1); `warn` receives each warning line (default: `warnings.warn`).
     """
-    from tqdm.auto import tqdm
 
     if batch_size < 1 or max_pixels < 1:
         raise ValueError(f"batch_size and max_pixels must be >= 1, got {batch_size}, {max_pixels}")
@@ -296,7 +296,7 @@ def predict_files(
     try:
         batch: list[tuple[Path, tuple[int, int], Any]] = []
         loaded = read_ahead(images, _loader(segmenter, max_pixels), workers=workers)
-        for path, result in tqdm(loaded, total=len(images), desc="predict", disable=not progress):
+        for path, result in bar(loaded, total=len(images), desc="predict", enabled=progress):
             if isinstance(result, Exception):
                 skipped.append((str(path), _reason(result)))
                 continue

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from helpers.data.images import DEFAULT_MAX_PIXELS, ImageReadError, image_info, load_rgb
 from helpers.data.masks import mask_for_image, source_id
@@ -54,6 +53,7 @@ from helpers.io import (
     write_mask_png,
     write_text,
 )
+from helpers.progress import bar
 
 # Bump when the output of prepare changes for the same input (invalidates cached output).
 PREPARE_VERSION = 3
@@ -321,7 +321,7 @@ def _render_export(
     export = read_export(root)
     problems.extend((dataset, p) for p in export.problems)
     rows, used = [], set()
-    for record in tqdm(export.records, desc=f"masks {dataset}", unit="img"):
+    for record in bar(export.records, desc=f"masks {dataset}", unit="img"):
         where = str(record.image_path)
         rel = Path("masks") / dataset / record.source_split / f"{Path(record.file_name).stem}.png"
         if rel in used:

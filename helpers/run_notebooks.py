@@ -27,6 +27,7 @@ from typing import Any
 
 from helpers.io import atomic_path, write_json
 from helpers.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir
+from helpers.progress import HEADLESS_ENV
 
 NOTEBOOKS = [
     "01_data_inspection",
@@ -98,16 +99,23 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 @contextmanager
 def inline_figures() -> Iterator[None]:
-    """Kernels started inside this block use the inline backend (figures become outputs)."""
-    before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    """Kernels started inside this block draw figures inline (they become outputs) and show
+    no progress bars, which would be stored frozen at their first frame (`helpers.progress`)."""
+    wanted = {
+        "MPLBACKEND": INLINE_BACKEND,
+        HEADLESS_ENV: "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' and the Hub's own bars
+    }
+    before = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def store_expected_outputs(executed: Path, source: Path) -> int:

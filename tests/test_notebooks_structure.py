@@ -118,3 +118,15 @@ def test_runner_kernels_draw_inline_whatever_the_caller_exported(monkeypatch):
     with run_notebooks.inline_figures():
         pass
     assert "MPLBACKEND" not in os.environ
+
+
+def test_runner_kernels_store_no_frozen_progress_bars(monkeypatch, capsys):
+    from helpers.progress import HEADLESS_ENV, bar
+
+    monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    assert not bar(range(3), file=None).disable
+    with run_notebooks.inline_figures():
+        assert os.environ[HEADLESS_ENV] == "1"
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+        assert bar(range(3)).disable  # nothing drawn that would be stored at "0%"
+    assert HEADLESS_ENV not in os.environ

@@ -34,6 +34,7 @@ from helpers.data.prompts import PROMPTS, prompt_slug
 from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
 from helpers.inference import Segmenter
 from helpers.io import atomic_path, read_json, read_mask, write_json
+from helpers.progress import bar
 from helpers.runtime import default_workers
 
 SWEEP_FILE = "sweep.csv.gz"
@@ -97,10 +98,9 @@ def prediction_records(
     The NumPy path, one record at a time (for inspection and as the reference that
     `sweep_on_device` matches); `evaluate_model` uses `sweep_on_device`.
     """
-    from tqdm.auto import tqdm
 
     rows = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
-    bar = tqdm(total=len(rows), desc="evaluate", disable=not progress)
+    progress_bar = bar(total=len(rows), desc="evaluate", enabled=progress)
     for dataset, group in rows.groupby("dataset", sort=True):
         names = list(prompts[dataset])
         items = list(group.itertuples())
@@ -125,8 +125,8 @@ def prediction_records(
                         "truth": truth,
                         "true_mask": true_mask,
                     }
-            bar.update(len(chunk))
-    bar.close()
+            progress_bar.update(len(chunk))
+    progress_bar.close()
 
 
 def _load_item(segmenter: Segmenter, row: Any) -> tuple[tuple[int, int], Any, Any, Any]:
@@ -160,7 +160,6 @@ def sweep_on_device(
     Same rows and values as `sweep_table` over `prediction_records`; probability maps are
     written under `store` (when given) by a background writer.
     """
-    from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -172,7 +171,7 @@ def sweep_on_device(
     counts: list[torch.Tensor] = []
     true_counts: list[torch.Tensor] = []
     writer = BackgroundWriter(threads=2, max_pending=256) if store is not None else None
-    bar = tqdm(total=len(rows), desc="evaluate", disable=not progress)
+    progress_bar = bar(total=len(rows), desc="evaluate", enabled=progress)
     try:
         for dataset, group in rows.groupby("dataset", sort=True):
             names = list(prompts[dataset])
@@ -187,14 +186,14 @@ def sweep_on_device(
                 if len(chunk) == batch_size:
                     _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer,
                                  (keys, counts), (true_keys, true_counts))
-                    bar.update(len(chunk))
+                    progress_bar.update(len(chunk))
                     chunk = []
             if chunk:
                 _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer,
                              (keys, counts), (true_keys, true_counts))
-                bar.update(len(chunk))
+                progress_bar.update(len(chunk))
     finally:
-        bar.close()
+        progress_bar.close()
         if writer is not None:
             writer.close()
     if writer is not None and writer.failed:

@@ -34,9 +34,9 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from helpers.io import write_json
+from helpers.progress import bar
 from helpers.runtime import PRECISIONS, get_runtime, model_device, peak_memory_mb, reset_peak_memory
 from helpers.train.checkpoint import find_checkpoint, load_meta, load_trainable_state
 from helpers.train.losses import BCEDiceLoss
@@ -379,8 +379,8 @@ def train(
         )
         sums = torch.zeros(3, dtype=_sum_dtype(rt.device), device=rt.device)  # loss, bce, dice
         n_seen = 0
-        for batch in tqdm(_take(loader, n_steps), total=n_steps, desc=f"epoch {epoch}",
-                          leave=False, disable=not progress):
+        for batch in bar(_take(loader, n_steps), total=n_steps, desc=f"epoch {epoch}",
+                         leave=False, enabled=progress):
             batch = device_batch(batch, rt.device)
             sums += step(batch) * len(batch["labels"])
             n_seen += len(batch["labels"])
@@ -411,7 +411,7 @@ def train(
         state.record(row, value, cfg.min_delta, cfg.patience)
         save_state(out_dir, state, cfg.to_dict(), model, optimizer, scheduler, scaler, save_fn)
         if progress:
-            tqdm.write(_epoch_line(row, cfg.epochs))
+            print(_epoch_line(row, cfg.epochs), flush=True)
         epochs_this_call += 1
         stop_requested = bool(on_epoch_end(dict(row))) if on_epoch_end else False
         if stop_requested or epochs_this_call == stop_after_epochs:

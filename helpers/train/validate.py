@@ -9,9 +9,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers.data.augment import finish_batch
+from helpers.progress import bar
 from helpers.runtime import Runtime, model_device, to_device
 
 ForwardFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]
@@ -87,7 +87,7 @@ def evaluate_segmentation(
     dices: dict[str, list[float]] = {}
     loss_sum, n_scored = 0.0, 0
     try:
-        for batch in tqdm(loader, desc="validate", leave=False, disable=not progress):
+        for batch in bar(loader, desc="validate", leave=False, enabled=progress):
             keep = ~torch.as_tensor(batch["is_negative"]).bool() if "is_negative" in batch else None
             if keep is not None and not bool(keep.any()):
                 continue
