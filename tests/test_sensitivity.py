@@ -69,3 +69,15 @@ def test_rows_of_only_the_right_prompts_are_refused():
     t = table({("c1", CRACK): 20, ("t1", TAPE): 9})
     with pytest.raises(ValueError, match="right and the wrong"):
         prompt_sensitivity(t, THRESHOLDS, MANIFEST)
+
+
+def test_a_blind_model_scores_zero_per_class_even_with_different_class_thresholds():
+    rows = []
+    for image, dataset in (("c1", "cracks"), ("t1", "taping")):
+        for prompt in (CRACK, TAPE):
+            for t, n in ((0.3, 20), (0.4, 10)):  # same probabilities for every prompt
+                rows.append({"image_id": image, "dataset": dataset, "prompt": prompt,
+                             "split": "test", "threshold": t, "tp": 0, "fp": n, "fn": 5,
+                             "iou": 0.0})
+    s = prompt_sensitivity(pd.DataFrame(rows), THRESHOLDS, MANIFEST)
+    assert s == {"cracks": 0.0, "taping": 0.0, "all": 0.0}

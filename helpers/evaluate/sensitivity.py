@@ -12,7 +12,9 @@ photo). From those rows of a sweep table (`helpers.evaluate.predictions`):
   It is 1 when only the right prompt marks anything, 0 for a prompt-blind model (the same
   pixels whatever the prompt, or nothing at all), and negative when the wrong prompt marks more.
 
-Each prompt is thresholded at the threshold of the class it belongs to (chosen on validation).
+Every prompt on an image is thresholded at the same threshold, the one chosen on validation
+for the image's class, so that the prompt is the only thing that changes: a model that returns
+the same probabilities whatever the prompt scores exactly 0.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ BLIND_BELOW = 0.1  # a sensitivity under this: the model (nearly) ignores the pr
 def _at_thresholds(
     table: pd.DataFrame, thresholds: Mapping[str, float], manifest: pd.DataFrame, split: str
 ) -> pd.DataFrame:
-    """Rows of `split` at each prompt class's threshold, with prompt class and pixel counts."""
+    """Rows of `split` at the threshold of each image's class, with prompt class and pixels."""
     rows = table[table["split"] == split].copy()
     if rows.empty:
         raise ValueError(f"no rows for split {split!r} in the table")
     classes = {p: class_of_prompt(p, PROMPTS) for p in rows["prompt"].unique()}
     rows["prompt_class"] = rows["prompt"].map(classes)
-    wanted = rows["prompt_class"].map(lambda c: float(thresholds[c]))
+    wanted = rows["dataset"].map(lambda c: float(thresholds[c]))
     rows = rows[np.isclose(rows["threshold"].astype(float), wanted)].copy()
     ids = manifest.assign(image_id=[Path(str(p)).stem for p in manifest["image_path"]])
     pixels = (ids["width"].astype(float) * ids["height"].astype(float)).groupby(ids["image_id"])
