@@ -140,7 +140,8 @@ def prompt_sensitivity_lines(m: dict, split: str) -> list[str]:
         return []
     name = {"val": "validation", "test": "test"}[split]
     return [
-        f"Prompt sensitivity on {name} (every prompt at the validation threshold of the image's class): "
+        f"Prompt sensitivity on {name} (every prompt at the validation threshold of the "
+        "image's class): "
         f"**{s['all']:.3f}**, {describe_sensitivity(s['all'])} (crack images {s['cracks']:.3f}, "
         f"taping images {s['taping']:.3f}; 0 = the prompt changes nothing, 1 = only the right "
         "prompt marks anything).",
