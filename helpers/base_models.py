@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from helpers.io import atomic_folder, write_json
+from helpers.io import atomic_folder, folder_lock, write_json
 from helpers.model.load import (
     DEFAULT_MODEL,
     PRETRAIN_FILE,
@@ -107,14 +107,17 @@ def ensure_tiny_model(
     settings = pretrain or PretrainSettings()
     if tiny_is_complete(path, settings):
         return path
-    with atomic_folder(path) as tmp:
-        model, processor, summary = build_pretrained_tiny_model(
-            settings=settings, progress=progress
-        )
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        write_json(tmp / PRETRAIN_FILE, summary)
-        (tmp / "tiny_version.txt").write_text(f"{TINY_VERSION}\n")
+    with folder_lock(path):  # a second run waits for this build instead of repeating it
+        if tiny_is_complete(path, settings):
+            return path
+        with atomic_folder(path) as tmp:
+            model, processor, summary = build_pretrained_tiny_model(
+                settings=settings, progress=progress
+            )
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            write_json(tmp / PRETRAIN_FILE, summary)
+            (tmp / "tiny_version.txt").write_text(f"{TINY_VERSION}\n")
     return path
 
 
@@ -165,18 +168,22 @@ def ensure_full_size_random_model(
     folder) holds it, else the tiny tokenizer's; the folder then loads like any saved model.
     """
     path = Path(path) if path is not None else models_dir() / FULL_SIZE_RANDOM
-    marker = path / FULL_SIZE_RANDOM_FILE
-    if marker.is_file() and (path / "config.json").is_file() and (
-        path / "model.safetensors"
-    ).is_file():
+    def complete() -> bool:
+        files = (FULL_SIZE_RANDOM_FILE, "config.json", "model.safetensors")
+        return all((path / name).is_file() for name in files)
+
+    if complete():
         return path
     processor, source = full_size_random_processor(processor_dir)
-    with atomic_folder(path) as tmp:
-        model = build_full_size_model(seed)
-        _match_token_ids(model, processor.tokenizer)
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        write_json(tmp / FULL_SIZE_RANDOM_FILE, {"seed": seed, "processor": source})
+    with folder_lock(path):  # a second run waits for this build instead of repeating it
+        if complete():
+            return path
+        with atomic_folder(path) as tmp:
+            model = build_full_size_model(seed)
+            _match_token_ids(model, processor.tokenizer)
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            write_json(tmp / FULL_SIZE_RANDOM_FILE, {"seed": seed, "processor": source})
     return path
 
 

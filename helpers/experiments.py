@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.io import read_json, write_json
+from helpers.io import folder_lock, read_json, write_json
 from helpers.paths import profile_dir
 from helpers.profiles import Profile
 
@@ -187,54 +187,54 @@ def trained_model(
     lora = lora_settings(profile) if mode == "lora" else None
     folder = run_folder(run, name or mode)
     key = _fingerprint(profile, cfg, manifest, lora)
-    info_path = folder / RUN_FILE
-    info = read_json(info_path) if info_path.is_file() else None
-    base, processor = load_model(profile.model)
-    if info and info.get("fingerprint") == key and info.get("completed") and not retrain:
-        model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
-        log = pd.read_csv(folder / "log.csv")
-        return TrainedModel(mode, model, processor, folder, log, info, rt, from_cache=True)
+    with folder_lock(folder):  # a second run of the same folder waits, never interleaves
+        info_path = folder / RUN_FILE
+        info = read_json(info_path) if info_path.is_file() else None
+        base, processor = load_model(profile.model)
+        if info and info.get("fingerprint") == key and info.get("completed") and not retrain:
+            model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
+            log = pd.read_csv(folder / "log.csv")
+            return TrainedModel(mode, model, processor, folder, log, info, rt, from_cache=True)
 
-    if folder.exists() and retrain:
-        shutil.rmtree(folder)  # asked to start over
-    elif folder.exists() and info and info.get("fingerprint") != key:
-        # Other settings: a resumed run would mix two protocols. Keep the old run beside.
-        kept = _keep_aside(folder, str(info.get("fingerprint")))
-        print(f"{folder} was trained with other settings; kept it as {kept.name}")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(info_path, {"fingerprint": key, "completed": False, "base_model": profile.model})
-    torch.manual_seed(profile.seed)
-    model = apply_mode(base, mode, lora).to(rt.device)
-    reset_peak_memory(rt.device)
-    counts = count_parameters(model)
-    train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
-    result = train(
-        model, train_ds, val_ds, cfg, folder, make_collate(processor.tokenizer), progress=progress
-    )
-    processor.save_pretrained(folder / "best")  # the checkpoint is usable on its own
-    info = {
-        "fingerprint": key,
-        "completed": bool(result.completed),
-        "mode": mode,
-        "base_model": profile.model,
-        "profile": profile.name,
-        "train_config": cfg.to_dict(),
-        "lora": None
-        if lora is None
-        else {"r": lora.r, "alpha": lora.alpha, "dropout": lora.dropout},
-        "parameters": counts,
-        "best_epoch": result.best_epoch,
-        "best_val_miou": result.best_metric,
-        "stopped_early": result.stopped_early,
-        "seconds": result.seconds,
-        "runtime": rt.describe(),
-        "peak_memory_mb": round(peak_memory_mb(rt.device), 1),
-        "train_images": len(train_ds),
-        "val_images": len(val_ds),
-    }
-    write_json(info_path, info)
-    model.eval()
-    return TrainedModel(mode, model, processor, folder, result.log, info, rt)
+        if folder.exists() and retrain:
+            shutil.rmtree(folder)  # asked to start over
+        elif folder.exists() and info and info.get("fingerprint") != key:
+            # Other settings: a resumed run would mix two protocols. Keep the old run beside.
+            kept = _keep_aside(folder, str(info.get("fingerprint")))
+            print(f"{folder} was trained with other settings; kept it as {kept.name}")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(info_path, {"fingerprint": key, "completed": False, "base_model": profile.model})
+        torch.manual_seed(profile.seed)
+        model = apply_mode(base, mode, lora).to(rt.device)
+        reset_peak_memory(rt.device)
+        counts = count_parameters(model)
+        train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
+        collate = make_collate(processor.tokenizer)
+        result = train(model, train_ds, val_ds, cfg, folder, collate, progress=progress)
+        processor.save_pretrained(folder / "best")  # the checkpoint is usable on its own
+        info = {
+            "fingerprint": key,
+            "completed": bool(result.completed),
+            "mode": mode,
+            "base_model": profile.model,
+            "profile": profile.name,
+            "train_config": cfg.to_dict(),
+            "lora": None
+            if lora is None
+            else {"r": lora.r, "alpha": lora.alpha, "dropout": lora.dropout},
+            "parameters": counts,
+            "best_epoch": result.best_epoch,
+            "best_val_miou": result.best_metric,
+            "stopped_early": result.stopped_early,
+            "seconds": result.seconds,
+            "runtime": rt.describe(),
+            "peak_memory_mb": round(peak_memory_mb(rt.device), 1),
+            "train_images": len(train_ds),
+            "val_images": len(val_ds),
+        }
+        write_json(info_path, info)
+        model.eval()
+        return TrainedModel(mode, model, processor, folder, result.log, info, rt)
 
 
 def folder_size_mb(folder: str | Path) -> float:

@@ -33,7 +33,7 @@ from helpers.data.images import load_rgb
 from helpers.data.prompts import PROMPTS, prompt_slug
 from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
 from helpers.inference import Segmenter
-from helpers.io import atomic_path, read_json, read_mask, write_json
+from helpers.io import atomic_path, folder_lock, read_json, read_mask, write_json
 from helpers.progress import bar
 from helpers.runtime import default_workers
 
@@ -250,6 +250,13 @@ def evaluate_model(
     `batch_size` images go through the model together (the profiles' `eval_batch_size`).
     """
     store = Path(store)
+    with folder_lock(store):  # a second evaluation of the same store waits for this one
+        return _evaluate_once(
+            segmenter, manifest, store, key, splits, prompts, batch_size, progress
+        )
+
+
+def _evaluate_once(segmenter, manifest, store, key, splits, prompts, batch_size, progress):
     meta_path = store / META_FILE
     if meta_path.is_file() and read_json(meta_path).get("key") == key:
         return (pd.read_csv(store / SWEEP_FILE), pd.read_csv(store / TRUE_SWEEP_FILE))
