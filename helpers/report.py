@@ -372,6 +372,17 @@ def cap_note(metrics: Mapping[str, dict]) -> str:
     )
 
 
+# The figures each section discusses, shown inline (every figure is also listed at the end).
+KEY_FIGURES: dict[str, tuple[str, ...]] = {
+    "02_mask_rendering": ("02_rectangle_vs_seam.png",),
+    "03_joint_dataset": ("03_split_sizes.png",),
+    "04_lora_training": ("04_training_curves.png", "04_prompt_switch.png"),
+    "05_threshold_sweep": ("05_threshold_curves.png",),
+    "06_full_vs_lora": ("06_modes.png",),
+    "07_failure_analysis": ("07_gallery_cracks.png", "07_gallery_taping.png"),
+}
+
+
 def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path."""
     out_dir = Path(out_dir)
@@ -386,6 +397,11 @@ def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     parts += [part for part in (cap_note(metrics), _runtime_section(metrics)) if part]
     for name, m in metrics.items():
         parts.append(SECTIONS[name](m))
+        parts += [
+            f"\n![{fig}](figures/{fig})\n"
+            for fig in KEY_FIGURES.get(name, ())
+            if (out_dir / "figures" / fig).is_file()
+        ]
         parts.append(f"\nFull notebook: [html/{name}.html](html/{name}.html)\n")
     times = out_dir / "metrics" / "run_times.json"
     if times.is_file():

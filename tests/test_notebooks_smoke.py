@@ -84,6 +84,8 @@ def test_report_gathers_every_notebook(executed):
     text = build_report(profile_dir(RUN), RUN).read_text()
     for name in executed:
         assert f"html/{name}.html" in text
+    for fig in ("04_training_curves.png", "05_threshold_curves.png", "06_modes.png"):
+        assert f"![{fig}](figures/{fig})" in text  # the key figures are shown, not only linked
 
 
 def _figures(path) -> int:
