@@ -28,3 +28,23 @@ def real_processor_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real processor files not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A random-weight tiny CLIPSeg saved like a real checkpoint (model + processor)."""
+    from helpers.model.load import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("model")
+    model, processor = build_tiny_model()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def segmenter(model_dir):
+    """A `Segmenter` on that saved model, on the CPU."""
+    from helpers.predict import Segmenter
+
+    return Segmenter.from_pretrained(str(model_dir), device="cpu")

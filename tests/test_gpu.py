@@ -8,7 +8,6 @@ Every test here is marked `gpu` and skips with its reason on a machine without C
 from __future__ import annotations
 
 import copy
-import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import Dataset
-from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+from test_train_loop import (  # the CPU loop tests' tiny model, data and recipe
+    SquaresDataset,
+    collate,
+    config,
+    save_nothing,
+    stock_forward,
+    tiny_clipseg,
+)
 
 from helpers.runtime import get_runtime, model_device
 
@@ -156,108 +161,17 @@ def test_segmenter_on_cuda_predicts_what_it_predicts_on_cpu():
 
 # ----------------------------------------------------------------------------- resume on CUDA
 
-SIZE = 32
-
-
-def _tiny_clipseg(seed: int = 0) -> CLIPSegForImageSegmentation:
-    config = CLIPSegConfig(
-        text_config={
-            "vocab_size": 16, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 8,
-            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
-        },
-        vision_config={
-            "image_size": SIZE, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 3, "num_attention_heads": 2,
-        },
-        projection_dim=16, extract_layers=[1, 2], reduce_dim=16,
-        decoder_num_attention_heads=2, decoder_intermediate_size=32,
-    )
-    torch.manual_seed(seed)
-    model = CLIPSegForImageSegmentation(config)
-    for param in model.clip.parameters():
-        param.requires_grad_(False)
-    return model
-
-
-class _Squares(Dataset):
-    """Noise images with a bright square to segment; two prompts stand in for the classes."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        self.images = rng.normal(0, 0.3, (n, 3, SIZE, SIZE)).astype(np.float32)
-        self.labels = np.zeros((n, SIZE, SIZE), dtype=np.float32)
-        for i in range(n):
-            side = int(rng.integers(8, 16))
-            y, x = rng.integers(0, SIZE - side, 2)
-            self.images[i, :, y : y + side, x : x + side] += 2.0
-            self.labels[i, y : y + side, x : x + side] = 1.0
-        self.datasets = ["cracks" if i % 2 == 0 else "taping" for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {
-            "pixel_values": torch.from_numpy(self.images[i]),
-            "labels": torch.from_numpy(self.labels[i]),
-            "dataset": self.datasets[i],
-            "is_negative": False,
-            "index": i,
-        }
-
-
-_IDS = {"cracks": [0, 5, 6, 1, 1], "taping": [0, 7, 8, 9, 1]}
-_MASK = {"cracks": [1, 1, 1, 1, 0], "taping": [1, 1, 1, 1, 1]}
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    names = [it["dataset"] for it in items]
-    return {
-        "pixel_values": torch.stack([it["pixel_values"] for it in items]),
-        "labels": torch.stack([it["labels"] for it in items]),
-        "input_ids": torch.tensor([_IDS[n] for n in names]),
-        "attention_mask": torch.tensor([_MASK[n] for n in names]),
-        "datasets": names,
-        "prompts": names,
-        "is_negative": torch.tensor([it["is_negative"] for it in items]),
-        "indices": torch.tensor([it["index"] for it in items]),
-    }
-
-
-def _stock_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    return model(
-        pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-    ).logits
-
-
-def _save_nothing(model: torch.nn.Module, folder: Path) -> None:
-    """The checkpoint's own trainable state is enough here."""
-
-
 def _config():
-    from helpers.train.loop import TrainConfig
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    kwargs: dict[str, Any] = {
-        "mode": "decoder", "epochs": 3, "batch_size": 4, "lr": 3e-3, "seed": 7,
-        "patience": None, "restore_best": False,
-    }
-    if "precision" in names:  # the precision field that replaces `amp`
-        kwargs["precision"] = "fp32"
-    else:
-        kwargs["amp"] = "off"
-    return TrainConfig(**kwargs)
+    return config(restore_best=False)  # the CPU loop tests' recipe
 
 
 def _train(out: Path, **kwargs: Any):
     from helpers.train.loop import train
 
-    model = _tiny_clipseg().to("cuda")
+    model = tiny_clipseg().to("cuda")
     result = train(
-        model, _Squares(16, seed=1), _Squares(8, seed=2), _config(), out, _collate,
-        forward_fn=_stock_forward, save_fn=_save_nothing, progress=False, **kwargs,
+        model, SquaresDataset(16, seed=1), SquaresDataset(8, seed=2), _config(), out, collate,
+        forward_fn=stock_forward, save_fn=save_nothing, progress=False, **kwargs,
     )
     return result, model
 
@@ -271,7 +185,7 @@ def test_resume_on_cuda_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
     torch.manual_seed(12345)  # a new process: the checkpoint supplies every random state
     resumed, model_b = _train(tmp_path / "resumed")
     assert resumed.completed and model_device(model_b).type == "cuda"
-    volatile = ["seconds", "peak_mem_mb"]
+    volatile = ["seconds", "items_per_s", "peak_mem_mb"]
     # GPU kernels may sum in a different order between runs: equal up to float noise
     pd.testing.assert_frame_equal(
         resumed.log.drop(columns=volatile, errors="ignore"),

@@ -11,22 +11,6 @@ from PIL import Image
 
 from helpers import predict
 from helpers.io import write_json
-from helpers.model.load import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A random-weight tiny CLIPSeg saved like a real checkpoint (model + processor)."""
-    folder = tmp_path_factory.mktemp("model")
-    model, processor = build_tiny_model()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def segmenter(model_dir):
-    return predict.Segmenter.from_pretrained(str(model_dir), device="cpu")
 
 
 def _photo(path, width, height, seed=0):

@@ -15,20 +15,6 @@ from helpers.model.load import build_tiny_model
 from helpers.runtime import RuntimeUnavailable, model_device
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    model, processor = build_tiny_model()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def segmenter(model_dir):
-    return predict.Segmenter.from_pretrained(str(model_dir), device="cpu")
-
-
 def _photo(path, width, height, seed=0):
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
