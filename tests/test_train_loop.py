@@ -336,6 +336,54 @@ def test_lora_with_default_forward_and_save_resumes_exactly(tmp_path: Path) -> N
     )
 
 
+WEIGHT_FILES = {
+    "decoder": "decoder.safetensors", "lora": "adapter_model.safetensors",
+    "full": "model.safetensors",
+}
+
+
+@pytest.mark.parametrize("mode", ["decoder", "lora", "full"])
+def test_a_course_checkpoint_stores_its_weights_once_and_resumes_exactly(
+    tmp_path: Path, mode: str
+) -> None:
+    """No trainable.safetensors beside the mode's own files; resume and best read those."""
+    modes = pytest.importorskip("helpers.model.modes")
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(3)
+        lora = modes.LoraSettings(r=2, alpha=4) if mode == "lora" else None
+        return modes.apply_mode(tiny_clipseg(), mode, lora)
+
+    cfg = config(mode=mode, epochs=2, max_steps_per_epoch=2, lr=1e-2, restore_best=True)
+    whole, model_a = run(tmp_path / "a", cfg, model=model(), forward_fn=None, save_fn=None)
+    run(tmp_path / "b", cfg, model=model(), forward_fn=None, save_fn=None, stop_after_epochs=1)
+    resumed, model_b = run(tmp_path / "b", cfg, model=model(), forward_fn=None, save_fn=None)
+    for folder in ("last", "best"):
+        files = sorted(p.name for p in (tmp_path / "b" / folder).glob("*.safetensors"))
+        assert files == [WEIGHT_FILES[mode]], (folder, files)
+    params_a, params_b = trainable(model_a), trainable(model_b)
+    for name in params_a:
+        torch.testing.assert_close(params_b[name], params_a[name], atol=0, rtol=0, msg=name)
+    assert resumed.log["val_miou"].tolist() == whole.log["val_miou"].tolist()
+
+
+def test_a_damaged_adapter_is_named_in_one_line(tmp_path: Path) -> None:
+    modes = pytest.importorskip("helpers.model.modes")
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(3)
+        return modes.apply_mode(tiny_clipseg(), "lora", modes.LoraSettings(r=2, alpha=4))
+
+    cfg = config(mode="lora", epochs=2, max_steps_per_epoch=1)
+    run(tmp_path, cfg, model=model(), forward_fn=None, save_fn=None, stop_after_epochs=1)
+    path = tmp_path / "last" / WEIGHT_FILES["lora"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(CheckpointError) as err:
+        run(tmp_path, cfg, model=model(), forward_fn=None, save_fn=None)
+    assert str(path) in str(err.value) and "damaged" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
     cfg = config(epochs=3, max_steps_per_epoch=1)
     run(tmp_path, cfg, stop_after_epochs=1)

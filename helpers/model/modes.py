@@ -351,6 +351,49 @@ def load_trainable(
     return model
 
 
+def _read_weights(path: Path) -> dict:
+    """The tensors of one safetensors file; a missing or damaged file is named in the error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # truncated or overwritten: safetensors says little else
+        raise ValueError(f"{path} is damaged ({err})") from err
+
+
+def restore_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str]) -> None:
+    """Copy what `save_trainable` wrote in `folder` back into `model`, in place and exactly.
+
+    `model` is the one being trained (a `PeftModel` for "lora"); it stays on its device. This
+    is how a run resumes and restores its best epoch, so a checkpoint stores its weights once.
+    """
+    folder = Path(folder)
+    recorded = saved_mode(folder)
+    if recorded != mode:
+        raise ValueError(f"{folder} holds a '{recorded}' checkpoint, not '{mode}'")
+    if mode == "lora":
+        from peft import set_peft_model_state_dict
+
+        path = folder / "adapter_model.safetensors"
+        result = set_peft_model_state_dict(model, _read_weights(path))
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"{path} does not match the model: missing {missing[:3]}, unexpected "
+                f"{list(result.unexpected_keys)[:3]}; was it trained with the same LoRA settings?"
+            )
+    elif mode == "decoder":
+        unwrap(model).decoder.load_state_dict(_read_weights(folder / DECODER_FILE), strict=True)
+    else:
+        files = sorted(folder.glob("model*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no model*.safetensors in {folder}")
+        state: dict = {}
+        for path in files:
+            state.update(_read_weights(path))
+        unwrap(model).load_state_dict(state, strict=True)
+
+
 def adapter_state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the LoRA tensors as peft saves them (for comparing adapters)."""
     from peft import get_peft_model_state_dict

@@ -2,9 +2,10 @@
 
 A checkpoint folder (e.g. `out_dir/last`) holds
 
-- whatever `save_fn(model, folder)` writes (the portable artefact, e.g. a LoRA adapter);
-- `trainable.safetensors`: every parameter with `requires_grad`, exactly as in memory
-  (used to resume and to restore the best weights in place);
+- the weights, once: either what `save_fn(model, folder)` writes (the course's portable files,
+  e.g. a LoRA adapter, which `helpers.model.modes.restore_trainable` reads back exactly), or,
+  without a `save_fn`, `trainable.safetensors` (every parameter with `requires_grad`, exactly
+  as in memory); both serve to resume and to restore the best weights in place;
 - `training_state.pt` (only in `last`): optimizer, scheduler, grad scaler, RNG states,
   epoch, best metric, epochs without improvement and the log so far;
 - `checkpoint.json`, written last: epoch and metric. A folder without it is incomplete.
@@ -115,13 +116,21 @@ def save_checkpoint(
     meta: dict[str, Any],
     save_fn: Callable[[nn.Module, Path], Any] | None = None,
     training_state: dict[str, Any] | None = None,
+    trainable_file: bool | None = None,
 ) -> Path:
-    """Write a complete checkpoint folder atomically (see the module docstring)."""
+    """Write a complete checkpoint folder atomically (see the module docstring).
+
+    `trainable_file`: also write `trainable.safetensors`; by default only when there is no
+    `save_fn` (whose files then hold the weights).
+    """
     folder = Path(folder)
+    if trainable_file is None:
+        trainable_file = save_fn is None
     with atomic_folder(folder) as tmp:
         if save_fn is not None:
             save_fn(model, tmp)
-        save_trainable_state(model, tmp)
+        if trainable_file:
+            save_trainable_state(model, tmp)
         if training_state is not None:
             torch.save(training_state, tmp / STATE_FILE)
         write_json(tmp / META_FILE, meta)

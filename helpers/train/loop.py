@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from functools import partial
@@ -38,7 +37,13 @@ from torch.utils.data import DataLoader, Dataset
 from helpers.io import write_json
 from helpers.progress import bar
 from helpers.runtime import PRECISIONS, get_runtime, model_device, peak_memory_mb, reset_peak_memory
-from helpers.train.checkpoint import find_checkpoint, load_meta, load_trainable_state
+from helpers.train.checkpoint import (
+    RESTART_HINT,
+    CheckpointError,
+    find_checkpoint,
+    load_meta,
+    load_trainable_state,
+)
 from helpers.train.losses import BCEDiceLoss
 from helpers.train.seed import deterministic_cpu, make_generator, seed_everything, seed_worker
 from helpers.train.state import (
@@ -164,22 +169,21 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 # ---------------------------------------------------------------------------- defaults
 
 
-def default_save_fn(mode: str) -> SaveFn | None:
-    """`helpers.model.modes.save_trainable` bound to `mode`, or None if it cannot be imported."""
-    try:
-        from helpers.model.modes import save_trainable
-    except ImportError as err:
-        warnings.warn(
-            f"helpers.model.modes.save_trainable is unavailable ({err}); checkpoints hold "
-            "only trainable.safetensors",
-            stacklevel=3,
-        )
-        return None
+def course_checkpoint(mode: str) -> tuple[SaveFn, LoadFn]:
+    """How the course stores a mode's weights: once, as `save_trainable`'s portable files
+    (adapter, decoder or whole model), read back exactly by `restore_trainable`."""
+    from helpers.model.modes import restore_trainable, save_trainable
 
     def save(model: nn.Module, folder: Path) -> None:
         save_trainable(model, mode, folder)
 
-    return save
+    def load(model: nn.Module, folder: Path) -> None:
+        try:
+            restore_trainable(model, mode, folder)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{err}; {RESTART_HINT}") from err
+
+    return save, load
 
 
 def default_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
@@ -301,10 +305,11 @@ def train(
     """Train `model` in place on its own device and return a `TrainResult` (module docstring).
 
     forward_fn(model, batch) -> logits (B, H, W); default `default_forward`.
-    save_fn(model, folder): writes the portable weights of a checkpoint; default
-        `helpers.model.modes.save_trainable(model, cfg.mode, folder)`.
+    save_fn(model, folder): writes extra portable files into each checkpoint, beside
+        `trainable.safetensors`. Default (None): `course_checkpoint(cfg.mode)`, where the
+        mode's portable files are the only copy of the weights.
     load_fn(model, folder): loads a checkpoint's weights into `model` in place (resume and
-        `restore_best`); default `checkpoint.load_trainable_state` (exact float copies).
+        `restore_best`); default: the loader paired with the save (exact float copies).
     evaluate_fn(model, val_loader, forward_fn) -> dict with at least "miou"; default
         `evaluate_segmentation` at `cfg.threshold`.
     stop_after_epochs / on_epoch_end(row) returning True: stop after that epoch as if the
@@ -326,7 +331,10 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     rt = get_runtime(model_device(model), cfg.precision, cfg.num_workers)
     forward_fn = forward_fn or default_forward
-    save_fn = save_fn if save_fn is not None else default_save_fn(cfg.mode)
+    trainable_file = save_fn is not None  # a custom save_fn adds files; the weights go once
+    if save_fn is None:
+        save_fn, course_load = course_checkpoint(cfg.mode)
+        load_fn = load_fn or course_load
     load_fn = load_fn or load_trainable_state
     criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, pos_weight=cfg.bce_pos_weight)
     evaluate_fn = evaluate_fn or partial(
@@ -409,7 +417,10 @@ def train(
         row["seconds"] = time.perf_counter() - started
         row["peak_mem_mb"] = peak_memory_mb(rt.device)
         state.record(row, value, cfg.min_delta, cfg.patience)
-        save_state(out_dir, state, cfg.to_dict(), model, optimizer, scheduler, scaler, save_fn)
+        save_state(
+            out_dir, state, cfg.to_dict(), model, optimizer, scheduler, scaler, save_fn,
+            trainable_file,
+        )
         if progress:
             print(_epoch_line(row, cfg.epochs), flush=True)
         epochs_this_call += 1

@@ -143,12 +143,13 @@ def save_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
     save_fn: Callable[[nn.Module, Path], Any] | None,
+    trainable_file: bool | None = None,
 ) -> None:
     """After an epoch: `best/` if it improved, `last/` with the full training state, the log."""
     row = state.rows[-1]
     if row["improved"]:
         meta = {"epoch": state.epoch, "metric": MONITOR, "value": state.best_metric}
-        save_checkpoint(out_dir / "best", model, meta, save_fn)
+        save_checkpoint(out_dir / "best", model, meta, save_fn, trainable_file=trainable_file)
     training_state = {
         "config": config,
         "epoch": state.epoch,
@@ -164,7 +165,7 @@ def save_state(
         "rng": capture_rng_state(),
     }
     meta = {"epoch": state.epoch, "metric": MONITOR, "value": row.get(f"val_{MONITOR}")}
-    save_checkpoint(out_dir / "last", model, meta, save_fn, training_state)
+    save_checkpoint(out_dir / "last", model, meta, save_fn, training_state, trainable_file)
     write_log(out_dir, state.rows)
 
 
