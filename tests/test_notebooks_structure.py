@@ -100,10 +100,9 @@ def test_model_notebooks_take_device_and_precision_and_record_the_runtime(name):
         assert "#" in lines[key], f"{name}: {key} needs a comment"
     code = [c for c in _cells(name) if c["cell_type"] == "code"]
     text = "".join("".join(c["source"]) for c in code)
-    assert "device=device, precision=precision" in text  # passed into get_profile
-    assert "get_runtime(cfg.device, cfg.precision, cfg.num_workers)" in text
-    assert "print(rt)" in text
-    assert "evaluation_manifest(" in text
+    assert "device=device, precision=precision" in text  # passed into open_course
+    assert "course.runtime" in text and "print(rt)" in text
+    assert "manifest = course.manifest" in text  # capped evaluation where the profile says so
     metrics = "".join(code[-1]["source"])
     for recorded in ('"runtime": rt.describe()', "peak_memory_mb(rt.device)", "evaluation_cap("):
         assert recorded in metrics, f"{name}: metrics lack {recorded}"
@@ -130,3 +129,61 @@ def test_runner_kernels_store_no_frozen_progress_bars(monkeypatch, capsys):
         assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
         assert bar(range(3)).disable  # nothing drawn that would be stored at "0%"
     assert HEADLESS_ENV not in os.environ
+
+
+def _course_call(name: str) -> ast.Module:
+    """The notebook's `course = open_course(...)` statement, alone."""
+    for cell in _cells(name):
+        if cell["cell_type"] != "code" or "open_course(" not in "".join(cell["source"]):
+            continue
+        for node in ast.parse("".join(cell["source"])).body:
+            if isinstance(node, ast.Assign) and "open_course(" in ast.unparse(node.value):
+                return ast.Module(body=[node], type_ignores=[])
+    raise AssertionError(f"{name}: no cell sets itself up with open_course(...)")
+
+
+def _namespace(name: str, **overrides) -> dict:
+    cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
+    ns: dict = {}
+    exec("from helpers.course import open_course", ns)
+    exec("".join(cell["source"]), ns)
+    ns.update(overrides)
+    exec(compile(_course_call(name), name, "exec"), ns)
+    return ns
+
+
+# A value for every profile setting a notebook may declare, unlike every profile's own.
+OVERRIDES = {
+    "cracks_export": "/elsewhere/cracks", "taping_export": "/elsewhere/taping", "seed": 7,
+    "model": "some/model", "image_size": 224, "negative_rate": 0.25, "epochs": 3,
+    "batch_size": 5, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "precision": "bf16",
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("profile", ["demo", "full", "smoke"])
+def test_effective_settings_are_the_profiles_unless_overridden(name, profile):
+    """Every profile setting in a parameters cell defaults to None and reaches the profile."""
+    from dataclasses import fields
+
+    from helpers.profiles import Profile, get_profile
+
+    declared = run_notebooks.notebook_parameter_names(name)
+    settings = declared & {f.name for f in fields(Profile)}
+    course = _namespace(name, profile=profile)["course"]
+    assert course.cfg == get_profile(profile), f"{name}: defaults differ from profile {profile}"
+    assert course.out_name == profile and course.overrides == {}
+    changed = {k: OVERRIDES[k] for k in settings}
+    course = _namespace(name, profile=profile, run_name="elsewhere", **changed)["course"]
+    assert {k: getattr(course.cfg, k) for k in settings} == changed, name
+    assert course.cfg == get_profile(profile, **changed)
+    assert course.out_name == "elsewhere" and course.overrides == changed
+
+
+def test_a_notebook_that_trains_declares_every_setting_its_model_depends_on():
+    """05-07 reuse 04's LoRA run only if the same overrides reach all of them."""
+    model_settings = {
+        "model", "epochs", "batch_size", "lora_r", "lora_alpha", "device", "precision"
+    }
+    for name in NAMES[3:]:
+        assert model_settings <= run_notebooks.notebook_parameter_names(name), name

@@ -1,0 +1,112 @@
+"""One call that gives a notebook everything it sets up: profile, sources, manifest, output
+folder and runtime.
+
+    course = open_course(profile, run_name, seed=seed, epochs=epochs, device=device)
+    cfg, manifest = course.cfg, course.manifest
+
+Every setting left at None (or "") is the profile's value, so a notebook's `parameters` cell
+defaults to None and states only what it overrides. Data, manifest and runtime are resolved on
+first use: a notebook that never touches a model never picks a device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helpers.profiles import Profile, get_profile
+
+
+@dataclass
+class Course:
+    """The setup a notebook shares with every other notebook of the same run."""
+
+    cfg: Profile
+    out_name: str  # folder under outputs/
+    overrides: dict[str, Any] = field(default_factory=dict)  # what differs from the profile
+
+    @cached_property
+    def sources(self):
+        """The exports this run reads (`helpers.datasources.DataSources`)."""
+        from helpers.datasources import resolve_sources
+
+        return resolve_sources(self.cfg)
+
+    @cached_property
+    def prepared(self):
+        """Masks, manifest and problems, prepared once and cached on the inputs."""
+        from helpers.datasources import prepared_data
+
+        return prepared_data(self.cfg)
+
+    @property
+    def prepared_manifest(self) -> pd.DataFrame:
+        """Every prepared image, all splits."""
+        return self.prepared.manifest
+
+    @cached_property
+    def manifest(self) -> pd.DataFrame:
+        """What the run trains and evaluates on: every training image, val/test capped if the
+        profile caps evaluation (`helpers.eval_subset`)."""
+        from helpers.eval_subset import evaluation_manifest
+
+        return evaluation_manifest(self.prepared_manifest, self.cfg)
+
+    def evaluation_cap(self) -> dict[str, Any]:
+        """What a metrics file records about the evaluation cap."""
+        from helpers.eval_subset import evaluation_cap
+
+        return evaluation_cap(self.prepared_manifest, self.manifest, self.cfg)
+
+    @cached_property
+    def runtime(self):
+        """Device, precision and workers for models (`helpers.runtime.Runtime`); the first use
+        also starts a new peak-memory window."""
+        from helpers.runtime import get_runtime, reset_peak_memory
+
+        rt = get_runtime(self.cfg.device, self.cfg.precision, self.cfg.num_workers)
+        reset_peak_memory(rt.device)
+        return rt
+
+    def peak_memory_mb(self) -> float:
+        """Peak memory since the runtime was first used (GPU memory on CUDA, RSS on CPU)."""
+        from helpers.runtime import peak_memory_mb
+
+        return round(peak_memory_mb(self.runtime.device), 1)
+
+    @property
+    def out_dir(self) -> Path:
+        """`outputs/<run>/`."""
+        from helpers.paths import profile_dir
+
+        return profile_dir(self.out_name)
+
+    @property
+    def figures(self) -> Path:
+        """`outputs/<run>/figures/`."""
+        from helpers.paths import figures_dir
+
+        return figures_dir(self.out_name)
+
+    def describe(self) -> str:
+        """One line: profile, overrides, data and model."""
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.overrides.items()) or "none"
+        return (
+            f"profile: {self.cfg.name} (overrides: {changed})   data: {self.sources.name}   "
+            f"model: {self.cfg.model}   seed: {self.cfg.seed}   output: outputs/{self.out_name}"
+        )
+
+
+def open_course(profile: str = "demo", run_name: str | None = None, **settings: Any) -> Course:
+    """The named profile with `settings` applied (None or "" keep the profile's value), and the
+    run's output folder (`run_name`, or the profile's name)."""
+    cfg = get_profile(profile, **settings)
+    base = get_profile(profile)
+    overrides = {
+        k: getattr(cfg, k) for k in settings if getattr(cfg, k) != getattr(base, k)
+    }
+    return Course(cfg=cfg, out_name=run_name or profile, overrides=overrides)
