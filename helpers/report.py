@@ -21,6 +21,19 @@ import pandas as pd
 
 from helpers.io import read_json, write_text
 from helpers.paths import OUTPUTS_DIR, profile_dir
+from helpers.results import (
+    DataInspection,
+    FailureAnalysis,
+    JointDataset,
+    LoraTraining,
+    MaskRendering,
+    ModeComparison,
+    ModelResults,
+    NotebookResults,
+    ResultsError,
+    ThresholdSweep,
+    read_results,
+)
 
 SMALL_SPLIT = 20
 
@@ -50,11 +63,11 @@ def _split_sizes(sizes: Mapping[str, Mapping[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section_01(m: dict) -> str:
-    out = ["## 01 · Data inspection", "", f"Problems while reading: {m.get('problems', 0)}.", ""]
+def section_01(m: DataInspection) -> str:
+    out = ["## 01 · Data inspection", "", f"Problems while reading: {m.problems}.", ""]
     out.append(
         _table(
-            m["summary"],
+            m.summary,
             [
                 "dataset",
                 "source_split",
@@ -68,27 +81,27 @@ def section_01(m: dict) -> str:
         )
     )
     out += ["", "Leakage of the exports' own splits (source photos shared):", ""]
-    leak = [r for r in m["leakage"] if r.get("key", "source_id") == "source_id"]
+    leak = [r for r in m.leakage if r.get("key", "source_id") == "source_id"]
     out.append(
         _table(leak, ["dataset", "split_a", "split_b", "n_a", "n_b", "n_shared", "leak_fraction"])
     )
     return "\n".join(out)
 
 
-def section_02(m: dict) -> str:
+def section_02(m: MaskRendering) -> str:
     out = ["## 02 · Mask rendering", ""]
     rows = [
         {
             "dataset": d,
-            "images": m["images"][d],
-            "objects": m["objects"][d],
-            "box_fallbacks": m["box_fallbacks"][d],
-            "mean_mask_fraction": m["mean_mask_fraction"][d],
+            "images": m.images[d],
+            "objects": m.objects[d],
+            "box_fallbacks": m.box_fallbacks[d],
+            "mean_mask_fraction": m.mean_mask_fraction[d],
         }
-        for d in m["images"]
+        for d in m.images
     ]
     out.append(_table(rows))
-    bias = m.get("rectangle_vs_true_seam_iou") or {}
+    bias = m.rectangle_vs_true_seam_iou or {}
     if bias.get("n_images"):
         out.append(
             f"\nIoU of the rectangle labels against the true seam masks (demo data, all "
@@ -97,32 +110,33 @@ def section_02(m: dict) -> str:
     return "\n".join(out)
 
 
-def section_03(m: dict) -> str:
-    rows = [{"dataset": d, **v} for d, v in m["split_images"].items()]
+def section_03(m: JointDataset) -> str:
+    rows = [{"dataset": d, **v} for d, v in m.split_images.items()]
     out = [
         "## 03 · Joint dataset and split",
         "",
-        f"Seed {m['seed']}; groups in more than one split: {m['groups_in_several_splits']}.",
+        f"Seed {m.seed}; groups in more than one split: {m.groups_in_several_splits}.",
         "",
     ]
     out.append(_table(rows))
     return "\n".join(out)
 
 
-def section_04(m: dict) -> str:
+def section_04(m: LoraTraining) -> str:
     rows = [
-        {"class": c, "untrained": m["val_iou_untrained"][c], "LoRA": m["val_iou_lora"].get(c)}
-        for c in m["val_iou_untrained"]
+        {"class": c, "untrained": m.val_iou_untrained[c], "LoRA": m.val_iou_lora.get(c)}
+        for c in m.val_iou_untrained
     ]
     out = [
         "## 04 · LoRA training",
         "",
-        f"Trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; "
-        f"best epoch {m['best_epoch']} of {m['epochs_run']}; {m['train_seconds']:.0f} s.",
+        f"Trainable parameters: {m.trainable_parameters:,} of {m.total_parameters:,}; "
+        f"best epoch {m.best_epoch} of {m.epochs_run}; {m.train_seconds:.0f} s.",
         "",
-        "Validation IoU per class (threshold 0.5, 352x352; one sampled prompt per image):",
+        f"Validation IoU per class (threshold {m.val_threshold}, {m.image_size}x{m.image_size}; "
+        "one sampled prompt per image):",
         "",
-        _split_sizes({"val": m["val_images_per_class"]}) if "val_images_per_class" in m else "",
+        _split_sizes({"val": m.val_images_per_class}),
         _table(rows),
         "",
         *prompt_sensitivity_lines(m, "val"),
@@ -130,12 +144,12 @@ def section_04(m: dict) -> str:
     return "\n".join(out)
 
 
-def prompt_sensitivity_lines(m: dict, split: str) -> list[str]:
+def prompt_sensitivity_lines(m: LoraTraining, split: str) -> list[str]:
     """Prompt sensitivity and the cross-prompt matrix of one model (04), as report lines."""
     from helpers.evaluate.sensitivity import describe_sensitivity
 
-    s = m.get(f"prompt_sensitivity_{split}")
-    matrix = m.get(f"cross_prompt_matrix_{split}")
+    s = getattr(m, f"prompt_sensitivity_{split}", None)
+    matrix = getattr(m, f"cross_prompt_matrix_{split}", None)
     if not s or not matrix:
         return []
     name = {"val": "validation", "test": "test"}[split]
@@ -158,13 +172,13 @@ def prompt_sensitivity_lines(m: dict, split: str) -> list[str]:
     ]
 
 
-def section_05(m: dict) -> str:
+def section_05(m: ThresholdSweep) -> str:
     out = [
         "## 05 · Threshold sweep",
         "",
         "Split sizes:",
         "",
-        _split_sizes(m["split_images"]),
+        _split_sizes(m.split_images),
         "Thresholds chosen on **validation**, scores on **test** (mean per-image IoU over every "
         "prompt of the class):",
         "",
@@ -172,18 +186,18 @@ def section_05(m: dict) -> str:
     rows = [
         {
             "class": c,
-            "threshold (val)": m["thresholds_chosen_on_val"][c],
-            "test IoU": m["test_iou_at_val_threshold"][c],
-            "test IoU if tuned on test": m["test_iou_if_tuned_on_test"][c],
-            "inflation": m["inflation_from_tuning_on_test"][c],
+            "threshold (val)": m.thresholds_chosen_on_val[c],
+            "test IoU": m.test_iou_at_val_threshold[c],
+            "test IoU if tuned on test": m.test_iou_if_tuned_on_test[c],
+            "inflation": m.inflation_from_tuning_on_test[c],
         }
-        for c in m["thresholds_chosen_on_val"]
+        for c in m.thresholds_chosen_on_val
     ]
     out.append(_table(rows))
     out += ["", "Per class at those thresholds:", ""]
     out.append(
         _table(
-            m["per_class"],
+            m.per_class,
             [
                 "split",
                 "dataset",
@@ -199,37 +213,37 @@ def section_05(m: dict) -> str:
         )
     )
     out += ["", "Per prompt, test (paired: the same images for every prompt of a class):", ""]
-    out.append(_table(m["per_prompt_test"], ["dataset", "prompt", "images", "iou", "dice"]))
+    out.append(_table(m.per_prompt_test, ["dataset", "prompt", "images", "iou", "dice"]))
     out += ["", "Full resolution vs 352x352 (test):", ""]
     out.append(
         _table(
-            m["resolution_test"],
+            m.resolution_test,
             ["dataset", "resolution", "images", "iou", "dice", "cldice", "bf1"],
         )
     )
-    out += ["", f"Post-processing chosen on validation: {m['postprocess_chosen_on_val']}.", ""]
+    out += ["", f"Post-processing chosen on validation: {m.postprocess_chosen_on_val}.", ""]
     out.append(
         _table(
-            m["postprocess_ablation"],
+            m.postprocess_ablation,
             ["dataset", "split", "method", "images", "iou", "cldice", "bf1"],
         )
     )
     return "\n".join(out)
 
 
-def section_06(m: dict) -> str:
+def section_06(m: ModeComparison) -> str:
     out = [
         "## 06 · Decoder-only vs LoRA vs full fine-tuning",
         "",
         "Split sizes:",
         "",
-        _split_sizes(m["split_images"]),
-        f"Thresholds chosen on {m['thresholds_chosen_on']} per mode and class; "
-        f"{m['epochs']} epochs, seed {m['seed']}.",
+        _split_sizes(m.split_images),
+        f"Thresholds chosen on {m.thresholds_chosen_on} per mode and class; "
+        f"{m.epochs} epochs, seed {m.seed}.",
         "",
     ]
-    out.append(_table(m["comparison"]))
-    sensitivity = m.get("prompt_sensitivity_test")
+    out.append(_table(m.comparison))
+    sensitivity = m.prompt_sensitivity_test
     if sensitivity:
         from helpers.evaluate.sensitivity import describe_sensitivity
 
@@ -248,41 +262,41 @@ def section_06(m: dict) -> str:
     return "\n".join(out)
 
 
-def section_07(m: dict) -> str:
+def section_07(m: FailureAnalysis) -> str:
     out = ["## 07 · Failure analysis (test split, thresholds from validation)", ""]
     out += [
-        "Test images: " + ", ".join(f"{c} {n}{_flag(n)}" for c, n in m["test_images"].items()),
+        "Test images: " + ", ".join(f"{c} {n}{_flag(n)}" for c, n in m.test_images.items()),
         "",
-        f"Why test images fail (IoU below {m.get('fail_iou', 0.5)}, or anything predicted on a "
+        f"Why test images fail (IoU below {m.fail_iou}, or anything predicted on a "
         "crack-free image; default prompt per class): failing images per measured category, "
         "and the share the categories explain:",
         "",
     ]
     out.append(_table([
-        {"dataset": d, **v, "explained": m.get("explained_share", {}).get(d)}
-        for d, v in m["taxonomy_counts"].items()
+        {"dataset": d, **v, "explained": m.explained_share.get(d)}
+        for d, v in m.taxonomy_counts.items()
     ]))
-    if m.get("root_causes"):
+    if m.root_causes:
         out += ["", "Root causes, from those counts (most frequent first):", ""]
-        out.append(_table(m["root_causes"]))
-    if m.get("rectangle_bias"):
+        out.append(_table(m.root_causes))
+    if m.rectangle_bias:
         out += ["", "The same taping predictions scored against rectangles and true seams:", ""]
         out.append(
             _table(
-                m["rectangle_bias"], ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
+                m.rectangle_bias, ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
             )
         )
-    if m.get("refinement_iou_vs_true_seams"):
-        q = m["refinement_iou_vs_true_seams"]
+    if m.refinement_iou_vs_true_seams:
+        q = m.refinement_iou_vs_true_seams
         out.append(
             f"\nBox refinement vs true seams: rectangles IoU {q['rectangle_iou']:.3f}, "
             f"refined IoU {q['refined_iou']:.3f} (mean over demo taping images).\n"
         )
-    if m.get("refined_training_effect"):
+    if m.refined_training_effect:
         out += ["", "Training on refined masks, scored on test against the true seams:", ""]
         out.append(
             _table(
-                m["refined_training_effect"],
+                m.refined_training_effect,
                 ["trained_on", "threshold", "images", "iou", "dice", "cldice", "bf1"],
             )
         )
@@ -300,16 +314,17 @@ SECTIONS = {
 }
 
 
-def _header(metrics: Mapping[str, dict], run: str) -> str:
+def _header(metrics: Mapping[str, NotebookResults], run: str) -> str:
     first = next(iter(metrics.values()))
-    models = sorted({str(m["model"]) for m in metrics.values() if "model" in m})
-    seeds = sorted({str(m["seed"]) for m in metrics.values() if "seed" in m})
+    exports = getattr(first, "exports", None)
+    models = sorted({str(m.model) for m in metrics.values() if hasattr(m, "model")})
+    seeds = sorted({str(m.seed) for m in metrics.values() if hasattr(m, "seed")})
     lines = [
         f"# Course report: {run}",
         "",
-        f"- profile: **{first.get('profile', '?')}**",
-        f"- data: **{first.get('data', '?')}**"
-        + (f" ({', '.join(first['exports'].values())})" if first.get("exports") else ""),
+        f"- profile: **{first.profile}**",
+        f"- data: **{first.data}**"
+        + (f" ({', '.join(exports.values())})" if exports else ""),
         f"- model: **{', '.join(models) or '?'}**",
         f"- seed: **{', '.join(seeds) or '?'}**",
         f"- notebooks with metrics: {', '.join(metrics)}",
@@ -321,14 +336,14 @@ def _header(metrics: Mapping[str, dict], run: str) -> str:
     return "\n".join(lines)
 
 
-def runtime_rows(metrics: Mapping[str, dict]) -> list[dict[str, Any]]:
+def runtime_rows(metrics: Mapping[str, NotebookResults]) -> list[dict[str, Any]]:
     """Device, GPU, precision and peak memory of every notebook that recorded its runtime."""
     rows = []
     for name, m in metrics.items():
-        rt = m.get("runtime")
-        if not rt:
+        if not isinstance(m, ModelResults):
             continue
-        peak = m.get("peak_memory_mb")
+        rt = m.runtime
+        peak = m.peak_memory_mb
         rows.append(
             {
                 "notebook": name,
@@ -341,7 +356,7 @@ def runtime_rows(metrics: Mapping[str, dict]) -> list[dict[str, Any]]:
     return rows
 
 
-def _runtime_section(metrics: Mapping[str, dict]) -> str:
+def _runtime_section(metrics: Mapping[str, NotebookResults]) -> str:
     rows = runtime_rows(metrics)
     if not rows:
         return ""
@@ -355,12 +370,12 @@ def _runtime_section(metrics: Mapping[str, dict]) -> str:
     )
 
 
-def cap_note(metrics: Mapping[str, dict]) -> str:
+def cap_note(metrics: Mapping[str, NotebookResults]) -> str:
     """A plain statement that evaluation was capped, or "" when every image was evaluated."""
     capped = {
-        name: m["evaluation_cap"]
+        name: m.evaluation_cap
         for name, m in metrics.items()
-        if (m.get("evaluation_cap") or {}).get("capped")
+        if isinstance(m, ModelResults) and m.evaluation_cap.get("capped")
     }
     if not capped:
         return ""
@@ -384,13 +399,13 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
 
 
 def build_report(out_dir: str | Path, run: str | None = None) -> Path:
-    """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path."""
+    """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path.
+
+    The metrics are read through `helpers.results`, so every number here is one the notebooks
+    wrote; nothing is recomputed.
+    """
     out_dir = Path(out_dir)
-    metrics = {}
-    for name in SECTIONS:
-        path = out_dir / "metrics" / f"{name}.json"
-        if path.is_file():
-            metrics[name] = read_json(path)
+    metrics = read_results(out_dir)
     if not metrics:
         raise FileNotFoundError(f"no notebook metrics in {out_dir / 'metrics'}; run the notebooks")
     parts = [_header(metrics, run or out_dir.name)]
@@ -455,7 +470,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 2
     out_dir = profile_dir(args.profile)
     html = export_html(out_dir)
-    report = build_report(out_dir, args.profile)
+    try:
+        report = build_report(out_dir, args.profile)
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {report} and {len(html)} HTML notebook(s) in {out_dir / 'html'}")
     return 0
 

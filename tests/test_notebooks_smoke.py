@@ -88,6 +88,17 @@ def test_report_gathers_every_notebook(executed):
         assert f"![{fig}](figures/{fig})" in text  # the key figures are shown, not only linked
 
 
+def test_every_number_in_the_report_comes_from_the_metrics_files(executed):
+    from report_check import unbacked_numbers
+
+    from helpers.results import RESULTS
+
+    for name in executed:  # each file follows its schema
+        assert RESULTS[name].read(profile_dir(RUN)) is not None
+    text = build_report(profile_dir(RUN), RUN).read_text()
+    assert unbacked_numbers(text, profile_dir(RUN)) == []
+
+
 def _figures(path) -> int:
     import nbformat
 

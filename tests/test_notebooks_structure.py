@@ -72,9 +72,13 @@ def test_notebooks_do_not_edit_sys_path_or_install(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_ends_by_writing_its_metrics(name):
+def test_notebook_ends_by_writing_its_metrics_through_its_schema(name):
+    from helpers.results import RESULTS
+
     code = [c for c in _cells(name) if c["cell_type"] == "code"]
-    assert f'"{name}.json"' in "".join(code[-1]["source"])
+    last = "".join(code[-1]["source"])
+    assert f"results = {RESULTS[name].__name__}(" in last and "results.write(out_name)" in last
+    assert "write_json" not in "".join("".join(c["source"]) for c in code)  # no ad-hoc schema
 
 
 def test_parse_value_reads_literals_and_strings():
@@ -104,7 +108,7 @@ def test_model_notebooks_take_device_and_precision_and_record_the_runtime(name):
     assert "course.runtime" in text and "print(rt)" in text
     assert "manifest = course.manifest" in text  # capped evaluation where the profile says so
     metrics = "".join(code[-1]["source"])
-    for recorded in ('"runtime": rt.describe()', "peak_memory_mb(rt.device)", "evaluation_cap("):
+    for recorded in ("runtime=rt.describe()", "course.peak_memory_mb()", "course.evaluation_cap()"):
         assert recorded in metrics, f"{name}: metrics lack {recorded}"
 
 
@@ -187,3 +191,26 @@ def test_a_notebook_that_trains_declares_every_setting_its_model_depends_on():
     }
     for name in NAMES[3:]:
         assert model_settings <= run_notebooks.notebook_parameter_names(name), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_a_notebook_reads_is_imported_or_assigned(name):
+    """A name dropped from the imports fails here, not minutes into a headless run."""
+    import builtins
+
+    code = "\n".join(
+        "".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code"
+    )
+    tree = ast.parse(code)
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert sorted(used - defined) == [], name

@@ -6,69 +6,76 @@ import pytest
 
 from helpers.io import read_json, write_json
 from helpers.report import build_report
+from helpers.results import DataInspection, LoraTraining, ResultsError, ThresholdSweep
+
+RUNTIME = {"device": "cpu", "gpu": None, "precision": "fp32", "num_workers": 0}
+SPLITS = {"val": {"cracks": 24, "taping": 18}, "test": {"cracks": 23, "taping": 17}}
+UNCAPPED = {
+    "max_images_per_split_and_class": None, "capped": False, "evaluated": SPLITS,
+    "available": SPLITS,
+}
 
 
-def _metrics(tmp_path):
-    m = tmp_path / "metrics"
-    write_json(
-        m / "01_data_inspection.json",
-        {
-            "profile": "demo",
-            "data": "demo",
-            "problems": 0,
-            "exports": {"cracks": "/x/cracks", "taping": "/x/taping"},
-            "summary": [
-                {
-                    "dataset": "taping",
-                    "source_split": "valid",
-                    "images": 202,
-                    "sources": 86,
-                    "objects": 250,
-                    "polygons": 0,
-                    "boxes": 250,
-                    "empty_segmentation": 250,
-                }
-            ],
-            "leakage": [
-                {
-                    "dataset": "taping",
-                    "split_a": "train",
-                    "split_b": "valid",
-                    "key": "source_id",
-                    "n_a": 160,
-                    "n_b": 86,
-                    "n_shared": 82,
-                    "leak_fraction": 82 / 86,
-                }
-            ],
-        },
+def _sweep(**changes) -> ThresholdSweep:
+    values = dict(
+        profile="demo", data="demo", model="tiny", seed=42, mode="lora",
+        runtime=RUNTIME, peak_memory_mb=812.5, evaluation_cap=UNCAPPED,
+        split_images=SPLITS, small_split_threshold=20,
+        thresholds_chosen_on_val={"cracks": 0.35, "taping": 0.5},
+        thresholds_if_tuned_on_test={"cracks": 0.3, "taping": 0.45},
+        test_iou_at_val_threshold={"cracks": 0.41, "taping": 0.52},
+        test_iou_if_tuned_on_test={"cracks": 0.44, "taping": 0.55},
+        inflation_from_tuning_on_test={"cracks": 0.03, "taping": 0.03},
+        per_class=[{"split": "test", "dataset": "cracks", "images": 23, "iou": 0.41}],
+        per_prompt_test=[
+            {"dataset": "cracks", "prompt": "segment crack", "images": 23, "iou": 0.4}
+        ],
+        resolution_test=[{"dataset": "cracks", "resolution": "full", "iou": 0.41}],
+        postprocess_ablation=[
+            {"dataset": "cracks", "split": "val", "method": "none", "iou": 0.4}
+        ],
+        postprocess_chosen_on_val={"cracks": "none", "taping": "remove_small"},
+        postprocess_margin=0.005,
+        test_iou_no_postprocess={"cracks": 0.41, "taping": 0.52},
+        test_iou_predict_defaults={"cracks": 0.42, "taping": 0.53},
+        final_scores=[], predict_settings="outputs/demo/models/lora/best/predict_settings.json",
     )
-    write_json(
-        m / "05_threshold_sweep.json",
-        {
-            "profile": "demo",
-            "data": "demo",
-            "model": "tiny",
-            "seed": 42,
-            "split_images": {
-                "val": {"cracks": 24, "taping": 18},
-                "test": {"cracks": 23, "taping": 17},
-            },
-            "thresholds_chosen_on_val": {"cracks": 0.35, "taping": 0.5},
-            "test_iou_at_val_threshold": {"cracks": 0.41, "taping": 0.52},
-            "test_iou_if_tuned_on_test": {"cracks": 0.44, "taping": 0.55},
-            "inflation_from_tuning_on_test": {"cracks": 0.03, "taping": 0.03},
-            "per_class": [{"split": "test", "dataset": "cracks", "images": 23, "iou": 0.41}],
-            "per_prompt_test": [
-                {"dataset": "cracks", "prompt": "segment crack", "images": 23, "iou": 0.4}
-            ],
-            "resolution_test": [{"dataset": "cracks", "resolution": "full", "iou": 0.41}],
-            "postprocess_ablation": [
-                {"dataset": "cracks", "split": "val", "method": "none", "iou": 0.4}
-            ],
-            "postprocess_chosen_on_val": {"cracks": "none", "taping": "remove_small"},
-        },
-    )
+    values.update(changes)
+    return ThresholdSweep(**values)
+
+
+def _metrics(tmp_path, **sweep_changes):
+    DataInspection(
+        profile="demo",
+        data="demo",
+        problems=0,
+        exports={"cracks": "/x/cracks", "taping": "/x/taping"},
+        summary=[
+            {
+                "dataset": "taping",
+                "source_split": "valid",
+                "images": 202,
+                "sources": 86,
+                "objects": 250,
+                "polygons": 0,
+                "boxes": 250,
+                "empty_segmentation": 250,
+            }
+        ],
+        leakage=[
+            {
+                "dataset": "taping",
+                "split_a": "train",
+                "split_b": "valid",
+                "key": "source_id",
+                "n_a": 160,
+                "n_b": 86,
+                "n_shared": 82,
+                "leak_fraction": 82 / 86,
+            }
+        ],
+    ).write_in(tmp_path)
+    _sweep(**sweep_changes).write_in(tmp_path)
     return tmp_path
 
 
@@ -95,29 +102,22 @@ def test_report_without_metrics_says_what_to_do(tmp_path):
 
 
 def test_report_flags_small_validation_classes_in_the_training_section(tmp_path):
-    write_json(
-        tmp_path / "metrics" / "04_lora_training.json",
-        {
-            "profile": "demo",
-            "data": "demo",
-            "model": "tiny",
-            "seed": 42,
-            "trainable_parameters": 38912,
-            "total_parameters": 714257,
-            "best_epoch": 6,
-            "epochs_run": 8,
-            "train_seconds": 79.0,
-            "val_images": 42,
-            "val_images_per_class": {"cracks": 24, "taping": 18},
-            "val_iou_untrained": {"cracks": 0.17, "taping": 0.03},
-            "val_iou_lora": {"cracks": 0.17, "taping": 0.17},
-            "prompt_sensitivity_val": {"cracks": 0.6, "taping": 0.8, "all": 0.7},
-            "cross_prompt_matrix_val": [
-                {"image_class": "cracks", "prompt_class": "taping", "right_prompt": False,
-                 "images": 24, "pairs": 120, "iou": 0.05, "foreground_share": 0.004},
-            ],
-        },
-    )
+    LoraTraining(
+        profile="demo", data="demo", model="tiny", seed=42, runtime=RUNTIME,
+        peak_memory_mb=700.0, evaluation_cap=UNCAPPED, image_size=352, val_threshold=0.5,
+        trainable_parameters=38912, total_parameters=714257, gradient_trap=[],
+        best_epoch=6, epochs_run=8, train_seconds=79.0, val_images=42,
+        val_images_per_class={"cracks": 24, "taping": 18},
+        val_iou_untrained={"cracks": 0.17, "taping": 0.03},
+        val_iou_lora={"cracks": 0.17, "taping": 0.17},
+        thresholds_chosen_on_val={"cracks": 0.3, "taping": 0.4},
+        prompt_sensitivity_val={"cracks": 0.6, "taping": 0.8, "all": 0.7},
+        cross_prompt_matrix_val=[
+            {"image_class": "cracks", "prompt_class": "taping", "right_prompt": False,
+             "images": 24, "pairs": 120, "iou": 0.05, "foreground_share": 0.004},
+        ],
+        checkpoint="outputs/demo/models/lora/best",
+    ).write_in(tmp_path)
     text = build_report(tmp_path, "demo").read_text()
     assert "val / taping: 18 images **(only 18 images" in text
     assert "Prompt sensitivity on validation" in text and "**0.700**" in text
@@ -125,21 +125,15 @@ def test_report_flags_small_validation_classes_in_the_training_section(tmp_path)
 
 
 def _with_runtime(tmp_path, capped: bool):
-    folder = _metrics(tmp_path)
-    path = folder / "metrics" / "05_threshold_sweep.json"
-    m = read_json(path)
-    m["runtime"] = {"device": "cuda", "gpu": "NVIDIA H200", "precision": "bf16", "num_workers": 8}
-    m["peak_memory_mb"] = 5734.4
-    available = {"val": {"cracks": 24, "taping": 18}, "test": {"cracks": 23, "taping": 17}}
-    evaluated = {s: {c: 2 for c in v} for s, v in available.items()} if capped else available
-    m["evaluation_cap"] = {
+    evaluated = {s: {c: 2 for c in v} for s, v in SPLITS.items()} if capped else SPLITS
+    cap = {
         "max_images_per_split_and_class": 2 if capped else None,
         "capped": capped,
         "evaluated": evaluated,
-        "available": available,
+        "available": SPLITS,
     }
-    write_json(path, m)
-    return folder
+    runtime = {"device": "cuda", "gpu": "NVIDIA H200", "precision": "bf16", "num_workers": 8}
+    return _metrics(tmp_path, runtime=runtime, peak_memory_mb=5734.4, evaluation_cap=cap)
 
 
 def test_report_shows_device_gpu_precision_and_peak_memory_per_notebook(tmp_path):
@@ -175,3 +169,36 @@ def test_help_is_complete(capsys) -> None:
         main(["--help"])
     text = capsys.readouterr().out
     assert "report.md" in text and "outputs/<run>/html/" in text
+
+
+def test_every_number_in_the_report_is_a_value_of_the_metrics_files(tmp_path):
+    from report_check import unbacked_numbers
+
+    folder = _metrics(tmp_path)
+    text = build_report(folder, "demo").read_text()
+    assert unbacked_numbers(text, folder) == []
+    # the check bites: a number the metrics do not hold is reported
+    assert unbacked_numbers(text + "\nmean IoU 0.4567\n", folder) == ["0.4567"]
+
+
+def test_a_metrics_file_off_the_schema_is_named_in_one_line(tmp_path, capsys, monkeypatch):
+    folder = _metrics(tmp_path)
+    path = folder / "metrics" / "05_threshold_sweep.json"
+    m = read_json(path)
+    del m["test_iou_at_val_threshold"]
+    write_json(path, m)
+    with pytest.raises(ResultsError) as err:
+        build_report(folder, "demo")
+    message = str(err.value)
+    assert str(path) in message and "test_iou_at_val_threshold" in message
+    assert "\n" not in message and "re-run notebook 05_threshold_sweep" in message
+
+    import helpers.report as report
+
+    monkeypatch.setattr(report, "OUTPUTS_DIR", tmp_path.parent)
+    monkeypatch.setattr(report, "profile_dir", lambda run: tmp_path.parent / run)
+    monkeypatch.setattr(report, "export_html", lambda out_dir: [])
+    assert report.main(["--profile", tmp_path.name]) == 2
+    err_text = capsys.readouterr().err.strip()
+    assert err_text.startswith("error: ") and "\n" not in err_text
+

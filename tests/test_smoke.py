@@ -69,6 +69,9 @@ def test_evaluation_is_capped_and_recorded_as_such(smoke):
     ]["evaluated"]
     text = build_report(profile_dir(RUN), RUN).read_text()
     assert "**Evaluation was capped**" in text
+    from report_check import unbacked_numbers
+
+    assert unbacked_numbers(text, profile_dir(RUN)) == []  # every number from the metrics files
 
 
 def test_decoder_mode_trains_exactly_the_full_size_decoder(smoke):

@@ -1,0 +1,237 @@
+"""What each notebook measures, as typed results: the schema of `outputs/<run>/metrics/*.json`.
+
+    results = ThresholdSweep(profile=cfg.name, data=src.name, ...)
+    results.write(out_name)                      # outputs/<run>/metrics/05_threshold_sweep.json
+    ThresholdSweep.read(out_dir)                 # back, checked against this schema
+
+Notebooks fill these classes; `helpers.report` reads them back through the same classes, so a
+key that a notebook renamed or forgot is a one-line error naming the file, never a silently
+missing row. Tables are lists of records (one dict per row), as `DataFrame.to_dict("records")`
+gives them; per-class values are dicts keyed by class ("cracks", "taping").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from helpers.io import read_json, write_json
+
+Records = list[dict[str, Any]]
+PerClass = dict[str, Any]
+PerSplit = dict[str, dict[str, int]]  # split -> class -> images
+
+R = TypeVar("R", bound="NotebookResults")
+
+
+class ResultsError(ValueError):
+    """A metrics file that does not follow the schema (one-line message naming the file)."""
+
+
+@dataclass(kw_only=True)
+class NotebookResults:
+    """Fields every notebook records: which profile and which data."""
+
+    NAME: ClassVar[str] = ""
+    profile: str
+    data: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, as written to JSON."""
+        return asdict(self)
+
+    def write(self, run: str) -> Path:
+        """Write `outputs/<run>/metrics/<NAME>.json` atomically; returns the path."""
+        from helpers.paths import profile_dir
+
+        return self.write_in(profile_dir(run))
+
+    def write_in(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write `<out_dir>/metrics/<NAME>.json` atomically (checked first); returns the path."""
+        self.from_dict(self.to_dict())
+        return write_json(self.path(out_dir), self.to_dict())
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any], source: str = "") -> R:
+        """Check `data` against the schema and build the results."""
+        names = {f.name for f in fields(cls)}
+        required = {
+            f.name for f in fields(cls)
+            if f.default is MISSING and f.default_factory is MISSING
+        }
+        where = source or cls.NAME
+        unknown, missing = sorted(set(data) - names), sorted(required - set(data))
+        if unknown or missing:
+            raise ResultsError(
+                f"{where} does not match the {cls.__name__} schema (missing {missing}, unknown "
+                f"{unknown}); re-run notebook {cls.NAME} to rewrite it"
+            )
+        return cls(**data)
+
+    @classmethod
+    def path(cls, out_dir: str | os.PathLike[str]) -> Path:
+        """Where this notebook's results live under a run folder."""
+        return Path(out_dir) / "metrics" / f"{cls.NAME}.json"
+
+    @classmethod
+    def read(cls: type[R], out_dir: str | os.PathLike[str]) -> R | None:
+        """The results stored under `out_dir` (a run folder), or None if not written yet."""
+        path = cls.path(out_dir)
+        return cls.from_dict(read_json(path), str(path)) if path.is_file() else None
+
+
+
+@dataclass(kw_only=True)
+class ModelResults(NotebookResults):
+    """Fields of every notebook that runs a model: where it ran and what it evaluated."""
+
+    model: str
+    seed: int
+    runtime: dict[str, Any]  # helpers.runtime.Runtime.describe()
+    peak_memory_mb: float
+    evaluation_cap: dict[str, Any]  # helpers.eval_subset.evaluation_cap()
+
+
+@dataclass(kw_only=True)
+class DataInspection(NotebookResults):
+    """01: what the exports hold and how their own splits leak."""
+
+    NAME: ClassVar[str] = "01_data_inspection"
+    exports: dict[str, str]
+    summary: Records
+    problems: int
+    leakage: Records
+    median_variants_per_source: PerClass = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class MaskRendering(NotebookResults):
+    """02: rendered masks per class, and the rectangle labels against the true seams."""
+
+    NAME: ClassVar[str] = "02_mask_rendering"
+    images: PerClass
+    objects: PerClass
+    box_fallbacks: PerClass
+    mean_mask_fraction: PerClass
+    images_without_foreground: PerClass = field(default_factory=dict)
+    problems: int = 0
+    rectangle_vs_true_seam_iou: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class JointDataset(NotebookResults):
+    """03: the leakage-free split, prompts and negative pairs."""
+
+    NAME: ClassVar[str] = "03_joint_dataset"
+    seed: int
+    split_images: dict[str, dict[str, int]]  # class -> split -> images
+    groups_in_several_splits: int
+    negative_rate: float
+    negatives_epoch0: int
+    image_size: int
+    groups: PerClass = field(default_factory=dict)
+    source_stems: PerClass = field(default_factory=dict)
+    export_leakage: Records = field(default_factory=list)
+    split_leakage: Records = field(default_factory=list)
+    prompts: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class LoraTraining(ModelResults):
+    """04: the gradient trap, LoRA training and the prompt switch on validation."""
+
+    NAME: ClassVar[str] = "04_lora_training"
+    split: str = "val"
+    image_size: int  # validation images are scored at this square size
+    val_threshold: float  # probability threshold of the validation scores
+    val_images: int
+    val_images_per_class: PerClass
+    trainable_parameters: int
+    total_parameters: int
+    gradient_trap: Records
+    val_iou_untrained: PerClass
+    val_iou_lora: PerClass
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    thresholds_chosen_on_val: PerClass
+    prompt_sensitivity_val: PerClass  # class -> sensitivity, and "all"
+    cross_prompt_matrix_val: Records
+    checkpoint: str
+    tiny_pretraining_held_out_iou: float | None = None
+
+
+@dataclass(kw_only=True)
+class ThresholdSweep(ModelResults):
+    """05: thresholds chosen on validation, scored on test; post-processing; resolution."""
+
+    NAME: ClassVar[str] = "05_threshold_sweep"
+    mode: str
+    split_images: PerSplit
+    small_split_threshold: int
+    thresholds_chosen_on_val: PerClass
+    thresholds_if_tuned_on_test: PerClass
+    test_iou_at_val_threshold: PerClass
+    test_iou_if_tuned_on_test: PerClass
+    inflation_from_tuning_on_test: PerClass
+    per_class: Records
+    per_prompt_test: Records
+    resolution_test: Records
+    postprocess_ablation: Records
+    postprocess_chosen_on_val: PerClass
+    postprocess_margin: float
+    test_iou_no_postprocess: PerClass
+    test_iou_predict_defaults: PerClass
+    final_scores: Records
+    predict_settings: str
+
+
+@dataclass(kw_only=True)
+class ModeComparison(ModelResults):
+    """06: decoder-only, LoRA and full fine-tuning under one protocol."""
+
+    NAME: ClassVar[str] = "06_full_vs_lora"
+    epochs: int
+    split_images: PerSplit
+    thresholds_chosen_on: str
+    thresholds: dict[str, PerClass]  # mode -> class -> threshold
+    comparison: Records
+    per_class: Records
+    per_prompt_test: Records
+    prompt_sensitivity_test: dict[str, PerClass]  # mode -> class / "all" -> sensitivity
+    cross_prompt_matrix_test: dict[str, Records]
+
+
+@dataclass(kw_only=True)
+class FailureAnalysis(ModelResults):
+    """07: why test images fail, by measured category, and what box labels cost."""
+
+    NAME: ClassVar[str] = "07_failure_analysis"
+    mode: str
+    split: str = "test"
+    thresholds_chosen_on_val: PerClass
+    test_images: PerClass
+    fail_iou: float
+    taxonomy_counts: dict[str, dict[str, int]]
+    explained_share: PerClass
+    root_causes: Records
+    rectangle_bias: Records | None = None
+    refinement_iou_vs_true_seams: dict[str, float] | None = None
+    refined_training_effect: Records | None = None
+
+
+RESULTS: dict[str, type[NotebookResults]] = {
+    cls.NAME: cls
+    for cls in (
+        DataInspection, MaskRendering, JointDataset, LoraTraining, ThresholdSweep,
+        ModeComparison, FailureAnalysis,
+    )
+}
+
+
+def read_results(out_dir: str | os.PathLike[str]) -> dict[str, NotebookResults]:
+    """Every notebook's results stored under a run folder, in course order."""
+    found = {name: cls.read(out_dir) for name, cls in RESULTS.items()}
+    return {name: r for name, r in found.items() if r is not None}
