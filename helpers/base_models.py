@@ -10,6 +10,11 @@
 - "full-size-random": the real checkpoint's architecture with random weights, saved once in
   `outputs/models/full-size-random` (the smoke run proves the full-size path with it).
 
+Both folders are `helpers.cache` outputs: their `cache_key.json` holds the hash of the recipe
+(`tiny_key`: TINY_VERSION, seed and pretraining settings; `full_size_random_key`: the seed), so
+a folder built by another recipe is rebuilt. Folders from before that record (with
+`tiny_version.txt`) are rebuilt once.
+
 This module sits above `helpers.model` (architectures) and `helpers.train` (the loop that
 pretrains the tiny model), so neither of those imports the other.
 """
@@ -23,7 +28,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from helpers.io import atomic_folder, folder_lock, write_json
+from helpers.cache import build_once, is_current
+from helpers.io import write_json
 from helpers.model.load import (
     DEFAULT_MODEL,
     PRETRAIN_FILE,
@@ -43,10 +49,12 @@ __all__ = [
     "build_pretrained_tiny_model",
     "ensure_full_size_random_model",
     "ensure_tiny_model",
+    "full_size_random_key",
     "load_for_inference",
     "load_model",
     "load_processor",
     "tiny_is_complete",
+    "tiny_key",
 ]
 
 
@@ -73,24 +81,14 @@ def build_pretrained_tiny_model(
     return model.eval(), processor, json.loads(json.dumps(summary))
 
 
+def tiny_key(settings: PretrainSettings, seed: int = TINY_SEED) -> dict:
+    """What a saved tiny model is built from: the recipe version, seed and pretraining."""
+    return {"tiny_version": TINY_VERSION, "seed": seed, "pretrain": settings.to_dict()}
+
+
 def tiny_is_complete(path: Path, settings: PretrainSettings) -> bool:
     """True if `path` holds a tiny model of this recipe version built with `settings`."""
-    marker = path / "tiny_version.txt"
-    summary = path / PRETRAIN_FILE
-    if not (
-        marker.is_file()
-        and marker.read_text().strip() == str(TINY_VERSION)
-        and summary.is_file()
-        and (path / "config.json").is_file()
-        and (path / "model.safetensors").is_file()
-        and (path / "tokenizer.json").is_file()
-    ):
-        return False
-    try:
-        saved = json.loads(summary.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError):
-        return False
-    return saved == settings.to_dict()
+    return is_current(path, tiny_key(settings))
 
 
 def ensure_tiny_model(
@@ -105,20 +103,16 @@ def ensure_tiny_model(
     """
     path = Path(path) if path is not None else models_dir() / "tiny-clipseg"
     settings = pretrain or PretrainSettings()
-    if tiny_is_complete(path, settings):
-        return path
-    with folder_lock(path):  # a second run waits for this build instead of repeating it
-        if tiny_is_complete(path, settings):
-            return path
-        with atomic_folder(path) as tmp:
-            model, processor, summary = build_pretrained_tiny_model(
-                settings=settings, progress=progress
-            )
-            model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            write_json(tmp / PRETRAIN_FILE, summary)
-            (tmp / "tiny_version.txt").write_text(f"{TINY_VERSION}\n")
-    return path
+
+    def build(folder: Path) -> None:
+        model, processor, summary = build_pretrained_tiny_model(
+            settings=settings, progress=progress
+        )
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        write_json(folder / PRETRAIN_FILE, summary)
+
+    return build_once(path, tiny_key(settings), build)
 
 
 # The real checkpoint's architecture with random weights, saved once like a downloaded model:
@@ -157,6 +151,12 @@ def _match_token_ids(model: CLIPSegForImageSegmentation, tokenizer) -> None:
     model.clip.text_model.eos_token_id = tokenizer.eos_token_id
 
 
+def full_size_random_key(seed: int) -> dict:
+    """What the saved full-size random model is built from (the processor is whichever is
+    present at the first build and does not count)."""
+    return {"model": FULL_SIZE_RANDOM, "seed": seed}
+
+
 def ensure_full_size_random_model(
     path: str | os.PathLike[str] | None = None,
     processor_dir: str | os.PathLike[str] | None = None,
@@ -168,23 +168,16 @@ def ensure_full_size_random_model(
     folder) holds it, else the tiny tokenizer's; the folder then loads like any saved model.
     """
     path = Path(path) if path is not None else models_dir() / FULL_SIZE_RANDOM
-    def complete() -> bool:
-        files = (FULL_SIZE_RANDOM_FILE, "config.json", "model.safetensors")
-        return all((path / name).is_file() for name in files)
 
-    if complete():
-        return path
-    processor, source = full_size_random_processor(processor_dir)
-    with folder_lock(path):  # a second run waits for this build instead of repeating it
-        if complete():
-            return path
-        with atomic_folder(path) as tmp:
-            model = build_full_size_model(seed)
-            _match_token_ids(model, processor.tokenizer)
-            model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            write_json(tmp / FULL_SIZE_RANDOM_FILE, {"seed": seed, "processor": source})
-    return path
+    def build(folder: Path) -> None:
+        processor, source = full_size_random_processor(processor_dir)
+        model = build_full_size_model(seed)
+        _match_token_ids(model, processor.tokenizer)
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        write_json(folder / FULL_SIZE_RANDOM_FILE, {"seed": seed, "processor": source})
+
+    return build_once(path, full_size_random_key(seed), build)
 
 
 def _is_offline() -> bool:

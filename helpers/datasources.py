@@ -1,14 +1,16 @@
 """Which exports a profile uses, prepared on demand (masks + manifest + split), cached.
 
 Every notebook calls `prepared_data(...)` instead of relying on an earlier notebook having run.
+The prepared folder of exports of one's own is `custom-<hash of their paths>` (the hash of
+`helpers.cache.key_hash`; folders named by an earlier hash are prepared again once).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.cache import key_hash
 from helpers.paths import prepared_dir, resolve
 from helpers.profiles import Profile
 
@@ -43,7 +45,7 @@ def resolve_sources(profile: Profile) -> DataSources:
                 f"{label} = {path} is not a folder; put a Roboflow export (COCO or YOLOv8) there "
                 "or change the notebook parameter"
             )
-    key = hashlib.sha1(f"{cracks}|{taping}".encode()).hexdigest()[:10]
+    key = key_hash({"cracks": cracks, "taping": taping})[:10]
     return DataSources(f"custom-{key}", cracks, taping, None, prepared_dir(f"custom-{key}"))
 
 

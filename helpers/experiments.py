@@ -7,12 +7,17 @@ LoRA run of 04 when their settings agree. Runs live in `outputs/<run>/models/<mo
 
 The profile's device, precision and workers decide where the run goes (`helpers.runtime`):
 the model is moved there, trained there and returned there.
+
+A run folder is a `helpers.cache` output built in place: its `cache_key.json` records the
+run's key (`run_key`: model, data, split and every training setting) as started when training
+begins and as done once it completes, so an interrupted run with the same key resumes and a
+finished one is loaded. `run.json` describes the run; its "fingerprint" is the key's hash.
+A folder started with another key, or one from before the key record, is kept aside as
+`<name>.settings-<fingerprint>` (`-unrecorded` without a record), never deleted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from helpers.cache import is_current, key_hash, read_record, record_key
 from helpers.io import folder_lock, read_json, write_json
 from helpers.paths import profile_dir
 from helpers.profiles import Profile
@@ -66,26 +72,25 @@ def run_folder(run: str, mode: str) -> Path:
     return profile_dir(run) / "models" / mode
 
 
-def _fingerprint(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> str:
+def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, Any]:
     """What makes two runs the same: model, data, split and every training setting.
 
     The data part covers the masks' content through `mask_fraction`, so regenerated data under
     the same file names is not mistaken for the old; `tiny` counts with its recipe version.
+    Its `helpers.cache.key_hash` is the run's fingerprint.
     """
     from helpers.model.load import TINY, TINY_VERSION
 
     columns = ["image_path", "mask_path", "split", "dataset", "mask_fraction"]
-    data = manifest[[c for c in columns if c in manifest.columns]].to_csv(index=False)
-    payload = {
+    return {
         "model": profile.model,
         "tiny_version": TINY_VERSION if profile.model == TINY else None,
         "image_size": profile.image_size,
         "negative_rate": profile.negative_rate,
         "train": {k: v for k, v in cfg.to_dict().items() if k != "num_workers"},
         "lora": repr(lora) if lora is not None else None,
-        "data": hashlib.sha256(data.encode()).hexdigest(),
+        "data": manifest[[c for c in columns if c in manifest.columns]].to_csv(index=False),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _keep_aside(folder: Path, key: str) -> Path:
@@ -186,24 +191,30 @@ def trained_model(
     cfg = train_config(profile, mode, **overrides)
     lora = lora_settings(profile) if mode == "lora" else None
     folder = run_folder(run, name or mode)
-    key = _fingerprint(profile, cfg, manifest, lora)
+    key = run_key(profile, cfg, manifest, lora)
+    fingerprint = key_hash(key)
     with folder_lock(folder):  # a second run of the same folder waits, never interleaves
         info_path = folder / RUN_FILE
-        info = read_json(info_path) if info_path.is_file() else None
         base, processor = load_model(profile.model)
-        if info and info.get("fingerprint") == key and info.get("completed") and not retrain:
+        if not retrain and is_current(folder, key) and info_path.is_file():
+            info = read_json(info_path)
             model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
             log = pd.read_csv(folder / "log.csv")
             return TrainedModel(mode, model, processor, folder, log, info, rt, from_cache=True)
 
+        started = read_record(folder)
         if folder.exists() and retrain:
             shutil.rmtree(folder)  # asked to start over
-        elif folder.exists() and info and info.get("fingerprint") != key:
+        elif folder.is_dir() and any(folder.iterdir()) and (
+            started is None or started.key != fingerprint
+        ):
             # Other settings: a resumed run would mix two protocols. Keep the old run beside.
-            kept = _keep_aside(folder, str(info.get("fingerprint")))
+            kept = _keep_aside(folder, started.key if started else "unrecorded")
             print(f"{folder} was trained with other settings; kept it as {kept.name}")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(info_path, {"fingerprint": key, "completed": False, "base_model": profile.model})
+        record_key(folder, key, done=False)  # an unfinished run of this key from now on
+        write_json(
+            info_path, {"fingerprint": fingerprint, "completed": False, "base_model": profile.model}
+        )
         torch.manual_seed(profile.seed)
         model = apply_mode(base, mode, lora).to(rt.device)
         reset_peak_memory(rt.device)
@@ -213,7 +224,7 @@ def trained_model(
         result = train(model, train_ds, val_ds, cfg, folder, collate, progress=progress)
         processor.save_pretrained(folder / "best")  # the checkpoint is usable on its own
         info = {
-            "fingerprint": key,
+            "fingerprint": fingerprint,
             "completed": bool(result.completed),
             "mode": mode,
             "base_model": profile.model,
@@ -233,6 +244,8 @@ def trained_model(
             "val_images": len(val_ds),
         }
         write_json(info_path, info)
+        if result.completed:
+            record_key(folder, key)  # last: the run is reused from now on
         model.eval()
         return TrainedModel(mode, model, processor, folder, result.log, info, rt)
 

@@ -132,9 +132,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary folder that replaces folder `target` only if the block succeeds.
 
-    The swap is two renames: `target` -> `.<name>.old`, then the new folder -> `target`; a
-    crash between them leaves `.<name>.old` for recovery (see `helpers.train.checkpoint`).
-    Temporary folders of earlier, killed writes of the same target are removed first.
+    The swap is one atomic exchange where the file system allows it (`target` is never
+    missing; the old folder, left under the temporary name, is removed). Elsewhere it is two
+    renames: `target` -> `.<name>.old`, then the new folder -> `target`; a crash between them
+    leaves `.<name>.old` for recovery (see `helpers.train.checkpoint`). Temporary folders of
+    earlier, killed writes of the same target are removed first.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,8 @@ def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
         old = target.parent / f".{target.name}.old"
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
+        if target.is_dir() and not target.is_symlink() and exchange_paths(tmp, target):
+            return  # `tmp` now holds the old folder: removed below
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
@@ -210,19 +214,6 @@ def folder_lock(
         lock.release()
 
 
-def tidy_after_killed_run(out: str | os.PathLike[str]) -> None:
-    """Remove what a killed build of `out` left beside it (temporary folders, its lock file),
-    unless another run holds the lock now. For a reader that finds `out` current."""
-    out = Path(out)
-    if not lock_path(out).exists():  # a finished run removes it; a killed one cannot
-        return
-    try:
-        with folder_lock(out, timeout=0, quiet=True):
-            sweep_temp_files(out.parent)
-    except (TimeoutError, OSError):
-        pass
-
-
 def exchange_paths(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`).
 
@@ -251,7 +242,8 @@ def write_text(target: str | os.PathLike[str], text: str) -> Path:
     return Path(target)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """`json.dumps` default: numpy scalars and arrays as plain values, paths as text."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -263,7 +255,7 @@ def _json_default(obj: Any) -> Any:
 
 def write_json(target: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON atomically (numpy scalars and paths are converted)."""
-    return write_text(target, json.dumps(data, indent=2, default=_json_default) + "\n")
+    return write_text(target, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

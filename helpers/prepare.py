@@ -8,12 +8,16 @@ Writes under `out`:
     manifest.csv    one row per usable image (columns: MANIFEST_COLUMNS)
     problems.csv    dataset, file, reason: everything skipped or repaired
     leakage.json    how much each export's own splits share source photos
-    stamp.json      what the output was built from (ensure_prepared reuses it when unchanged)
+    cache_key.json  the hash of what the output was built from (`helpers.cache`): every
+                    export file's bytes, the parameters and prepare's code; ensure_prepared
+                    reuses the output while it is unchanged. Folders written before this
+                    record (with `stamp.json`) are rebuilt once.
 Nothing is ever written inside an export folder.
 
-Safe to interrupt and to run twice at once: a run holds a lock (`.<out name>.lock` beside
-`out`; a second run waits for it and says so), builds everything in a hidden folder beside
-`out` and swaps it in when complete, so a reader never sees a manifest listing absent masks.
+Safe to interrupt and to run twice at once (`helpers.cache.build_once`): a run holds a lock
+(`.<out name>.lock` beside `out`; a second run waits for it and says so), builds everything
+in a hidden folder beside `out` and swaps it in when complete, so a reader never sees a
+manifest listing absent masks. Files in `out` that prepare did not write are carried over.
 Leftovers of a killed run are removed by the next one. Every file that cannot be read or
 rendered (corrupt, above `max_pixels`, a name that is not UTF-8, any failure while rendering)
 is a row of problems.csv and the run goes on.
@@ -26,8 +30,6 @@ Box annotations become filled rectangles by default (`box_masks="rectangle"`). W
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import sys
@@ -38,27 +40,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.cache import KEY_FILE, build_once, file_digest, tree_digest
 from helpers.data.images import DEFAULT_MAX_PIXELS, ImageReadError, image_info, load_rgb
 from helpers.data.masks import mask_for_image, source_id
 from helpers.data.roboflow import ExportError, ImageRecord, Problem, read_export
 from helpers.data.split import export_leakage, group_sources, group_split
-from helpers.io import (
-    exchange_paths,
-    folder_lock,
-    read_json,
-    sweep_temp_files,
-    temp_name,
-    tidy_after_killed_run,
-    write_json,
-    write_mask_png,
-    write_text,
-)
+from helpers.io import read_json, temp_name, write_json, write_mask_png, write_text
 from helpers.progress import bar
 
 # Bump when the output of prepare changes for the same input (invalidates cached output).
 PREPARE_VERSION = 3
 # What prepare writes in its output folder; anything else there is copied over on a rebuild.
-OUTPUT_NAMES = ("masks", "manifest.csv", "problems.csv", "leakage.json", "stamp.json")
+OUTPUT_NAMES = ("masks", "manifest.csv", "problems.csv", "leakage.json", KEY_FILE)
+# What earlier versions wrote there instead of the key record (dropped on a rebuild).
+FORMER_NAMES = ("stamp.json",)
 BOX_MASKS = ("rectangle", "lines", "grabcut")
 MANIFEST_COLUMNS = [
     "image_path",
@@ -138,7 +133,7 @@ def _read_problems(path: Path) -> list[Problem]:
     return [Problem(file=f, reason=r) for f, r in zip(df["file"], df["reason"], strict=True)]
 
 
-# --------------------------------------------------------------------------- checks and stamp
+# --------------------------------------------------------------------------- checks and key
 
 
 def _inputs(cracks: Path | None, taping: Path | None) -> dict[str, Path]:
@@ -185,39 +180,28 @@ def _check_out(out: Path, exports: dict[str, Path]) -> None:
         ) from None
     if out.is_dir():
         names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-        if names and not names & set(OUTPUT_NAMES):
+        if names and not names & {*OUTPUT_NAMES, *FORMER_NAMES}:
             raise ValueError(
                 f"output folder {out} is not empty and holds no prepare output "
                 f"({', '.join(sorted(names)[:3])}...); choose a new or empty folder"
             )
 
 
-def _hash_tree(h: hashlib._Hash, root: Path) -> None:
-    """Every file by relative name (its bytes, so non-UTF-8 names too) and content hash."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(os.fsencode(path.relative_to(root).as_posix()) + b"\0")
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        h.update(digest.digest())
-
-
-def input_stamp(
+def input_key(
     exports: dict[str, Path],
     seed: int,
     fractions: Sequence[float],
     seam_masks: Path | None,
     box_masks: str = "rectangle",
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> str:
-    """Hash of every export file's bytes (annotations and images), the parameters and the code.
+) -> dict:
+    """What the output is built from: the parameters, prepare's code and every export file's
+    bytes (annotations and images), for `helpers.cache`.
 
-    Images are hashed by content, so an image changed in place (even at the same size and
-    time stamp) rebuilds the output.
+    Images count by content, so an image changed in place (even at the same size and time
+    stamp) rebuilds the output.
     """
-    h = hashlib.sha256()
-    params = {
+    return {
         "version": PREPARE_VERSION,
         "seed": int(seed),
         "fractions": [float(f) for f in fractions],
@@ -225,17 +209,13 @@ def input_stamp(
         "seam_masks": str(Path(seam_masks).resolve()) if seam_masks else None,
         "box_masks": box_masks,
         "max_pixels": int(max_pixels),
+        # the code that shapes the output, so an edit rebuilds
+        "code": {p.relative_to(_HERE).as_posix(): file_digest(p) for p in _CODE_FILES},
+        "content": {name: tree_digest(exports[name]) for name in sorted(exports)},
+        "seam_mask_content": tree_digest(seam_masks)
+        if seam_masks and Path(seam_masks).is_dir()
+        else None,
     }
-    h.update(json.dumps(params, sort_keys=True).encode())
-    for module in _CODE_FILES:  # the code that shapes the output, so an edit rebuilds
-        h.update(module.read_bytes())
-    for name in sorted(exports):
-        h.update(f"[{name}]".encode())
-        _hash_tree(h, exports[name])
-    if seam_masks and Path(seam_masks).is_dir():
-        h.update(b"[seam_masks]")
-        _hash_tree(h, Path(seam_masks))
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- building
@@ -345,95 +325,33 @@ def _render_export(
     return rows
 
 
-def _swap_in(build: Path, out: Path) -> None:
-    """Replace folder `out` by the finished folder `build`, keeping files prepare did not write.
+def _carry_over(out: Path, build: Path) -> None:
+    """Copy the files in `out` that prepare did not write into `build`, which replaces it.
 
-    One atomic exchange where the file system allows it, else two renames. Extra files are
-    copied (not moved), so a crash at any point loses nothing of them; after the exchange
-    `build` holds the old output and is removed (or swept by the next run).
+    Copied, not moved, so a crash at any point loses nothing of them.
     """
-    if not out.exists():
-        os.replace(build, out)
+    if not out.is_dir():
         return
     for entry in out.iterdir():
-        if entry.name in OUTPUT_NAMES or (build / entry.name).exists():
+        if entry.name in (*OUTPUT_NAMES, *FORMER_NAMES) or (build / entry.name).exists():
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.copytree(entry, build / entry.name, symlinks=True)
         else:
             shutil.copy2(entry, build / entry.name, follow_symlinks=False)
-    if exchange_paths(build, out):  # `out` is never missing, not even for a moment
-        shutil.rmtree(build, ignore_errors=True)
-        return
-    old = temp_name(out)
-    os.replace(out, old)
-    os.replace(build, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def prepare_datasets(
-    cracks: Path | None,
-    taping: Path | None,
-    out: Path,
-    seed: int = 42,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    seam_masks: Path | None = None,
-    box_masks: str = "rectangle",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Prepared:
-    """Render masks, group sources, split by group and write manifest, problems and leakage.
-
-    Bad files do not stop the run: each becomes a row of problems.csv and everything else is
-    kept. Images above `max_pixels` pixels are such files. `seam_masks/<source_split>/<image
-    stem>.png` (demo data) fills `true_mask_path` of taping rows where such a file exists.
-    The output is built beside `out` under the folder's lock and swapped in when complete.
-    """
-    if box_masks not in BOX_MASKS:
-        raise ValueError(f"unknown box_masks {box_masks!r}; choose one of {BOX_MASKS}")
-    exports = _inputs(cracks, taping)
-    out = Path(out).resolve()
-    _check_out(out, exports)
-    with folder_lock(out):
-        return _build(exports, out, seed, fractions, seam_masks, box_masks, max_pixels)
-
-
-def _build(
-    exports: dict[str, Path],
-    out: Path,
-    seed: int,
-    fractions: Sequence[float],
-    seam_masks: Path | None,
-    box_masks: str,
-    max_pixels: int,
-) -> Prepared:
-    """Build the output in a temporary folder beside `out` and swap it in (lock held)."""
-    stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks, max_pixels)
-    sweep_temp_files(out.parent)  # folders of killed runs
-    sweep_temp_files(out)
-    build = temp_name(out)
-    build.mkdir()
-    try:
-        prepared = _write_output(
-            exports, out, build, stamp, seed, fractions, seam_masks, box_masks, max_pixels
-        )
-        _swap_in(build, out)
-    finally:
-        if build.exists():
-            shutil.rmtree(build, ignore_errors=True)
-    return prepared
 
 
 def _write_output(
     exports: dict[str, Path],
     out: Path,
     build: Path,
-    stamp: str,
     seed: int,
     fractions: Sequence[float],
     seam_masks: Path | None,
     box_masks: str,
     max_pixels: int,
-) -> Prepared:
+) -> None:
+    """Write masks, manifest, problems and leakage into `build` (swapped in as `out`)."""
     problems: list[tuple[str, Problem]] = []
     rows: list[dict] = []
     for dataset, root in exports.items():
@@ -454,7 +372,6 @@ def _write_output(
     df["split"] = group_split(df, seed=seed, fractions=fractions, stratify="dataset")
     df = df[MANIFEST_COLUMNS].sort_values(["dataset", "source_split", "file_name"], kind="stable")
     df = df.reset_index(drop=True)
-    leakage = export_leakage(df)
 
     write_text(build / "manifest.csv", df.to_csv(index=False))
     prob_df = pd.DataFrame(
@@ -462,11 +379,8 @@ def _write_output(
         columns=["dataset", "file", "reason"],
     )
     write_text(build / "problems.csv", prob_df.to_csv(index=False))
-    write_json(build / "leakage.json", leakage.to_dict(orient="records"))
-    write_json(build / "stamp.json", {"stamp": stamp, "n_images": len(df)})
-    # read back, so a fresh build and a reused one give identical frames
-    manifest = read_manifest(build / "manifest.csv")
-    return Prepared(out / "manifest.csv", manifest, [p for _, p in problems], leakage)
+    write_json(build / "leakage.json", export_leakage(df).to_dict(orient="records"))
+    _carry_over(out, build)
 
 
 def load_prepared(out: Path) -> Prepared:
@@ -481,10 +395,9 @@ def load_prepared(out: Path) -> Prepared:
     )
 
 
-def _is_current(out: Path, stamp: str) -> bool:
+def _masks_present(out: Path) -> bool:
+    """True if every file of a prepared folder is still there (masks too)."""
     try:
-        if read_json(out / "stamp.json").get("stamp") != stamp:
-            return False
         manifest = read_manifest(out / "manifest.csv")
     except (OSError, ValueError, KeyError):
         return False
@@ -502,25 +415,51 @@ def ensure_prepared(
     seam_masks: Path | None = None,
     box_masks: str = "rectangle",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    force: bool = False,
 ) -> Prepared:
     """`prepare_datasets`, reusing `out` when it was built from the same input and parameters.
 
     The check is repeated under the folder's lock, so of two runs that both find `out` out of
-    date only the first rebuilds it.
+    date only the first rebuilds it. `force` rebuilds in any case.
     """
     if box_masks not in BOX_MASKS:
         raise ValueError(f"unknown box_masks {box_masks!r}; choose one of {BOX_MASKS}")
     exports = _inputs(cracks, taping)
     out = Path(out).resolve()
-    stamp = input_stamp(exports, seed, fractions, seam_masks, box_masks, max_pixels)
-    if _is_current(out, stamp):
-        tidy_after_killed_run(out)
-        return load_prepared(out)
-    _check_out(out, exports)
-    with folder_lock(out):
-        if _is_current(out, stamp):
-            return load_prepared(out)
-        return _build(exports, out, seed, fractions, seam_masks, box_masks, max_pixels)
+    key = input_key(exports, seed, fractions, seam_masks, box_masks, max_pixels)
+    build_once(
+        out,
+        key,
+        lambda build: _write_output(
+            exports, out, build, seed, fractions, seam_masks, box_masks, max_pixels
+        ),
+        force=force,
+        valid=_masks_present,
+        before_build=lambda: _check_out(out, exports),
+    )
+    return load_prepared(out)
+
+
+def prepare_datasets(
+    cracks: Path | None,
+    taping: Path | None,
+    out: Path,
+    seed: int = 42,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seam_masks: Path | None = None,
+    box_masks: str = "rectangle",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Prepared:
+    """Render masks, group sources, split by group and write manifest, problems and leakage.
+
+    Bad files do not stop the run: each becomes a row of problems.csv and everything else is
+    kept. Images above `max_pixels` pixels are such files. `seam_masks/<source_split>/<image
+    stem>.png` (demo data) fills `true_mask_path` of taping rows where such a file exists.
+    The output is built beside `out` under the folder's lock and swapped in when complete.
+    """
+    return ensure_prepared(
+        cracks, taping, out, seed, fractions, seam_masks, box_masks, max_pixels, force=True
+    )
 
 
 # --------------------------------------------------------------------------- CLI

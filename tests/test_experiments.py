@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from helpers.experiments import _fingerprint, train_config
+from helpers.cache import key_hash
+from helpers.experiments import run_key, train_config
 from helpers.profiles import get_profile
 
 
@@ -23,12 +24,16 @@ def _manifest(fraction: float) -> pd.DataFrame:
 def test_fingerprint_follows_mask_content_and_training_settings() -> None:
     demo = get_profile("demo")
     cfg = train_config(demo, "lora")
-    key = _fingerprint(demo, cfg, _manifest(0.02), None)
-    assert key == _fingerprint(demo, train_config(demo, "lora"), _manifest(0.02), None)
+
+    def fingerprint(cfg, manifest) -> str:
+        return key_hash(run_key(demo, cfg, manifest, None))
+
+    key = fingerprint(cfg, _manifest(0.02))
+    assert key == fingerprint(train_config(demo, "lora"), _manifest(0.02))
     # regenerated masks under the same file names are new data
-    assert key != _fingerprint(demo, cfg, _manifest(0.03), None)
+    assert key != fingerprint(cfg, _manifest(0.03))
     heavier_bce = train_config(demo, "lora", bce_weight=2.0)
-    assert key != _fingerprint(demo, heavier_bce, _manifest(0.02), None)
+    assert key != fingerprint(heavier_bce, _manifest(0.02))
     heavier = get_profile("demo", bce_weight=demo.bce_weight + 1)
     assert train_config(heavier, "lora").bce_weight == demo.bce_weight + 1
 
@@ -83,3 +88,30 @@ def test_a_run_with_other_settings_is_kept_aside_not_deleted(tmp_path, monkeypat
     assert (kept / "best" / "checkpoint.json").is_file() and (kept / "log.csv").is_file()
     again = experiments.trained_model(other, "decoder", rows, "r", retrain=True, progress=False)
     assert again.info["fingerprint"] == second.info["fingerprint"] and kept.is_dir()
+
+
+def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, monkeypatch):
+    import helpers.experiments as experiments
+    import helpers.train.loop as loop
+    from helpers.cache import read_record
+
+    rows = _tiny_manifest(tmp_path)
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=2, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    real_train = loop.train
+    monkeypatch.setattr(loop, "train", lambda *a, **k: real_train(*a, stop_after_epochs=1, **k))
+    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    folder = tmp_path / "r" / "decoder"
+    assert not first.info["completed"] and not read_record(folder).done
+    first_epoch = first.log.iloc[0].to_dict()
+
+    monkeypatch.setattr(loop, "train", real_train)
+    second = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    assert not second.from_cache and second.info["completed"] and read_record(folder).done
+    assert list(second.log["epoch"]) == [1, 2]
+    assert second.log.iloc[0].to_dict() == first_epoch  # resumed after epoch 1, not retrained
+    assert second.info["fingerprint"] == first.info["fingerprint"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["decoder"]  # none kept aside
+
+    third = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    assert third.from_cache and third.info == second.info

@@ -15,6 +15,11 @@ stored maps (`helpers.evaluate.stored`: post-processing, clDice, galleries) are 
 
 Because every test image is scored under every prompt of its class, per-prompt tables compare
 prompts on the same images (a paired comparison).
+
+A store is a `helpers.cache` output built in place: its `cache_key.json` holds the hash of
+`evaluation_key` (the caller's model key, the evaluated rows, splits, prompts and thresholds),
+recorded as started before the first map is written and as done after the tables. Stores from
+before that record (with `evaluation.json`) are evaluated again once.
 """
 
 from __future__ import annotations
@@ -29,17 +34,17 @@ import pandas as pd
 import torch
 
 from helpers.background import BackgroundWriter, read_ahead
+from helpers.cache import is_current, record_key
 from helpers.data.images import load_rgb
 from helpers.data.prompts import PROMPTS, prompt_slug
 from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
 from helpers.inference import Segmenter
-from helpers.io import atomic_path, folder_lock, read_json, read_mask, write_json
+from helpers.io import atomic_path, folder_lock, read_mask
 from helpers.progress import bar
 from helpers.runtime import default_workers
 
 SWEEP_FILE = "sweep.csv.gz"
 TRUE_SWEEP_FILE = "sweep_true_masks.csv.gz"
-META_FILE = "evaluation.json"
 
 
 def probability_path(store: str | Path, split: str, image_id: str, prompt: str) -> Path:
@@ -233,6 +238,26 @@ def _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer, ou
                 writer.submit(path, write_probability, path, q)
 
 
+def evaluation_key(
+    key: str,
+    manifest: pd.DataFrame,
+    splits: Sequence[str],
+    prompts: Mapping[str, Sequence[str]],
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> dict[str, Any]:
+    """What an evaluation store is computed from: the model (`key`), the rows of `splits`
+    (files and labels), the prompts and the threshold grid."""
+    columns = ["image_path", "mask_path", "true_mask_path", "split", "dataset", "mask_fraction"]
+    rows = manifest[manifest["split"].isin(splits)]
+    return {
+        "model": key,
+        "splits": list(splits),
+        "prompts": {name: list(options) for name, options in sorted(prompts.items())},
+        "thresholds": [float(t) for t in np.asarray(thresholds)],
+        "rows": rows[[c for c in columns if c in rows.columns]].to_csv(index=False),
+    }
+
+
 def evaluate_model(
     segmenter: Segmenter,
     manifest: pd.DataFrame,
@@ -245,29 +270,22 @@ def evaluate_model(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep tables (vs the labels, and vs true masks where known), computed once per `key`.
 
-    `key` identifies the model and data (e.g. the training run's fingerprint); a stored
-    evaluation with the same key is read back instead of running the model again.
-    `batch_size` images go through the model together (the profiles' `eval_batch_size`).
+    `key` identifies the model (e.g. the training run's fingerprint); a stored evaluation of
+    the same key, rows, splits and prompts (`evaluation_key`) is read back instead of running
+    the model again. `batch_size` images go through the model together (the profiles'
+    `eval_batch_size`).
     """
     store = Path(store)
+    wanted = evaluation_key(key, manifest, splits, prompts)
     with folder_lock(store):  # a second evaluation of the same store waits for this one
-        return _evaluate_once(
-            segmenter, manifest, store, key, splits, prompts, batch_size, progress
+        if is_current(store, wanted):
+            return (pd.read_csv(store / SWEEP_FILE), pd.read_csv(store / TRUE_SWEEP_FILE))
+        record_key(store, wanted, done=False)  # maps of an earlier evaluation are overwritten
+        table, true_table = sweep_on_device(
+            segmenter, manifest, splits, prompts, batch_size, store, progress
         )
-
-
-def _evaluate_once(segmenter, manifest, store, key, splits, prompts, batch_size, progress):
-    meta_path = store / META_FILE
-    if meta_path.is_file() and read_json(meta_path).get("key") == key:
-        return (pd.read_csv(store / SWEEP_FILE), pd.read_csv(store / TRUE_SWEEP_FILE))
-    table, true_table = sweep_on_device(
-        segmenter, manifest, splits, prompts, batch_size, store, progress
-    )
-    for frame, name in ((table, SWEEP_FILE), (true_table, TRUE_SWEEP_FILE)):
-        with atomic_path(store / name) as tmp:
-            frame.to_csv(tmp, index=False, compression="gzip")
-    write_json(
-        meta_path,
-        {"key": key, "splits": list(splits), "images": int(manifest["split"].isin(splits).sum())},
-    )
-    return table, true_table
+        for frame, name in ((table, SWEEP_FILE), (true_table, TRUE_SWEEP_FILE)):
+            with atomic_path(store / name) as tmp:
+                frame.to_csv(tmp, index=False, compression="gzip")
+        record_key(store, wanted)
+        return table, true_table

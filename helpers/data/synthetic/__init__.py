@@ -24,7 +24,8 @@ Everything comes from `numpy.random.Generator`s derived from the seed: the same 
 byte-identical JSON and images.
 
 The code is split by job: `surfaces` (wall textures and look-alikes), `defects` (cracks and
-seams, with their masks) and `export` (plans, variants, the COCO files and the stamp).
+seams, with their masks) and `export` (plans, variants, the COCO files and the build of the
+demo folder).
 """
 
 from helpers.data.synthetic.export import (
@@ -33,7 +34,6 @@ from helpers.data.synthetic.export import (
     demo_paths,
     generate_demo_exports,
     generation_parameters,
-    read_stamp,
 )
 
 __all__ = [
@@ -42,5 +42,4 @@ __all__ = [
     "demo_paths",
     "generate_demo_exports",
     "generation_parameters",
-    "read_stamp",
 ]

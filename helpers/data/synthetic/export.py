@@ -1,5 +1,10 @@
 """The demo exports' writer: source plans (names, variants, splits, leaks, re-uploads), COCO
-JSON in Roboflow's layout, and the atomic build of the whole demo folder with its stamp.
+JSON in Roboflow's layout, and the build of the whole demo folder.
+
+A demo folder is a `helpers.cache` output keyed by `generation_parameters` (its
+`cache_key.json`); `demo_stamp.json` beside the exports says what was generated (the
+parameters and image counts) and marks the folder as a demo. Folders from before the key
+record are regenerated once.
 """
 
 from __future__ import annotations
@@ -7,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,8 @@ from helpers.data.synthetic.defects import (
     trace_polygons,
 )
 from helpers.data.synthetic.surfaces import BACKGROUNDS, DISTRACTORS, drywall, line_layer, lowfreq
-from helpers.io import write_mask_png
+from helpers.cache import build_once
+from helpers.io import glob_escape, write_mask_png
 
 GENERATOR_VERSION = 3
 STAMP_NAME = "demo_stamp.json"
@@ -75,7 +80,15 @@ def demo_paths(root: str | os.PathLike[str]) -> DemoPaths:
 def generation_parameters(
     seed: int, image_size: int, n_crack_sources: int, n_taping_sources: int
 ) -> dict[str, int]:
-    """The parameters that fully determine a demo folder (stored in its stamp)."""
+    """The parameters that fully determine a demo folder (its cache key); checked here."""
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64, got {image_size}")
+    if n_crack_sources < 3 or n_taping_sources < 2:
+        raise ValueError(
+            f"need at least 3 crack and 2 taping sources, got {n_crack_sources}, {n_taping_sources}"
+        )
     return {
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),
@@ -434,64 +447,56 @@ def generate_demo_exports(
     image_size: int = 320,
     n_crack_sources: int = 48,
     n_taping_sources: int = 36,
+    *,
+    force: bool = True,
 ) -> DemoPaths:
     """Write both demo exports and the true seam masks under `out_dir`.
 
-    The folder is built beside `out_dir` and renamed into place, so an interrupted run leaves
-    `out_dir` as it was. An existing `out_dir` is replaced only if it is empty or holds an
-    earlier demo (its stamp file); anything else raises `FileExistsError`.
+    The folder is built beside `out_dir` under its lock and swapped in (`helpers.cache`), so
+    an interrupted run leaves `out_dir` as it was. With `force=False` a folder already built
+    from these parameters is kept as it is. An existing `out_dir` is replaced only if it is
+    empty or holds an earlier demo (its stamp file); anything else raises `FileExistsError`.
     """
     out = Path(out_dir).resolve()
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64, got {image_size}")
-    if n_crack_sources < 3 or n_taping_sources < 2:
-        raise ValueError(
-            f"need at least 3 crack and 2 taping sources, got {n_crack_sources}, {n_taping_sources}"
-        )
-    if out.exists() and any(out.iterdir()) and not (out / STAMP_NAME).is_file():
-        raise FileExistsError(
-            f"{out} exists and is not a demo folder (no {STAMP_NAME}); refusing to replace it"
-        )
     params = generation_parameters(seed, image_size, n_crack_sources, n_taping_sources)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    try:
-        counts = {
-            CRACK_FOLDER: _build_cracks(tmp, int(seed), int(image_size), int(n_crack_sources)),
-            TAPING_FOLDER: _build_taping(tmp, int(seed), int(image_size), int(n_taping_sources)),
-        }
-        stamp = {**params, "images": counts}
-        (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    build_once(
+        out,
+        params,
+        lambda folder: _write_demo(folder, params),
+        force=force,
+        valid=_has_exports,
+        before_build=lambda: _refuse_other_content(out),
+        tidy=_sweep_former_temp_folders,
+    )
     return demo_paths(out)
 
 
-def _swap_into_place(new: Path, out: Path) -> None:
-    """Replace `out` by the finished folder `new` (keeping the old one until the rename)."""
-    if not out.exists():
-        os.replace(new, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    old.rmdir()
-    os.replace(out, old)
-    try:
-        os.replace(new, out)
-    except OSError:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+def _write_demo(folder: Path, params: dict[str, int]) -> None:
+    """Write the exports, the seam masks and the stamp into the empty `folder`."""
+    seed, size = params["seed"], params["image_size"]
+    counts = {
+        CRACK_FOLDER: _build_cracks(folder, seed, size, params["n_crack_sources"]),
+        TAPING_FOLDER: _build_taping(folder, seed, size, params["n_taping_sources"]),
+    }
+    stamp = {**params, "images": counts}
+    (folder / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
 
 
-def read_stamp(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The stamp of a demo folder, or None when missing or unreadable."""
-    path = Path(out_dir) / STAMP_NAME
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def _has_exports(out: Path) -> bool:
+    paths = demo_paths(out)
+    return all(p.is_dir() for p in (paths.cracks, paths.taping, paths.seam_masks))
 
+
+def _refuse_other_content(out: Path) -> None:
+    if out.is_dir() and any(out.iterdir()) and not (out / STAMP_NAME).is_file():
+        raise FileExistsError(
+            f"{out} exists and is not a demo folder (no {STAMP_NAME}); refusing to replace it"
+        )
+
+
+def _sweep_former_temp_folders(out: Path) -> None:
+    """Remove the half-built and replaced folders earlier versions of the generator left
+    beside `out` when killed (`.<name>.building-*`, `.<name>.old-*`); the lock is held."""
+    for pattern in (f".{glob_escape(out.name)}.building-*", f".{glob_escape(out.name)}.old-*"):
+        for leftover in out.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
