@@ -293,7 +293,7 @@ def save_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str]) 
         if mode == "lora":
             if not isinstance(model, PeftModel):
                 raise ValueError("mode 'lora' needs a model returned by apply_mode(model, 'lora')")
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, save_embedding_layers=False)  # no embedding adapters
         elif mode == "decoder":
             state = {
                 k: v.detach().cpu().contiguous()
@@ -398,7 +398,8 @@ def adapter_state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the LoRA tensors as peft saves them (for comparing adapters)."""
     from peft import get_peft_model_state_dict
 
-    return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    return {k: tuple(v.shape) for k, v in state.items()}
 
 
 def lora_parameter_count(model: nn.Module, settings: LoraSettings) -> int:
