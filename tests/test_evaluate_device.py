@@ -150,3 +150,14 @@ def test_the_sweep_table_and_the_stored_maps_give_one_number(segmenter, manifest
         stored = stored_scores(tmp_path / "store", manifest, chosen, [split])
         from_maps = stored.groupby("dataset")["iou"].mean()
         assert from_table.to_dict() == pytest.approx(from_maps.to_dict(), abs=1e-12), split
+
+
+def test_a_stored_evaluation_says_it_was_loaded_from_the_cache(tmp_path, segmenter, manifest,
+                                                               capsys):
+    store = tmp_path / "store"
+    predictions.evaluate_model(segmenter, manifest, store, key="k1", prompts=PROMPTS,
+                               batch_size=3, progress=True)
+    assert f"evaluated now and stored in {store}" in capsys.readouterr().out
+    predictions.evaluate_model(segmenter, manifest, store, key="k1", prompts=PROMPTS,
+                               batch_size=3, progress=True)
+    assert f"evaluation loaded from {store}" in capsys.readouterr().out

@@ -279,6 +279,9 @@ def evaluate_model(
     wanted = evaluation_key(key, manifest, splits, prompts)
     with folder_lock(store):  # a second evaluation of the same store waits for this one
         if is_current(store, wanted):
+            if progress:
+                print(f"evaluation loaded from {store}: stored earlier for this model, these "
+                      "images and prompts (cached)")
             return (pd.read_csv(store / SWEEP_FILE), pd.read_csv(store / TRUE_SWEEP_FILE))
         record_key(store, wanted, done=False)  # maps of an earlier evaluation are overwritten
         table, true_table = sweep_on_device(
@@ -288,4 +291,6 @@ def evaluate_model(
             with atomic_path(store / name) as tmp:
                 frame.to_csv(tmp, index=False, compression="gzip")
         record_key(store, wanted)
+        if progress:
+            print(f"evaluated now and stored in {store}")
         return table, true_table
