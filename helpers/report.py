@@ -131,7 +131,7 @@ def section_04(m: LoraTraining) -> str:
         "## 04 · LoRA training",
         "",
         f"Trainable parameters: {m.trainable_parameters:,} of {m.total_parameters:,}; "
-        f"best epoch {m.best_epoch} of {m.epochs_run}; {m.train_seconds:.0f} s.",
+        f"best epoch {m.best_epoch} of {m.epochs_run}; training took {m.train_seconds:.0f} s.",
         "",
         f"Validation IoU per class (threshold {m.val_threshold}, {m.image_size}x{m.image_size}; "
         "one sampled prompt per image):",
@@ -144,9 +144,13 @@ def section_04(m: LoraTraining) -> str:
     return "\n".join(out)
 
 
+def _thresholds(per_class: Mapping[str, float]) -> str:
+    return ", ".join(f"{c} {t}" for c, t in per_class.items())
+
+
 def prompt_sensitivity_lines(m: LoraTraining, split: str) -> list[str]:
     """Prompt sensitivity and the cross-prompt matrix of one model (04), as report lines."""
-    from helpers.evaluate.sensitivity import describe_sensitivity
+    from helpers.evaluate.sensitivity import describe_by_class
 
     s = getattr(m, f"prompt_sensitivity_{split}", None)
     matrix = getattr(m, f"cross_prompt_matrix_{split}", None)
@@ -156,12 +160,13 @@ def prompt_sensitivity_lines(m: LoraTraining, split: str) -> list[str]:
     return [
         f"Prompt sensitivity on {name} (every prompt at the validation threshold of the "
         "image's class): "
-        f"**{s['all']:.3f}**, {describe_sensitivity(s['all'])} (crack images {s['cracks']:.3f}, "
+        f"**{s['all']:.3f}**; {describe_by_class(s)} (crack images {s['cracks']:.3f}, "
         f"taping images {s['taping']:.3f}; 0 = the prompt changes nothing, 1 = only the right "
         "prompt marks anything).",
         "",
-        f"Cross-prompt scores ({name}; IoU against the image's label, foreground share of the "
-        "image):",
+        f"Cross-prompt scores ({name}, full resolution, every prompt of each class, thresholds "
+        f"chosen on validation: {_thresholds(m.thresholds_chosen_on_val)}; IoU against the "
+        "image's label, foreground share of the image):",
         "",
         _table([
             {"image class": r["image_class"], "prompt class": r["prompt_class"],
@@ -238,14 +243,16 @@ def section_06(m: ModeComparison) -> str:
         "Split sizes:",
         "",
         _split_sizes(m.split_images),
-        f"Thresholds chosen on {m.thresholds_chosen_on} per mode and class; "
-        f"{m.epochs} epochs, seed {m.seed}.",
+        f"Thresholds chosen on {m.thresholds_chosen_on} per mode and class ("
+        + "; ".join(f"{mode}: {_thresholds(t)}" for mode, t in m.thresholds.items())
+        + f"); {m.epochs} epochs, seed {m.seed}; scores on test at full resolution, every "
+        "prompt of each class, no post-processing.",
         "",
     ]
     out.append(_table(m.comparison))
     sensitivity = m.prompt_sensitivity_test
     if sensitivity:
-        from helpers.evaluate.sensitivity import describe_sensitivity
+        from helpers.evaluate.sensitivity import describe_by_class
 
         out += [
             "",
@@ -255,7 +262,7 @@ def section_06(m: ModeComparison) -> str:
             "",
             _table([
                 {"mode": mode, "prompt sensitivity": s["all"], "crack images": s["cracks"],
-                 "taping images": s["taping"], "reading": describe_sensitivity(s["all"])}
+                 "taping images": s["taping"], "reading": describe_by_class(s)}
                 for mode, s in sensitivity.items()
             ]),
         ]
@@ -280,7 +287,12 @@ def section_07(m: FailureAnalysis) -> str:
         out += ["", "Root causes, from those counts (most frequent first):", ""]
         out.append(_table(m.root_causes))
     if m.rectangle_bias:
-        out += ["", "The same taping predictions scored against rectangles and true seams:", ""]
+        out += [
+            "",
+            "The same taping test predictions (default prompt, threshold chosen on validation) "
+            "scored against the rectangle labels and against the true seams:",
+            "",
+        ]
         out.append(
             _table(
                 m.rectangle_bias, ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
@@ -330,7 +342,7 @@ def _header(metrics: Mapping[str, NotebookResults], run: str) -> str:
         f"- notebooks with metrics: {', '.join(metrics)}",
         "",
         "Test scores are at thresholds chosen on validation; splits with fewer than "
-        f"{SMALL_SPLIT} images are flagged where their numbers appear.",
+        f"{SMALL_SPLIT} images are flagged in each section's list of split sizes.",
         "",
     ]
     return "\n".join(lines)

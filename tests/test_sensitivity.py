@@ -81,3 +81,29 @@ def test_a_blind_model_scores_zero_per_class_even_with_different_class_threshold
                              "iou": 0.0})
     s = prompt_sensitivity(pd.DataFrame(rows), THRESHOLDS, MANIFEST)
     assert s == {"cracks": 0.0, "taping": 0.0, "all": 0.0}
+
+
+def test_an_empty_wall_left_empty_does_not_count_as_prompt_blind():
+    """On a crack-free image nothing under either prompt is right, and says nothing."""
+    manifest = pd.concat([MANIFEST, pd.DataFrame({
+        "image_path": ["/x/c2.jpg"], "dataset": ["cracks"], "width": [10], "height": [10],
+    })], ignore_index=True)
+    t = table({("c1", CRACK): 20, ("c1", TAPE): 0, ("c2", CRACK): 0, ("c2", TAPE): 0,
+               ("t1", CRACK): 0, ("t1", TAPE): 9})
+    t.loc[t["image_id"] == "c2", "fn"] = 0  # c2's label is empty
+    per_image = per_image_sensitivity(t, THRESHOLDS, manifest).set_index("image_id")
+    assert per_image.loc["c2", "sensitivity"] == 0.0 and not per_image.loc["c2", "labelled"]
+    assert prompt_sensitivity(t, THRESHOLDS, manifest) == {
+        "cracks": 1.0, "taping": 1.0, "all": 1.0
+    }
+
+
+def test_the_reading_names_each_class_when_they_differ():
+    from helpers.evaluate.sensitivity import describe_by_class
+
+    assert describe_by_class({"cracks": 0.9, "taping": 0.8, "all": 0.85}) == (
+        "prompt-aware: the wrong prompt marks little"
+    )
+    mixed = describe_by_class({"cracks": 0.3, "taping": 0.9, "all": 0.6})
+    assert mixed.startswith("crack images: partly prompt-aware")
+    assert "; taping images: prompt-aware" in mixed

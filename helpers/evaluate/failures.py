@@ -68,7 +68,9 @@ CAUSES: dict[str, tuple[str, str]] = {
     ),
     "over-segmentation": (
         "too much predicted around the object: the mask is wider than the label",
-        "a higher threshold chosen on validation; post-processing; more weight on BCE",
+        "a validation split large enough that its threshold holds on test (05 shows how far "
+        "the two thresholds lie apart); a loss that weighs false positives more (a higher "
+        "bce_weight than the profile's, or a Tversky loss); longer training",
     ),
     "under-segmentation": (
         "only part of the object found: branches and faint segments are lost",

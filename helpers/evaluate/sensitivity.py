@@ -8,9 +8,12 @@ photo). From those rows of a sweep table (`helpers.evaluate.predictions`):
   against the image's label and the mean foreground share (predicted pixels / image pixels);
 - the **prompt sensitivity** of a model: per image, with R and W the predicted pixels under the
   right and the wrong class's prompts (averaged over each class's prompts),
-  s = (R - W) / (R + W), and 0 when both are empty; the figure is the mean of s over images.
-  It is 1 when only the right prompt marks anything, 0 for a prompt-blind model (the same
-  pixels whatever the prompt, or nothing at all), and negative when the wrong prompt marks more.
+  s = (R - W) / (R + W), and 0 when both are empty; the figure is the mean of s over the
+  images whose label marks something. It is 1 when only the right prompt marks anything, 0 for
+  a prompt-blind model (the same pixels whatever the prompt, or nothing at all), and negative
+  when the wrong prompt marks more. Images with an empty label (a crack-free wall) are left
+  out: there, marking nothing under either prompt is the right answer and says nothing about
+  the prompt. A class without any labelled image falls back to all its images.
 
 Every prompt on an image is thresholded at the same threshold, the one chosen on validation
 for the image's class, so that the prompt is the only thing that changes: a model that returns
@@ -92,11 +95,14 @@ def per_image_sensitivity(
     if True not in mean.columns or False not in mean.columns:
         raise ValueError("the table needs rows for the right and the wrong class's prompts")
     mean = mean.dropna()
+    label = (rows["tp"] + rows["fn"]).groupby([rows["image_id"], rows["dataset"]]).max()
     right, wrong = mean[True].to_numpy(), mean[False].to_numpy()
     total = right + wrong
     s = np.divide(right - wrong, total, out=np.zeros_like(total, dtype=float), where=total > 0)
     return pd.DataFrame(
-        {"right_pixels": right, "wrong_pixels": wrong, "sensitivity": s}, index=mean.index
+        {"right_pixels": right, "wrong_pixels": wrong, "sensitivity": s,
+         "labelled": label.reindex(mean.index).to_numpy() > 0},
+        index=mean.index,
     ).reset_index()
 
 
@@ -106,11 +112,27 @@ def prompt_sensitivity(
     manifest: pd.DataFrame,
     split: str = "test",
 ) -> dict[str, float]:
-    """Mean sensitivity per image class and over all images ("all"); see the module docstring."""
+    """Mean sensitivity per image class and over all of them ("all"), over the images whose
+    label marks something (module docstring)."""
     per_image = per_image_sensitivity(table, thresholds, manifest, split)
-    out = {str(k): float(v) for k, v in per_image.groupby("dataset")["sensitivity"].mean().items()}
-    out["all"] = float(per_image["sensitivity"].mean())
+    kept = []
+    for _, group in per_image.groupby("dataset"):
+        kept.append(group[group["labelled"]] if group["labelled"].any() else group)
+    scored = pd.concat(kept)
+    out = {str(k): float(v) for k, v in scored.groupby("dataset")["sensitivity"].mean().items()}
+    out["all"] = float(scored["sensitivity"].mean())
     return out
+
+
+def describe_by_class(sensitivity: Mapping[str, float]) -> str:
+    """The reading of each image class, or one reading when every class reads the same."""
+    per_class = {k: describe_sensitivity(v) for k, v in sensitivity.items() if k != "all"}
+    if len(set(per_class.values())) == 1:
+        return next(iter(per_class.values()))
+    names = {"cracks": "crack images", "taping": "taping images"}
+    return "; ".join(
+        f"{names.get(cls, cls + ' images')}: {reading}" for cls, reading in per_class.items()
+    )
 
 
 def describe_sensitivity(value: float) -> str:
