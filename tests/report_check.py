@@ -48,6 +48,8 @@ def unbacked_numbers(text: str, out_dir: Path) -> list[str]:
     values = metric_values(out_dir)
     missing = []
     for token in NUMBER.findall(_prose(text)):
+        if len(token) > 1 and token[0] == "0" and token[1].isdigit():
+            continue  # "05": a notebook's number, not a quantity
         number = float(token.replace(",", ""))
         digits = len(token.split(".")[1]) if "." in token else 0
         tolerance = 0.5 * 10 ** -digits + 1e-9

@@ -179,6 +179,7 @@ def test_every_number_in_the_report_is_a_value_of_the_metrics_files(tmp_path):
     assert unbacked_numbers(text, folder) == []
     # the check bites: a number the metrics do not hold is reported
     assert unbacked_numbers(text + "\nmean IoU 0.4567\n", folder) == ["0.4567"]
+    assert unbacked_numbers(text + "\nas notebook 05 shows, 123 images\n", folder) == ["123"]
 
 
 def test_a_metrics_file_off_the_schema_is_named_in_one_line(tmp_path, capsys, monkeypatch):
