@@ -14,7 +14,8 @@ device and precision, in one run:
 - predict: images/s of `predict_files` (JPEG in, PNG masks out, 2 prompts) against the
   model-only forward of 2 prompts;
 - prompts: ms per image of this course's forward and of the stock
-  `CLIPSegForImageSegmentation` forward, for 1 and 5 prompts.
+  `CLIPSegForImageSegmentation` forward, for 1 and 5 prompts, and where one prompt's time goes:
+  the vision pass (shared by all prompts of an image) and one decoder pass (paid per prompt).
 
 It is a benchmark, not a test: numbers depend on the machine and on what else runs there.
 `--quick` uses the tiny model on the demo data; `--full-size` the real checkpoint's
@@ -52,6 +53,8 @@ JSON_KEYS = (
     "prompts.ours_ms_per_image_5",
     "prompts.stock_ms_per_image_1",
     "prompts.stock_ms_per_image_5",
+    "prompts.vision_ms_per_image",
+    "prompts.decoder_ms_per_image_and_prompt",
 )
 
 
@@ -271,7 +274,35 @@ def bench_prompts(model, processor, rt: Runtime, size: BenchSize) -> dict[str, f
 
         out[f"ours_ms_per_image_{n}"] = 1000 * _timed(ours, rt.device, size.repeats) / b
         out[f"stock_ms_per_image_{n}"] = 1000 * _timed(stock, rt.device, size.repeats) / b
+    out.update(_vision_and_decoder_ms(model, pixels, rt, size))
     return out
+
+
+def _vision_and_decoder_ms(model, pixels: torch.Tensor, rt: Runtime, size: BenchSize):
+    """Where the time of one prompt goes: the vision pass (once per image, whatever the number
+    of prompts) and one decoder pass (once per image and prompt). Every extra prompt costs one
+    decoder pass, so 5 prompts cost (vision + 5 decoder) / (vision + 1 decoder) of one."""
+    from helpers.model.forward import decode_prompts, vision_activations
+
+    b = pixels.shape[0]
+    with torch.inference_mode(), rt.autocast():
+        activations = vision_activations(model, pixels)
+    generator = torch.Generator().manual_seed(1)
+    embedding = torch.randn(1, model.config.projection_dim, generator=generator)
+    embedding = embedding.to(rt.device, activations[0].dtype)
+
+    def vision() -> None:
+        with torch.inference_mode(), rt.autocast():
+            vision_activations(model, pixels)
+
+    def decoder() -> None:
+        with torch.inference_mode(), rt.autocast():
+            decode_prompts(model, activations, embedding)
+
+    return {
+        "vision_ms_per_image": 1000 * _timed(vision, rt.device, size.repeats) / b,
+        "decoder_ms_per_image_and_prompt": 1000 * _timed(decoder, rt.device, size.repeats) / b,
+    }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -386,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(result).to_string())
     print()
     print(prompts_table(result).to_string())
-    print(f"5 prompts cost {ratio:.2f}x one prompt (this course's forward)")
+    p = result["prompts"]
+    print(f"5 prompts cost {ratio:.2f}x one prompt (this course's forward): a vision pass of "
+          f"{p['vision_ms_per_image']:.2f} ms per image is shared by every prompt, a decoder pass "
+          f"of {p['decoder_ms_per_image_and_prompt']:.2f} ms is paid per prompt")
     if args.json:
         print("wrote", write_json(Path(args.json), result))
     return 0
