@@ -112,13 +112,14 @@ def ensure_tiny_model(
         processor.save_pretrained(folder)
         write_json(folder / PRETRAIN_FILE, summary)
 
-    return build_once(path, tiny_key(settings), build)
+    return build_once(path, tiny_key(settings), build, valid=_saved_model_present)
 
 
 # The real checkpoint's architecture with random weights, saved once like a downloaded model:
 # the `smoke` profile runs the full-size path (shapes, memory, speed) without the weights.
 FULL_SIZE_RANDOM = "full-size-random"
 FULL_SIZE_RANDOM_FILE = "full_size_random.json"
+SAVED_MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def real_processor_dir() -> Path:
@@ -177,7 +178,27 @@ def ensure_full_size_random_model(
         processor.save_pretrained(folder)
         write_json(folder / FULL_SIZE_RANDOM_FILE, {"seed": seed, "processor": source})
 
-    return build_once(path, full_size_random_key(seed), build)
+    return build_once(path, full_size_random_key(seed), build, valid=_saved_model_present)
+
+
+def _saved_model_present(folder: Path) -> bool:
+    """A built model folder still holds what loading it needs."""
+    return all((folder / name).is_file() for name in SAVED_MODEL_FILES)
+
+
+def base_model_key(name: str | os.PathLike[str]) -> str | None:
+    """The recorded build key of a base model built here ("tiny", "full-size-random"), so a
+    training run on it follows a rebuild; None for a Hub id or a folder of one's own."""
+    from helpers.cache import read_record
+
+    if str(name) == TINY:
+        folder = ensure_tiny_model()
+    elif str(name) == FULL_SIZE_RANDOM:
+        folder = ensure_full_size_random_model()
+    else:
+        return None
+    record = read_record(folder)
+    return record.key if record is not None else None
 
 
 def _is_offline() -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,7 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
     args = parser.parse_args(argv)
-    paths = ensure_demo_data(args.out, seed=args.seed, force=args.force)
+    try:
+        paths = ensure_demo_data(args.out, seed=args.seed, force=args.force)
+    except (OSError, ValueError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"root:       {paths.root}")
     print(f"cracks:     {paths.cracks}")
     print(f"taping:     {paths.taping}")

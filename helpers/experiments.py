@@ -18,6 +18,8 @@ A folder started with another key, or one from before the key record, is kept as
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -79,11 +81,13 @@ def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, An
     the same file names is not mistaken for the old; `tiny` counts with its recipe version.
     Its `helpers.cache.key_hash` is the run's fingerprint.
     """
+    from helpers.base_models import base_model_key
     from helpers.model.load import TINY, TINY_VERSION
 
     columns = ["image_path", "mask_path", "split", "dataset", "mask_fraction"]
     return {
         "model": profile.model,
+        "base": base_model_key(profile.model),  # a rebuilt tiny or random base: a new run
         "tiny_version": TINY_VERSION if profile.model == TINY else None,
         "image_size": profile.image_size,
         "negative_rate": profile.negative_rate,
@@ -91,6 +95,35 @@ def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, An
         "lora": repr(lora) if lora is not None else None,
         "data": manifest[[c for c in columns if c in manifest.columns]].to_csv(index=False),
     }
+
+
+def legacy_fingerprint(key: dict[str, Any]) -> str:
+    """The fingerprint an earlier version of the course wrote into `run.json` for the same
+    settings (before runs carried a `helpers.cache` key record), so its finished runs are
+    recognised instead of trained again."""
+    payload = {k: v for k, v in key.items() if k != "base"}
+    payload["data"] = hashlib.sha256(str(key["data"]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _adopt_finished_legacy_run(folder: Path, key: dict[str, Any]) -> bool:
+    """Record the key of a finished run written before key records existed, if its settings
+    are these; True if adopted."""
+    info_path = folder / RUN_FILE
+    if read_record(folder) is not None or not info_path.is_file():
+        return False
+    try:
+        info = read_json(info_path)
+    except (OSError, ValueError):
+        return False
+    if not (info.get("completed") and info.get("fingerprint") == legacy_fingerprint(key)):
+        return False
+    if not (folder / "best" / "checkpoint.json").is_file():
+        return False
+    info["fingerprint"] = key_hash(key)
+    write_json(info_path, info)
+    record_key(folder, key)
+    return True
 
 
 def _keep_aside(folder: Path, key: str) -> Path:
@@ -116,6 +149,14 @@ class TrainedModel:
     info: dict[str, Any]
     runtime: Any = None  # the helpers.runtime.Runtime the model lives on
     from_cache: bool = False  # loaded from a finished run with the same settings
+
+    @property
+    def evaluation_key(self) -> str:
+        """What identifies this model's predictions: the run's settings and its best
+        checkpoint (epoch and score), so a run trained again gets evaluated again."""
+        best = self.checkpoint / "checkpoint.json"
+        meta = read_json(best) if best.is_file() else None
+        return key_hash({"run": self.info["fingerprint"], "best": meta})
 
     def describe(self) -> str:
         """One line: how the model came to be (trained now, or loaded from which run)."""
@@ -196,6 +237,8 @@ def trained_model(
     with folder_lock(folder):  # a second run of the same folder waits, never interleaves
         info_path = folder / RUN_FILE
         base, processor = load_model(profile.model)
+        if not retrain:
+            _adopt_finished_legacy_run(folder, key)
         if not retrain and is_current(folder, key) and info_path.is_file():
             info = read_json(info_path)
             model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
@@ -203,11 +246,10 @@ def trained_model(
             return TrainedModel(mode, model, processor, folder, log, info, rt, from_cache=True)
 
         started = read_record(folder)
-        if folder.exists() and retrain:
-            shutil.rmtree(folder)  # asked to start over
-        elif folder.is_dir() and any(folder.iterdir()) and (
-            started is None or started.key != fingerprint
-        ):
+        ours = started is not None and started.key == fingerprint
+        if folder.exists() and retrain and ours:
+            shutil.rmtree(folder)  # asked to start this run over
+        elif folder.is_dir() and any(folder.iterdir()) and not ours:
             # Other settings: a resumed run would mix two protocols. Keep the old run beside.
             kept = _keep_aside(folder, started.key if started else "unrecorded")
             print(f"{folder} was trained with other settings; kept it as {kept.name}")

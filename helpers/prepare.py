@@ -546,7 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from helpers.demo_data import ensure_demo_data
         from helpers.paths import prepared_dir
 
-        demo = ensure_demo_data()
+        try:
+            demo = ensure_demo_data()
+        except (ValueError, OSError) as exc:
+            print(f"error: {printable(str(exc))}", file=sys.stderr)
+            return 2
         args.cracks = args.cracks or demo.cracks
         args.taping = args.taping or demo.taping
         seam_masks = demo.seam_masks

@@ -219,7 +219,7 @@ def section_05(m: ThresholdSweep) -> str:
     )
     out += ["", "Per prompt, test (paired: the same images for every prompt of a class):", ""]
     out.append(_table(m.per_prompt_test, ["dataset", "prompt", "images", "iou", "dice"]))
-    out += ["", "Full resolution vs 352x352 (test):", ""]
+    out += ["", f"Full resolution vs {m.image_size}x{m.image_size} (test):", ""]
     out.append(
         _table(
             m.resolution_test,
@@ -484,8 +484,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     html = export_html(out_dir)
     try:
         report = build_report(out_dir, args.profile)
-    except ResultsError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ResultsError, OSError, ValueError, KeyError, TypeError) as err:
+        # a metrics file off the schema, unreadable or half-written: one line, not a traceback
+        print(f"error: cannot build the report of {args.profile!r}: {err}", file=sys.stderr)
         return 2
     print(f"wrote {report} and {len(html)} HTML notebook(s) in {out_dir / 'html'}")
     return 0

@@ -160,7 +160,7 @@ class LoraTraining(ModelResults):
     prompt_sensitivity_val: PerClass  # class -> sensitivity, and "all"
     cross_prompt_matrix_val: Records
     checkpoint: str
-    tiny_pretraining_held_out_iou: float | None = None
+    tiny_pretraining_held_out_iou: dict[str, float] | None = None  # per shape; demo only
 
 
 @dataclass(kw_only=True)
@@ -169,6 +169,7 @@ class ThresholdSweep(ModelResults):
 
     NAME: ClassVar[str] = "05_threshold_sweep"
     mode: str
+    image_size: int  # the model's square input; "model" resolution in resolution_test
     split_images: PerSplit
     small_split_threshold: int
     thresholds_chosen_on_val: PerClass

@@ -39,3 +39,12 @@ def test_leftovers_of_a_killed_build_are_removed_when_the_data_is_current(tmp_pa
     (tmp_path / ".demo.lock").write_bytes(b"")
     assert ensure_demo_data(out, **SMALL) == first
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+
+
+def test_the_demo_data_cli_refuses_a_bad_seed_in_one_line(tmp_path, capsys):
+    from helpers.demo_data import main
+
+    assert main(["--out", str(tmp_path / "demo"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "-1" in err and "\n" not in err
+    assert not (tmp_path / "demo").exists()

@@ -115,3 +115,55 @@ def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, 
 
     third = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
     assert third.from_cache and third.info == second.info
+
+
+def test_a_finished_run_of_an_earlier_version_is_reused_not_retrained(tmp_path, monkeypatch):
+    """Runs written before key records existed carry only run.json's fingerprint."""
+    import helpers.experiments as experiments
+    from helpers.cache import KEY_FILE
+
+    rows = _tiny_manifest(tmp_path)
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    folder = tmp_path / "r" / "decoder"
+    cfg = experiments.train_config(profile, "decoder", precision="fp32",
+                                   num_workers=first.runtime.num_workers)
+    key = experiments.run_key(profile, cfg, rows, None)
+    (folder / KEY_FILE).unlink()  # as an earlier version left it
+    info = experiments.read_json(folder / "run.json")
+    experiments.write_json(folder / "run.json", {**info, "fingerprint":
+                                                 experiments.legacy_fingerprint(key)})
+    again = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    assert again.from_cache and again.info["fingerprint"] == first.info["fingerprint"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["decoder"]
+
+
+def test_retrain_keeps_a_finished_run_of_other_settings_aside(tmp_path, monkeypatch):
+    import helpers.experiments as experiments
+
+    rows = _tiny_manifest(tmp_path)
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    other = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
+                        lr=1e-3)
+    experiments.trained_model(other, "decoder", rows, "r", retrain=True, progress=False)
+    kept = tmp_path / "r" / f"decoder.settings-{first.info['fingerprint']}"
+    assert (kept / "best" / "checkpoint.json").is_file()
+
+
+def test_the_evaluation_key_follows_the_best_checkpoint(tmp_path, monkeypatch):
+    """A run trained again under the same settings gets evaluated again (GPUs differ)."""
+    import helpers.experiments as experiments
+
+    rows = _tiny_manifest(tmp_path)
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    run = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    key = run.evaluation_key
+    assert key == experiments.trained_model(profile, "decoder", rows, "r",
+                                            progress=False).evaluation_key
+    meta = run.checkpoint / "checkpoint.json"
+    experiments.write_json(meta, {**experiments.read_json(meta), "value": 0.123})
+    assert run.evaluation_key != key

@@ -185,12 +185,17 @@ def test_effective_settings_are_the_profiles_unless_overridden(name, profile):
 
 
 def test_a_notebook_that_trains_declares_every_setting_its_model_depends_on():
-    """05-07 reuse 04's LoRA run only if the same overrides reach all of them."""
+    """05-07 reuse 04's LoRA run only if the same overrides reach all of them, and 03's
+    settings are the ones 04-07 train with."""
     model_settings = {
-        "model", "epochs", "batch_size", "lora_r", "lora_alpha", "device", "precision"
+        "model", "epochs", "batch_size", "lora_r", "lora_alpha", "device", "precision",
+        "image_size", "negative_rate",
     }
     for name in NAMES[3:]:
         assert model_settings <= run_notebooks.notebook_parameter_names(name), name
+    data_settings = run_notebooks.notebook_parameter_names("03_joint_dataset") - {"n_examples"}
+    for name in NAMES[3:]:
+        assert data_settings <= run_notebooks.notebook_parameter_names(name), name
 
 
 @pytest.mark.parametrize("name", NAMES)

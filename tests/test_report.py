@@ -18,7 +18,7 @@ UNCAPPED = {
 
 def _sweep(**changes) -> ThresholdSweep:
     values = dict(
-        profile="demo", data="demo", model="tiny", seed=42, mode="lora",
+        profile="demo", data="demo", model="tiny", seed=42, mode="lora", image_size=352,
         runtime=RUNTIME, peak_memory_mb=812.5, evaluation_cap=UNCAPPED,
         split_images=SPLITS, small_split_threshold=20,
         thresholds_chosen_on_val={"cracks": 0.35, "taping": 0.5},
@@ -203,3 +203,17 @@ def test_a_metrics_file_off_the_schema_is_named_in_one_line(tmp_path, capsys, mo
     err_text = capsys.readouterr().err.strip()
     assert err_text.startswith("error: ") and "\n" not in err_text
 
+
+
+def test_a_half_written_metrics_file_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import helpers.report as report
+
+    folder = _metrics(tmp_path)
+    (folder / "metrics" / "05_threshold_sweep.json").write_text('{"profile": "demo", ')
+    monkeypatch.setattr(report, "OUTPUTS_DIR", tmp_path.parent)
+    monkeypatch.setattr(report, "profile_dir", lambda run: tmp_path.parent / run)
+    monkeypatch.setattr(report, "export_html", lambda out_dir: [])
+    assert report.main(["--profile", tmp_path.name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot build the report of '{tmp_path.name}'")
+    assert "\n" not in err

@@ -115,9 +115,12 @@ def prompt_sensitivity(
     """Mean sensitivity per image class and over all of them ("all"), over the images whose
     label marks something (module docstring)."""
     per_image = per_image_sensitivity(table, thresholds, manifest, split)
-    kept = []
-    for _, group in per_image.groupby("dataset"):
-        kept.append(group[group["labelled"]] if group["labelled"].any() else group)
+    kept = [
+        group[group["labelled"]] if group["labelled"].any() else group
+        for _, group in per_image.groupby("dataset")
+    ]
+    if not kept:
+        return {"all": float("nan")}
     scored = pd.concat(kept)
     out = {str(k): float(v) for k, v in scored.groupby("dataset")["sensitivity"].mean().items()}
     out["all"] = float(scored["sensitivity"].mean())

@@ -10,8 +10,9 @@ A checkpoint folder (e.g. `out_dir/last`) holds
   epoch, best metric, epochs without improvement and the log so far;
 - `checkpoint.json`, written last: epoch and metric. A folder without it is incomplete.
 
-The folder is built under a temporary name beside the target and swapped in with two
-renames; if the process dies between them, the previous complete folder is still on disk
+The folder is built under a temporary name beside the target and swapped in
+(`helpers.io.atomic_folder`): in one atomic exchange where the file system allows it, else with
+two renames; if the process dies between those, the previous complete folder is still on disk
 under `.<name>.old` and `find_checkpoint` puts it back.
 """
 

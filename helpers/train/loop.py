@@ -180,8 +180,9 @@ def course_checkpoint(mode: str) -> tuple[SaveFn, LoadFn]:
     def load(model: nn.Module, folder: Path) -> None:
         try:
             restore_trainable(model, mode, folder)
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"{err}; {RESTART_HINT}") from err
+        except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: shapes differ
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{folder}: {first}; {RESTART_HINT}") from err
 
     return save, load
 
