@@ -126,6 +126,22 @@ def _adopt_finished_legacy_run(folder: Path, key: dict[str, Any]) -> bool:
     return True
 
 
+def _bring_back(folder: Path, key: dict[str, Any]) -> bool:
+    """Swap a finished run of `key` that was kept aside back into `folder` (keeping what is
+    there aside in turn); True if one was brought back."""
+    aside = folder.with_name(f"{folder.name}.settings-{key_hash(key)}")
+    if is_current(folder, key) or not is_current(aside, key):
+        return False
+    if folder.is_dir() and any(folder.iterdir()):
+        started = read_record(folder)
+        _keep_aside(folder, started.key if started else "unrecorded")
+    elif folder.is_dir():
+        folder.rmdir()
+    os.replace(aside, folder)
+    print(f"{folder}: brought back the finished run with these settings")
+    return True
+
+
 def _keep_aside(folder: Path, key: str) -> Path:
     """Move a run folder to `<name>.settings-<key>` beside it (never over another)."""
     target = folder.with_name(f"{folder.name}.settings-{key}")
@@ -239,6 +255,7 @@ def trained_model(
         base, processor = load_model(profile.model)
         if not retrain:
             _adopt_finished_legacy_run(folder, key)
+            _bring_back(folder, key)
         if not retrain and is_current(folder, key) and info_path.is_file():
             info = read_json(info_path)
             model = load_trainable(base, mode, folder / "best").to(rt.device).eval()

@@ -167,3 +167,19 @@ def test_the_evaluation_key_follows_the_best_checkpoint(tmp_path, monkeypatch):
     meta = run.checkpoint / "checkpoint.json"
     experiments.write_json(meta, {**experiments.read_json(meta), "value": 0.123})
     assert run.evaluation_key != key
+
+
+def test_a_run_kept_aside_comes_back_when_its_settings_do(tmp_path, monkeypatch):
+    import helpers.experiments as experiments
+
+    rows = _tiny_manifest(tmp_path)
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    other = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
+                        lr=1e-3)
+    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    second = experiments.trained_model(other, "decoder", rows, "r", progress=False)
+    back = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    assert back.from_cache and back.info == first.info
+    kept = tmp_path / "r" / f"decoder.settings-{second.info['fingerprint']}"
+    assert (kept / "best" / "checkpoint.json").is_file()  # the other run, kept in turn
