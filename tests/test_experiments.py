@@ -57,13 +57,26 @@ def _tiny_manifest(tmp_path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _runs_in(tmp_path, monkeypatch) -> pd.DataFrame:
+    """Training runs go under `tmp_path`; returns a tiny manifest of images there."""
+    import helpers.experiments as experiments
+
+    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    return _tiny_manifest(tmp_path)
+
+
+def _small(**overrides):
+    """The demo profile cut to one optimiser step of batch 2 on the CPU."""
+    return get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
+                       **overrides)
+
+
 def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monkeypatch) -> None:
     import helpers.experiments as experiments
     from helpers.runtime import model_device
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
-    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    rows = _runs_in(tmp_path, monkeypatch)
+    profile = _small()
     run = experiments.trained_model(profile, "decoder", pd.DataFrame(rows), "r", progress=False)
     assert run.runtime is not None and run.runtime.device.type == "cpu"
     assert model_device(run.model) == run.runtime.device
@@ -76,12 +89,10 @@ def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monk
 def test_a_run_with_other_settings_is_kept_aside_not_deleted(tmp_path, monkeypatch) -> None:
     import helpers.experiments as experiments
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
-    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    rows = _runs_in(tmp_path, monkeypatch)
+    profile = _small()
     first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
-    other = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
-                        lr=1e-3)
+    other = _small(lr=1e-3)
     second = experiments.trained_model(other, "decoder", rows, "r", progress=False)
     assert second.info["fingerprint"] != first.info["fingerprint"]
     kept = tmp_path / "r" / f"decoder.settings-{first.info['fingerprint']}"
@@ -95,8 +106,7 @@ def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, 
     import helpers.train.loop as loop
     from helpers.cache import read_record
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
+    rows = _runs_in(tmp_path, monkeypatch)
     profile = get_profile("demo", epochs=2, batch_size=2, max_steps_per_epoch=1, device="cpu")
     real_train = loop.train
     monkeypatch.setattr(loop, "train", lambda *a, **k: real_train(*a, stop_after_epochs=1, **k))
@@ -122,9 +132,8 @@ def test_a_finished_run_of_an_earlier_version_is_reused_not_retrained(tmp_path, 
     import helpers.experiments as experiments
     from helpers.cache import KEY_FILE
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
-    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    rows = _runs_in(tmp_path, monkeypatch)
+    profile = _small()
     first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
     folder = tmp_path / "r" / "decoder"
     cfg = experiments.train_config(profile, "decoder", precision="fp32",
@@ -142,12 +151,10 @@ def test_a_finished_run_of_an_earlier_version_is_reused_not_retrained(tmp_path, 
 def test_retrain_keeps_a_finished_run_of_other_settings_aside(tmp_path, monkeypatch):
     import helpers.experiments as experiments
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
-    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    rows = _runs_in(tmp_path, monkeypatch)
+    profile = _small()
     first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
-    other = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
-                        lr=1e-3)
+    other = _small(lr=1e-3)
     experiments.trained_model(other, "decoder", rows, "r", retrain=True, progress=False)
     kept = tmp_path / "r" / f"decoder.settings-{first.info['fingerprint']}"
     assert (kept / "best" / "checkpoint.json").is_file()
@@ -157,9 +164,8 @@ def test_the_evaluation_key_follows_the_best_checkpoint(tmp_path, monkeypatch):
     """A run trained again under the same settings gets evaluated again (GPUs differ)."""
     import helpers.experiments as experiments
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
-    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
+    rows = _runs_in(tmp_path, monkeypatch)
+    profile = _small()
     run = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
     key = run.evaluation_key
     assert key == experiments.trained_model(profile, "decoder", rows, "r",
@@ -172,11 +178,9 @@ def test_the_evaluation_key_follows_the_best_checkpoint(tmp_path, monkeypatch):
 def test_a_run_kept_aside_comes_back_when_its_settings_do(tmp_path, monkeypatch):
     import helpers.experiments as experiments
 
-    rows = _tiny_manifest(tmp_path)
-    monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
-    profile = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu")
-    other = get_profile("demo", epochs=1, batch_size=2, max_steps_per_epoch=1, device="cpu",
-                        lr=1e-3)
+    rows = _runs_in(tmp_path, monkeypatch)
+    profile = _small()
+    other = _small(lr=1e-3)
     first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
     second = experiments.trained_model(other, "decoder", rows, "r", progress=False)
     back = experiments.trained_model(profile, "decoder", rows, "r", progress=False)

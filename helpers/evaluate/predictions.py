@@ -115,9 +115,7 @@ def prediction_records(
             maps = segmenter.probabilities(images, names)
             maps = [as_stored(torch.from_numpy(np.asarray(m))).numpy() for m in maps]
             for r, probs in zip(chunk, maps, strict=True):
-                truth = read_mask(r.mask_path) > 0
-                true_path = str(getattr(r, "true_mask_path", "") or "")
-                true_mask = read_mask(true_path) > 0 if true_path and true_path != "nan" else None
+                truth, true_mask = _truth_masks(r)
                 for prompt, p in zip(names, probs, strict=True):
                     if store is not None:
                         write_probability(probability_path(store, r.split, image_id(r), prompt), p)
@@ -134,12 +132,18 @@ def prediction_records(
     progress_bar.close()
 
 
-def _load_item(segmenter: Segmenter, row: Any) -> tuple[tuple[int, int], Any, Any, Any]:
-    """Size, pixel values, truth and true mask (or None) of one manifest row."""
-    image = load_rgb(row.image_path)
+def _truth_masks(row: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A manifest row's label mask, and its true mask where the data has one (else None)."""
     truth = read_mask(row.mask_path) > 0
     true_path = str(getattr(row, "true_mask_path", "") or "")
     true_mask = read_mask(true_path) > 0 if true_path and true_path != "nan" else None
+    return truth, true_mask
+
+
+def _load_item(segmenter: Segmenter, row: Any) -> tuple[tuple[int, int], Any, Any, Any]:
+    """Size, pixel values, truth and true mask (or None) of one manifest row."""
+    image = load_rgb(row.image_path)
+    truth, true_mask = _truth_masks(row)
     for name, mask in (("mask", truth), ("true mask", true_mask)):
         if mask is not None and mask.shape != image.shape[:2]:
             raise ValueError(
