@@ -13,6 +13,8 @@ gives them; per-class values are dicts keyed by class ("cracks", "taping").
 from __future__ import annotations
 
 import os
+import types
+import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -28,6 +30,52 @@ R = TypeVar("R", bound="NotebookResults")
 
 class ResultsError(ValueError):
     """A metrics file that does not follow the schema (one-line message naming the file)."""
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def type_problem(value: Any, hint: Any, where: str) -> str | None:
+    """Why `value` (read from JSON) is not of type `hint`, naming the key path; None if it is.
+
+    Handles the types the schema uses: str, int, float (an int is a float; a bool is neither),
+    None, Any, unions, and dicts and lists of those.
+    """
+    if hint is Any:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if all(type_problem(value, option, where) for option in options):
+            return f"{where} is {type(value).__name__}, not {_type_name(hint)}"
+        return None
+    if hint is type(None):
+        return None if value is None else f"{where} is {type(value).__name__}, not None"
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where} is {type(value).__name__}, not a dict"
+        key_hint, value_hint = typing.get_args(hint) or (Any, Any)
+        for key, item in value.items():
+            problem = type_problem(key, key_hint, f"{where} key") or type_problem(
+                item, value_hint, f"{where}[{key!r}]"
+            )
+            if problem:
+                return problem
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{where} is {type(value).__name__}, not a list"
+        (item_hint,) = typing.get_args(hint) or (Any,)
+        for index, item in enumerate(value):
+            problem = type_problem(item, item_hint, f"{where}[{index}]")
+            if problem:
+                return problem
+        return None
+    allowed = {float: (int, float), int: (int,), str: (str,)}.get(hint, (hint,))
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        return f"{where} is {type(value).__name__}, not {_type_name(hint)}"
+    return None
 
 
 @dataclass(kw_only=True)
@@ -68,6 +116,14 @@ class NotebookResults:
                 f"{where} does not match the {cls.__name__} schema (missing {missing}, unknown "
                 f"{unknown}); re-run notebook {cls.NAME} to rewrite it"
             )
+        hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            problem = type_problem(value, hints[name], name)
+            if problem:
+                raise ResultsError(
+                    f"{where} does not match the {cls.__name__} schema ({problem}); re-run "
+                    f"notebook {cls.NAME} to rewrite it"
+                )
         return cls(**data)
 
     @classmethod

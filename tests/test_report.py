@@ -205,6 +205,36 @@ def test_a_metrics_file_off_the_schema_is_named_in_one_line(tmp_path, capsys, mo
 
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("image_size", "352", "image_size is str, not int"),
+        ("postprocess_margin", True, "postprocess_margin is bool, not float"),
+        ("split_images", {"val": {"cracks": 2.5}}, "split_images['val']['cracks'] is float"),
+        ("per_class", {"cracks": 1}, "per_class is dict, not a list"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_with_its_key(tmp_path, key, value, said):
+    folder = _metrics(tmp_path)
+    path = folder / "metrics" / "05_threshold_sweep.json"
+    m = read_json(path)
+    m[key] = value
+    write_json(path, m)
+    with pytest.raises(ResultsError) as err:
+        ThresholdSweep.read(folder)
+    message = str(err.value)
+    assert str(path) in message and said in message and "\n" not in message
+
+
+def test_a_notebook_cannot_write_a_value_of_the_wrong_type(tmp_path):
+    results = ThresholdSweep.read(_metrics(tmp_path))
+    results.postprocess_margin = 0  # an int is a float
+    results.write_in(tmp_path / "again")
+    results.image_size = 352.0
+    with pytest.raises(ResultsError, match="image_size is float, not int"):
+        results.write_in(tmp_path / "again")
+
+
 def test_a_half_written_metrics_file_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     import helpers.report as report
 
