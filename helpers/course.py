@@ -66,17 +66,17 @@ class Course:
     def runtime(self):
         """Device, precision and workers for models (`helpers.runtime.Runtime`); the first use
         also starts a new peak-memory window."""
-        from helpers.runtime import get_runtime, reset_peak_memory
+        from helpers.runtime import PeakMemory, get_runtime
 
         rt = get_runtime(self.cfg.device, self.cfg.precision, self.cfg.num_workers)
-        reset_peak_memory(rt.device)
+        self._peak = PeakMemory(rt.device)
         return rt
 
     def peak_memory_mb(self) -> float:
-        """Peak memory since the runtime was first used (GPU memory on CUDA, RSS on CPU)."""
-        from helpers.runtime import peak_memory_mb
-
-        return round(peak_memory_mb(self.runtime.device), 1)
+        """Peak memory since the runtime was first used (GPU memory on CUDA, RSS on CPU), through
+        the loop's per-epoch resets."""
+        self.runtime  # noqa: B018 - opens the window on first use
+        return round(self._peak.mb(), 1)
 
     @property
     def out_dir(self) -> Path:

@@ -187,6 +187,13 @@ class TrainedModel:
         """The best checkpoint folder (what `helpers.predict --model` takes)."""
         return self.folder / "best"
 
+    def segmenter(self):
+        """A `helpers.inference.Segmenter` for this model, at the precision it was trained at."""
+        from helpers.inference import Segmenter
+
+        precision = self.runtime.precision if self.runtime is not None else "auto"
+        return Segmenter(self.model, self.processor, precision=precision)
+
 
 def datasets(profile: Profile, manifest: pd.DataFrame, image_processor):
     """Training (augmented, prompt-sampled, negatives) and validation datasets.
@@ -240,7 +247,7 @@ def trained_model(
     from helpers.base_models import load_model
     from helpers.data.dataset import make_collate
     from helpers.model.modes import apply_mode, count_parameters, load_trainable
-    from helpers.runtime import get_runtime, peak_memory_mb, reset_peak_memory
+    from helpers.runtime import PeakMemory, get_runtime
     from helpers.train.loop import train
 
     rt = get_runtime(profile.device, profile.precision, profile.num_workers)
@@ -276,7 +283,7 @@ def trained_model(
         )
         torch.manual_seed(profile.seed)
         model = apply_mode(base, mode, lora).to(rt.device)
-        reset_peak_memory(rt.device)
+        peak = PeakMemory(rt.device)
         counts = count_parameters(model)
         train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
         collate = make_collate(processor.tokenizer)
@@ -298,7 +305,7 @@ def trained_model(
             "stopped_early": result.stopped_early,
             "seconds": result.seconds,
             "runtime": rt.describe(),
-            "peak_memory_mb": round(peak_memory_mb(rt.device), 1),
+            "peak_memory_mb": round(peak.mb(), 1),
             "train_images": len(train_ds),
             "val_images": len(val_ds),
         }

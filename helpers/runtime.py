@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -200,9 +201,36 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
+class PeakMemory:
+    """The peak memory since this window opened, in MB (GPU memory on CUDA, RSS on CPU).
+
+    Inner windows (the loop resets CUDA's counter every epoch) do not erase it: every
+    `reset_peak_memory` first folds the peak so far into the windows that are open.
+    """
+
+    _open: ClassVar[weakref.WeakSet[PeakMemory]] = weakref.WeakSet()
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = torch.device(device)
+        self.folded = 0.0
+        reset_peak_memory(self.device)
+        PeakMemory._open.add(self)
+
+    def mb(self) -> float:
+        """The peak since the window opened."""
+        return max(self.folded, peak_memory_mb(self.device))
+
+
 def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory window (CUDA only; CPU reports the process's peak RSS)."""
+    """Start a new peak-memory window (CUDA only; CPU reports the process's peak RSS).
+
+    The peak so far is first kept by every open `PeakMemory` window on that device.
+    """
     if device.type == "cuda":
+        so_far = peak_memory_mb(device)
+        for window in list(PeakMemory._open):
+            if window.device == device or window.device.index is None:
+                window.folded = max(window.folded, so_far)
         torch.cuda.reset_peak_memory_stats(device)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pandas as pd
 
 from helpers.cache import key_hash
@@ -187,3 +190,18 @@ def test_a_run_kept_aside_comes_back_when_its_settings_do(tmp_path, monkeypatch)
     assert back.from_cache and back.info == first.info
     kept = tmp_path / "r" / f"decoder.settings-{second.info['fingerprint']}"
     assert (kept / "best" / "checkpoint.json").is_file()  # the other run, kept in turn
+
+
+def test_a_trained_models_segmenter_runs_at_the_precision_it_was_trained_at(monkeypatch):
+    import helpers.inference as inference
+    from helpers.experiments import TrainedModel
+
+    made = []
+    monkeypatch.setattr(
+        inference, "Segmenter", lambda model, processor, precision: made.append(precision)
+    )
+    runtime = SimpleNamespace(precision="fp16")
+    run = TrainedModel("lora", object(), object(), Path("."), pd.DataFrame(), {}, runtime)
+    run.segmenter()
+    TrainedModel("lora", object(), object(), Path("."), pd.DataFrame(), {}).segmenter()
+    assert made == ["fp16", "auto"]

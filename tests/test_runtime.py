@@ -76,3 +76,23 @@ def test_batches_move_to_the_model_device():
     model = torch.nn.Linear(2, 2)
     batch = to_device({"x": torch.zeros(2), "names": ["a"]}, model_device(model))
     assert batch["x"].device == model_device(model) and batch["names"] == ["a"]
+
+
+def test_a_peak_memory_window_survives_the_loops_per_epoch_resets(monkeypatch):
+    from helpers import runtime
+
+    counter = {"peak": 0.0}
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: counter["peak"])
+    monkeypatch.setattr(
+        torch.cuda, "reset_peak_memory_stats", lambda device=None: counter.update(peak=0.0)
+    )
+    cuda = torch.device("cuda")
+    notebook = runtime.PeakMemory(cuda)
+    counter["peak"] = 300 * 2**20  # epoch 1 peaks at 300 MB
+    runtime.reset_peak_memory(cuda)  # the loop starts epoch 2
+    counter["peak"] = 100 * 2**20
+    assert runtime.peak_memory_mb(cuda) == 100  # the epoch's own window
+    assert notebook.mb() == 300  # the notebook's window keeps epoch 1's peak
+    later = runtime.PeakMemory(cuda)  # opened after epoch 1: does not see it
+    counter["peak"] = 120 * 2**20
+    assert later.mb() == 120 and notebook.mb() == 300
