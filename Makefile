@@ -6,6 +6,7 @@
 PYTHON ?= python3
 TORCH ?= torch
 PROFILE ?= demo
+SHARED_DATA ?= ../shared/data/roboflow
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -27,13 +28,20 @@ $(STAMP): pyproject.toml
 data: setup
 	$(PY) -m helpers.demo_data
 
+# DEVICE=cuda and PRECISION=bf16 (or fp16, fp32) override the profile's "auto" for a run.
+RUN_FLAGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION))
 run: data
-	$(PY) -m helpers.run_notebooks --profile $(PROFILE)
+	$(PY) -m helpers.run_notebooks --profile $(PROFILE) $(RUN_FLAGS)
 	$(PY) -m helpers.report --profile $(PROFILE)
 
+# Skipped, with the reason, where the real exports are not beside the repository.
 smoke: data
-	HF_HUB_OFFLINE=1 $(PY) -m helpers.run_notebooks --profile smoke
-	$(PY) -m helpers.report --profile smoke
+	@if [ ! -d "$(SHARED_DATA)/cracks.v1i.coco" ] || [ ! -d "$(SHARED_DATA)/drywall-join-detect.v2i.coco" ]; then \
+		echo "smoke skipped: the real exports are not in $(SHARED_DATA) (cracks.v1i.coco, drywall-join-detect.v2i.coco)"; \
+	else \
+		HF_HUB_OFFLINE=1 $(PY) -m helpers.run_notebooks --profile smoke $(RUN_FLAGS) && \
+		$(PY) -m helpers.report --profile smoke; \
+	fi
 
 report: setup
 	$(PY) -m helpers.report --profile $(PROFILE)
@@ -42,7 +50,6 @@ report: setup
 # demo data, a few minutes on a CPU) or BENCH=--full-size (the real architecture on the exports
 # beside the repository: meant for a GPU). The numbers land in outputs/bench.json.
 BENCH ?= --quick
-SHARED_DATA ?= ../shared/data/roboflow
 bench: data
 	HF_HUB_OFFLINE=1 $(PY) -m helpers.bench $(BENCH) \
 		$(if $(findstring full-size,$(BENCH)),--cracks $(SHARED_DATA)/cracks.v1i.coco \

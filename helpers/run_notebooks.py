@@ -1,12 +1,16 @@
 """Execute the course notebooks headlessly with papermill into `outputs/<run>/executed/`.
 
     python -m helpers.run_notebooks --profile demo
+    python -m helpers.run_notebooks --profile full --device cuda --precision bf16
     python -m helpers.run_notebooks --profile full --only 01 02 03 \
         -p cracks_export=../shared/data/roboflow/cracks.v1i.coco \
         -p taping_export=../shared/data/roboflow/drywall-join-detect.v2i.coco
 
 Parameters are checked against each notebook's `parameters` cell before anything runs:
-papermill itself only warns about unknown names, which silently runs the defaults.
+papermill itself only warns about unknown names, which silently runs the defaults. So are the
+device and precision: a run that asks for a GPU this machine lacks stops before the first
+notebook, in one line. A notebook that fails is named in one line with its error and the
+executed copy to open, and the notebooks after it do not run.
 
 Kernels draw with matplotlib's inline backend whatever `MPLBACKEND` the caller exported (the
 Makefile and the tests export `Agg`, which would draw nothing), so every executed notebook
@@ -27,7 +31,9 @@ from typing import Any
 
 from helpers.io import atomic_path, write_json
 from helpers.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir
+from helpers.profiles import get_profile
 from helpers.progress import HEADLESS_ENV
+from helpers.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, get_runtime
 
 NOTEBOOKS = [
     "01_data_inspection",
@@ -148,6 +154,10 @@ def store_expected_outputs(executed: Path, source: Path) -> int:
     return stored
 
 
+class NotebookFailed(RuntimeError):
+    """A notebook raised while running (one-line message naming it and its executed copy)."""
+
+
 def run(
     profile: str,
     names: list[str],
@@ -157,6 +167,7 @@ def run(
 ) -> dict[str, float]:
     """Execute notebooks in order; returns seconds per notebook (also written to metrics)."""
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     params = injected_parameters(profile, overrides)
     run_name = str(params.get("run_name") or profile)
@@ -168,14 +179,21 @@ def run(
         print(f"== {name} ({profile})", flush=True)
         start = time.perf_counter()
         with inline_figures():
-            papermill.execute_notebook(
-                str(NOTEBOOKS_DIR / f"{name}.ipynb"),
-                str(executed / f"{name}.ipynb"),
-                parameters=parameters_for(name, params),
-                kernel_name=kernel_name,
-                cwd=str(NOTEBOOKS_DIR),
-                progress_bar=False,
-            )
+            try:
+                papermill.execute_notebook(
+                    str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+                    str(executed / f"{name}.ipynb"),
+                    parameters=parameters_for(name, params),
+                    kernel_name=kernel_name,
+                    cwd=str(NOTEBOOKS_DIR),
+                    progress_bar=False,
+                )
+            except PapermillExecutionError as err:
+                raise NotebookFailed(
+                    f"notebook {name} failed in cell {err.exec_count}: {err.ename}: "
+                    f"{str(err.evalue).splitlines()[0] if err.evalue else ''} (the executed "
+                    f"notebook with the traceback: {executed / f'{name}.ipynb'})"
+                ) from err
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"   {seconds[name]:.1f} s", flush=True)
         if store_expected:
@@ -198,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a notebook parameter (repeatable)",
     )
+    parser.add_argument(
+        "--device", choices=DEVICES, help="where models run (default: the profile's, auto)"
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, help="bf16, fp16 or fp32 (default: the profile's)"
+    )
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument(
         "--store-expected",
@@ -205,19 +229,39 @@ def main(argv: list[str] | None = None) -> int:
         help="after each notebook, store the outputs of its nbval-checked cells in the source",
     )
     args = parser.parse_args(argv)
+
+    def fail(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
     overrides: dict[str, Any] = {}
     for item in args.parameter:
         if "=" not in item:
-            parser.error(f"-p expects KEY=VALUE, got {item!r}")
+            fail(f"-p expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = parse_value(value)
     names = select(args.only)
+    declared = set().union(*(notebook_parameter_names(n) for n in names)) if names else set()
+    for key in ("device", "precision"):  # for the notebooks that run a model
+        if getattr(args, key) is not None and key in declared:
+            overrides[key] = getattr(args, key)
+    try:
+        profile = get_profile(args.profile)
+        device = args.device or overrides.get("device", profile.device)
+        get_runtime(device, args.precision or overrides.get("precision", profile.precision))
+    except (ValueError, RuntimeUnavailable) as err:
+        fail(str(err))
     if not names:
         print("no notebooks found in", NOTEBOOKS_DIR, file=sys.stderr)
         return 1
     if args.store_expected and (args.profile != "demo" or overrides):
-        parser.error("--store-expected needs the default demo run (no -p, --profile demo)")
-    seconds = run(args.profile, names, overrides, args.kernel, store_expected=args.store_expected)
+        fail("--store-expected needs the default demo run (no -p, --profile demo)")
+    try:
+        seconds = run(
+            args.profile, names, overrides, args.kernel, store_expected=args.store_expected
+        )
+    except NotebookFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"executed {len(names)} notebook(s) in {seconds['total']:.1f} s -> outputs/")
     return 0
 

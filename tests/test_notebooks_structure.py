@@ -55,6 +55,48 @@ def test_runner_refuses_an_unknown_parameter():
         run_notebooks.check_parameters(NAMES, {"profile": "demo", "epochs_typo": 3})
 
 
+def _runner_refuses(capsys, argv, *words):
+    with pytest.raises(SystemExit) as exit_:
+        run_notebooks.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def test_runner_refuses_a_device_or_precision_this_machine_lacks_in_one_line(capsys, monkeypatch):
+    import torch
+
+    ran = []
+    monkeypatch.setattr(run_notebooks, "run", lambda *a, **k: ran.append(a))
+    if not torch.cuda.is_available():
+        _runner_refuses(capsys, ["--device", "cuda"], "'cuda' is not available", "cpu")
+        _runner_refuses(capsys, ["-p", "device=cuda"], "'cuda' is not available")
+        _runner_refuses(capsys, ["--precision", "bf16", "--device", "cpu"], "needs a CUDA")
+    _runner_refuses(capsys, ["--profile", "nosuch"], "unknown profile 'nosuch'")
+    _runner_refuses(capsys, ["-p", "epochs"], "KEY=VALUE")
+    assert ran == []  # refused before any notebook ran
+
+
+def test_runner_names_a_failing_notebook_in_one_line(capsys, monkeypatch, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    def fails(source, target, **kwargs):
+        raise PapermillExecutionError(
+            cell_index=3, exec_count=4, source="x", ename="ValueError",
+            evalue="bad mask in wall.png\nmore", traceback=["..."],
+        )
+
+    monkeypatch.setattr(papermill, "execute_notebook", fails)
+    monkeypatch.setattr(run_notebooks, "profile_dir", lambda run: tmp_path / run)
+    assert run_notebooks.main(["--only", "01", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("error: notebook 01_data_inspection failed in cell 4: ValueError: ")
+    assert "bad mask in wall.png" in err and str(tmp_path / "demo" / "executed") in err
+
+
 def test_runner_passes_each_notebook_only_what_it_declares():
     params = {"profile": "demo", "n_examples": 2, "model": "tiny"}
     run_notebooks.check_parameters(NAMES, params)  # every name is declared somewhere
