@@ -447,3 +447,14 @@ def test_a_truncated_checkpoint_file_is_named_in_one_line(tmp_path: Path, damage
         run(out, config(epochs=2))
     assert str(path) in str(err.value) and "damaged" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_loader_workers_train_exactly_as_loading_in_process(tmp_path: Path) -> None:
+    """Two workers (fresh for each training epoch, kept for validation) give the same run."""
+    in_process, model_a = run(tmp_path / "a", config(epochs=2, num_workers=0))
+    workers, model_b = run(tmp_path / "b", config(epochs=2, num_workers=2))
+    columns = ["train_loss", "val_loss", "val_miou"]
+    pd.testing.assert_frame_equal(in_process.log[columns], workers.log[columns])
+    weights_b = model_b.state_dict()
+    for name, a in model_a.state_dict().items():
+        assert torch.equal(a, weights_b[name]), name

@@ -369,7 +369,8 @@ def train(
     val_loader = None if val_ds is None else DataLoader(
         val_ds, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
         collate_fn=collate_fn, worker_init_fn=seed_worker,
-        generator=make_generator(cfg.seed, 0, 1), **rt.loader_kwargs(),
+        generator=make_generator(cfg.seed, 0, 1),
+        **rt.loader_kwargs(persistent=True),  # the same items every epoch: keep the workers
     )
 
     epochs_this_call, interrupted = 0, False
@@ -384,7 +385,7 @@ def train(
         loader = DataLoader(
             train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_fn,
             worker_init_fn=seed_worker, generator=make_generator(cfg.seed, epoch),
-            **rt.loader_kwargs(),
+            **rt.loader_kwargs(),  # fresh workers: they must see this epoch's set_epoch
         )
         sums = torch.zeros(3, dtype=_sum_dtype(rt.device), device=rt.device)  # loss, bce, dice
         n_seen = 0
