@@ -159,6 +159,39 @@ def test_segmenter_on_cuda_predicts_what_it_predicts_on_cpu():
         assert ((a >= 0.5) == (b >= 0.5)).mean() > 0.995
 
 
+@pytest.mark.slow
+def test_predict_files_on_cuda_writes_the_masks_it_writes_on_cpu(tmp_path):
+    from PIL import Image
+
+    from helpers.base_models import load_model
+    from helpers.predict import predict_files
+
+    model, processor = load_model("tiny")
+    rng = np.random.default_rng(1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (h, w) in enumerate(((480, 640), (640, 640), (352, 300))):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(photos / f"w{i}.jpg")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    prompts = ["segment crack", "segment taping area"]
+    summaries = {}
+    for device in ("cpu", "cuda"):
+        segmenter = _segmenter(copy.deepcopy(model), processor, device)
+        summaries[device] = predict_files(
+            segmenter, [photos], prompts, tmp_path / device, progress=False, warn=lambda m: None
+        )
+    assert summaries["cpu"]["masks_written"] == summaries["cuda"]["masks_written"] == 6
+    assert summaries["cpu"]["skipped"] == summaries["cuda"]["skipped"]
+    assert [s["file"] for s in summaries["cuda"]["skipped"]] == [str(photos / "broken.jpg")]
+    cpu_masks = sorted((tmp_path / "cpu").glob("*.png"))
+    assert len(cpu_masks) == 6
+    for on_cpu in cpu_masks:
+        a = np.asarray(Image.open(on_cpu))
+        b = np.asarray(Image.open(tmp_path / "cuda" / on_cpu.name))
+        assert a.shape == b.shape and set(np.unique(b)) <= {0, 255}
+        assert (a == b).mean() > 0.995, on_cpu.name  # TF32 on CUDA moves a few edge pixels
+
+
 # ----------------------------------------------------------------------------- resume on CUDA
 
 def _config():

@@ -177,6 +177,7 @@ def test_train_validate_and_gradient_report_put_batches_on_the_model_device(
     assert all(device == model_device(model) for _, device in seen)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gradient_report_on_cuda_takes_a_cpu_batch() -> None:
     from helpers.model.load import build_tiny_model
