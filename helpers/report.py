@@ -111,7 +111,10 @@ def section_02(m: MaskRendering) -> str:
 
 
 def section_03(m: JointDataset) -> str:
-    rows = [{"dataset": d, **v} for d, v in m.split_images.items()]
+    rows = [
+        {"dataset": d, **{split: f"{n}{_flag(n)}" for split, n in v.items()}}
+        for d, v in m.split_images.items()
+    ]
     out = [
         "## 03 · Joint dataset and split",
         "",
@@ -134,7 +137,9 @@ def section_04(m: LoraTraining) -> str:
         f"best epoch {m.best_epoch} of {m.epochs_run}; training took {m.train_seconds:.0f} s.",
         "",
         f"Validation IoU per class (threshold {m.val_threshold}, {m.image_size}x{m.image_size}; "
-        "one sampled prompt per image):",
+        "one sampled prompt per image), the score the training loop selects its best epoch by. "
+        "Sections 05 and 06 score the same model at full resolution, with every prompt of the "
+        "class and a threshold chosen per class on validation, so their numbers differ:",
         "",
         _split_sizes({"val": m.val_images_per_class}),
         _table(rows),
@@ -199,7 +204,13 @@ def section_05(m: ThresholdSweep) -> str:
         for c in m.thresholds_chosen_on_val
     ]
     out.append(_table(rows))
-    out += ["", "Per class at those thresholds:", ""]
+    out += [
+        "",
+        "Per class at those thresholds (iou and dice: means over images; pooled_iou: the true "
+        "positives of all images over their true positives, false positives and false "
+        "negatives, so large objects weigh more):",
+        "",
+    ]
     out.append(
         _table(
             m.per_class,
@@ -226,7 +237,13 @@ def section_05(m: ThresholdSweep) -> str:
             ["dataset", "resolution", "images", "iou", "dice", "cldice", "bf1"],
         )
     )
-    out += ["", f"Post-processing chosen on validation: {m.postprocess_chosen_on_val}.", ""]
+    out += [
+        "",
+        f"Post-processing chosen on validation: {m.postprocess_chosen_on_val} (a method replaces "
+        f"'none' only if it gains more than {m.postprocess_margin} IoU on validation, so a "
+        "smaller gain below is noise, not a choice).",
+        "",
+    ]
     out.append(
         _table(
             m.postprocess_ablation,
@@ -250,6 +267,13 @@ def section_06(m: ModeComparison) -> str:
         "",
     ]
     out.append(_table(m.comparison))
+    if m.runtime.get("device") == "cpu":
+        out += [
+            "",
+            "On a CPU, peak_memory_mb is the process's peak resident memory when the mode had "
+            "trained (it can only grow from one mode to the next), not each mode's own; on a GPU "
+            "it is the mode's own peak allocated memory.",
+        ]
     sensitivity = m.prompt_sensitivity_test
     if sensitivity:
         from helpers.evaluate.sensitivity import describe_by_class

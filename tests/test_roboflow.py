@@ -183,3 +183,20 @@ def test_real_crack_coco_and_yolo_masks_agree(shared_roboflow: Path):
         union = np.count_nonzero(a | b)
         ious.append(np.count_nonzero(a & b) / union if union else 1.0)
     assert min(ious) >= 0.95, sorted(ious)[:5]
+
+
+def test_coco_categories_name_the_placeholder_and_count_its_use(tmp_path):
+    from export_builders import make_coco_export, make_yolo_export
+
+    from helpers.data.roboflow import coco_categories
+
+    root = make_coco_export(tmp_path / "coco", {"train": ["a", "b"], "valid": ["c"]})
+    rows = coco_categories(root)
+    assert [(r["split"], r["id"], r["placeholder"], r["annotations"]) for r in rows] == [
+        ("train", 0, True, 0),
+        ("train", 1, False, 2),
+        ("valid", 0, True, 0),
+        ("valid", 1, False, 1),
+    ]
+    yolo = make_yolo_export(tmp_path / "yolo", {"x.jpg": "0 0.5 0.5 0.2 0.2"})
+    assert coco_categories(yolo) == []

@@ -107,3 +107,29 @@ def test_the_reading_names_each_class_when_they_differ():
     mixed = describe_by_class({"cracks": 0.3, "taping": 0.9, "all": 0.6})
     assert mixed.startswith("crack images: partly prompt-aware")
     assert "; taping images: prompt-aware" in mixed
+
+
+def test_prompt_embedding_similarity_separates_within_from_across_classes(monkeypatch):
+    import torch
+
+    import helpers.model.forward as forward
+    from helpers.data.prompts import PROMPTS
+    from helpers.evaluate.sensitivity import prompt_embedding_similarity
+
+    class Tokenizer:
+        def __call__(self, prompts, **kwargs):
+            self.prompts = list(prompts)
+            return {"input_ids": torch.zeros(len(prompts), 2), "attention_mask": None}
+
+    tokenizer = Tokenizer()
+    crack = set(PROMPTS["cracks"])
+
+    def by_class(model, ids, mask):  # one direction per class, scaled by the prompt's length
+        return torch.tensor([[len(p), 0.0] if p in crack else [0.0, len(p)]
+                             for p in tokenizer.prompts])
+
+    monkeypatch.setattr(forward, "text_embeddings", by_class)
+    assert prompt_embedding_similarity(None, tokenizer) == {"within": 1.0, "across": 0.0}
+    monkeypatch.setattr(forward, "text_embeddings", lambda m, i, a: torch.ones(len(i), 3))
+    same = prompt_embedding_similarity(None, tokenizer)
+    assert same["within"] == pytest.approx(1.0) and same["across"] == pytest.approx(1.0)

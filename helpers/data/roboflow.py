@@ -269,6 +269,29 @@ def _placeholder_ids(categories: list[dict]) -> set[Any]:
     return ids
 
 
+def coco_categories(root: str | Path) -> list[dict[str, Any]]:
+    """The categories of each split of a COCO export, one row per split and category: split,
+    id, name, supercategory, `placeholder` (Roboflow's project-named supercategory entry, which
+    the reader ignores) and `annotations` (how many annotations use it). [] for YOLO exports."""
+    rows = []
+    for json_path in sorted(Path(root).glob(f"*/{COCO_FILE}")):
+        data = _load_json(json_path)
+        categories = [c for c in data.get("categories") or [] if isinstance(c, dict)]
+        placeholders = _placeholder_ids(categories)
+        used: dict[Any, int] = {}
+        for ann in data.get("annotations") or []:
+            if isinstance(ann, dict):
+                used[_key(ann.get("category_id"))] = used.get(_key(ann.get("category_id")), 0) + 1
+        for c in categories:
+            rows.append({
+                "split": json_path.parent.name, "id": c.get("id"), "name": c.get("name"),
+                "supercategory": c.get("supercategory"),
+                "placeholder": _key(c.get("id")) in placeholders,
+                "annotations": used.get(_key(c.get("id")), 0),
+            })
+    return rows
+
+
 def _load_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -67,10 +67,13 @@ CAUSES: dict[str, tuple[str, str]] = {
         "predict at a higher resolution or on tiles; boundary-aware losses",
     ),
     "over-segmentation": (
-        "too much predicted around the object: the mask is wider than the label",
-        "a validation split large enough that its threshold holds on test (05 shows how far "
-        "the two thresholds lie apart); a loss that weighs false positives more (a higher "
-        "bce_weight than the profile's, or a Tversky loss); longer training",
+        "too much predicted around the object: the decoder predicts on a grid of 16 px patches "
+        "(22 x 22 at 352 px), so its masks are about a patch wide, wider than a thin crack or "
+        "seam and its label",
+        "predict at a higher resolution or on tiles, so a patch covers fewer photo pixels; a "
+        "loss that weighs false positives more (a higher bce_weight than the profile's, or a "
+        "Tversky loss); where 05 finds the validation threshold far from the one test would "
+        "pick, a larger validation split",
     ),
     "under-segmentation": (
         "only part of the object found: branches and faint segments are lost",

@@ -186,3 +186,28 @@ def cross_prompt_scores(
         cross_prompt_matrix(both, thresholds, manifest, split),
         prompt_sensitivity(both, thresholds, manifest, split),
     )
+
+
+def prompt_embedding_similarity(model, tokenizer) -> dict[str, float]:
+    """Mean cosine similarity of the text tower's embeddings of the course prompts: between
+    prompts of the same class ("within") and of different classes ("across").
+
+    The decoder tells prompts apart only through these embeddings (they condition it by FiLM),
+    so where "across" is as high as "within" a frozen text tower leaves it nothing to go on.
+    """
+    import torch
+
+    from helpers.model.forward import text_embeddings
+
+    classes = [c for c, prompts in PROMPTS.items() for _ in prompts]
+    tokens = tokenizer([p for c in PROMPTS for p in PROMPTS[c]], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        emb = text_embeddings(model, tokens["input_ids"], tokens["attention_mask"])
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+    cos = (emb @ emb.T).cpu().numpy()
+    same = np.equal.outer(classes, classes)
+    off_diagonal = ~np.eye(len(classes), dtype=bool)
+    return {
+        "within": float(cos[same & off_diagonal].mean()),
+        "across": float(cos[~same].mean()),
+    }
