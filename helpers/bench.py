@@ -138,8 +138,9 @@ def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: B
     from helpers.data.dataset import make_collate
     from helpers.experiments import datasets, lora_settings, train_config
     from helpers.model.modes import apply_mode
-    from helpers.train.loop import TrainStep, build_param_groups, default_forward, train
+    from helpers.train.loop import default_forward, train
     from helpers.train.losses import BCEDiceLoss
+    from helpers.train.step import TrainStep, build_param_groups
     from helpers.train.validate import device_batch
 
     base, processor = load_model(profile.model)

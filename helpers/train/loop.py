@@ -15,8 +15,9 @@ scheduler, grad scaler and RNG states are restored, `train_ds.set_epoch(epoch)` 
 the start of every epoch and each epoch's shuffle comes from a generator seeded with
 (seed, epoch).
 
-Beside the loop: validation in `helpers.train.validate`, checkpoints, early stopping, resume
-and the log in `helpers.train.state`, device and precision in `helpers.runtime`.
+Beside the loop: one optimisation step (optimizer, schedule, AMP) in `helpers.train.step`,
+validation in `helpers.train.validate`, checkpoints, early stopping, resume and the log in
+`helpers.train.state`, device and precision in `helpers.runtime`.
 """
 
 from __future__ import annotations
@@ -55,17 +56,24 @@ from helpers.train.state import (
     save_state,
     write_log,
 )
+from helpers.train.step import (
+    TrainStep,
+    build_param_groups,
+    cosine_with_warmup,
+    default_param_groups,
+    lr_of_main_group,
+)
 from helpers.train.validate import (
     ForwardFn,
     default_forward,
     device_batch,
     evaluate_segmentation,
-    match_size,
 )
 
 __all__ = [
     "TrainConfig", "TrainResult", "train", "default_forward", "evaluate_segmentation",
-    "best_checkpoint_epoch", "write_log",
+    "best_checkpoint_epoch", "write_log", "TrainStep", "build_param_groups",
+    "cosine_with_warmup", "default_param_groups",
 ]
 
 MODES = ("decoder", "lora", "full")
@@ -187,99 +195,10 @@ def course_checkpoint(mode: str) -> tuple[SaveFn, LoadFn]:
     return save, load
 
 
-def default_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
-    """Trainable parameters in two AdamW groups: matrices with weight decay, the rest without."""
-    decay, no_decay = [], []
-    for _, param in model.named_parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay, "lr": lr},
-        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-    ]
-    return [g for g in groups if g["params"]]
-
-
-def build_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """`helpers.model.modes.parameter_groups` if available, else `default_param_groups`."""
-    try:
-        from helpers.model.modes import parameter_groups
-    except ImportError:
-        return default_param_groups(model, cfg.weight_decay, cfg.lr)
-    return list(parameter_groups(model, cfg.mode, cfg.lr, cfg.tower_lr, cfg.weight_decay))
-
-
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> Any:
-    """Linear warm-up over `cfg.warmup_fraction` of `total` steps, then cosine decay to 0."""
-    from transformers import get_cosine_schedule_with_warmup
-
-    return get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total), total)
-
-
 def steps_per_epoch(n_items: int, cfg: TrainConfig) -> int:
     """Optimizer steps in one epoch of `n_items` (capped by `max_steps_per_epoch`)."""
     steps = math.ceil(n_items / cfg.batch_size)
     return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
-
-
-def _lr_of_main_group(optimizer: torch.optim.Optimizer) -> float:
-    group = max(optimizer.param_groups, key=lambda g: g.get("initial_lr", g["lr"]))
-    return float(group["lr"])
-
-
-def _optimizer_step(
-    loss: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    params: list[nn.Parameter],
-    grad_clip: float | None,
-    scaler: torch.amp.GradScaler | None,
-) -> None:
-    """Backward, gradient clipping (on unscaled gradients) and one optimizer step."""
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-    else:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    if scaler is None:
-        optimizer.step()
-    else:
-        scaler.step(optimizer)  # skipped when the fp16 gradients overflowed
-        scaler.update()
-
-
-@dataclass
-class TrainStep:
-    """One optimisation step on a batch that is on the model's device.
-
-    Forward at the runtime's precision, BCE + Dice against the soft labels, backward, gradient
-    clipping, optimizer and scheduler step. Returns (loss, bce, dice) as a detached tensor on
-    the device, so the loop never waits for the GPU.
-    """
-
-    model: nn.Module
-    forward_fn: ForwardFn
-    criterion: BCEDiceLoss
-    cfg: TrainConfig
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler | None
-    runtime: Any
-
-    def __post_init__(self) -> None:
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-
-    def __call__(self, batch: dict[str, Any]) -> torch.Tensor:
-        labels = batch["labels"]
-        with self.runtime.autocast():
-            logits = match_size(self.forward_fn(self.model, batch), labels)
-        parts = self.criterion.components(logits, labels)
-        loss = self.cfg.bce_weight * parts["bce"] + self.cfg.dice_weight * parts["dice"]
-        _optimizer_step(loss, self.optimizer, self.params, self.cfg.grad_clip, self.scaler)
-        self.scheduler.step()
-        return torch.stack([loss, parts["bce"], parts["dice"]]).detach()
 
 
 # ---------------------------------------------------------------------------- training
@@ -404,7 +323,7 @@ def train(
             )
         row: dict[str, Any] = {
             "epoch": epoch, "step": state.step, "train_loss": loss_sum, "train_bce": bce_sum,
-            "train_dice": dice_sum, "lr": _lr_of_main_group(optimizer),
+            "train_dice": dice_sum, "lr": lr_of_main_group(optimizer),
             "items": n_seen, "items_per_s": n_seen / loop_seconds,  # data + steps, no validation
         }
         value = None
