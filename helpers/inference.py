@@ -7,7 +7,7 @@
 
 One batch of images costs one vision pass and one decoder call for all its prompts
 (`helpers.model.forward.segment_prompts`). Logits are upsampled to each image's own size
-(bilinear, then a sigmoid: `helpers.evaluate.metrics.upsample_logits`) and thresholded on the
+(bilinear, then a sigmoid: `upsample_logits`) and thresholded on the
 model's device; only the final masks (uint8) come back to the CPU. Images of different sizes
 can share a batch: the processor resizes them all to the model's input size, and each image's
 logits are upsampled to that image's size.
@@ -25,15 +25,55 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from helpers.data.prompts import class_of_prompt, prompt_slug
-from helpers.evaluate.metrics import upsample_logits
-from helpers.evaluate.postprocess import postprocess
 from helpers.io import read_json, write_json
+from helpers.postprocess import postprocess
 from helpers.runtime import get_runtime, model_device
 
 SETTINGS_FILE = "predict_settings.json"
 DEFAULT_THRESHOLD = 0.5
+
+
+
+def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Probabilities at `size` = (height, width) from (..., h, w) logits, on their device.
+
+    Bilinear (`torch.nn.functional.interpolate`, align_corners=False) in float32, then a
+    sigmoid: the one upsampling rule of the project (`upsample_probs` is its NumPy face).
+    """
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (height, width) with positive values, got {size}")
+    lead = logits.shape[:-2]
+    x = logits.detach().float().reshape(-1, 1, *logits.shape[-2:])
+    out = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
+    return out.reshape(*lead, *size)
+
+
+def upsample_probs(
+    values: np.ndarray | torch.Tensor, size: tuple[int, int], logits: bool = True
+) -> np.ndarray:
+    """Probabilities at `size` = (height, width) from model output at low resolution.
+
+    `values` is (h, w) or (B, h, w). Logits are upsampled bilinearly
+    (`torch.nn.functional.interpolate`, align_corners=False) and then passed through a
+    sigmoid, so scores can be computed at each image's original resolution. With
+    `logits=False` the input is taken as probabilities and converted to logits first
+    (clipped to [1e-6, 1 - 1e-6]). Returns float32 numpy of shape size or (B, *size), computed
+    on the CPU (`upsample_logits` does the same on the values' device).
+    """
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (height, width) with positive values, got {size}")
+    x = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(
+        np.asarray(values)
+    )
+    if x.ndim not in (2, 3):
+        raise ValueError(f"expected (h, w) or (B, h, w) logits, got shape {tuple(x.shape)}")
+    x = x.to(device="cpu", dtype=torch.float32)
+    if not logits:
+        x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
+    return upsample_logits(x, size).numpy()
 
 
 @dataclass

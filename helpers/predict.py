@@ -52,7 +52,6 @@ from helpers.data.images import (
     load_rgb,
 )
 from helpers.data.prompts import class_of_prompt, prompt_slug
-from helpers.evaluate.postprocess import METHODS, postprocess
 from helpers.inference import (
     DEFAULT_THRESHOLD,
     SETTINGS_FILE,
@@ -61,6 +60,7 @@ from helpers.inference import (
     check_prompts,
 )
 from helpers.io import sweep_temp_files, write_json, write_mask_png
+from helpers.postprocess import METHODS, postprocess
 from helpers.progress import bar
 from helpers.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, default_workers, get_runtime
 

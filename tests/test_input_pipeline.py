@@ -219,3 +219,13 @@ def test_model_package_imports_nothing_above_it() -> None:
         assert not upward, (path.name, upward)
     # no load <-> modes circle
     assert "helpers.model.load" not in _imports(ROOT / "helpers" / "model" / "modes.py")
+
+
+def test_inference_imports_nothing_from_evaluation() -> None:
+    # evaluation scores what inference predicts: helpers.evaluate imports helpers.inference
+    # (and the mask post-processing), never the other way round
+    for path in (ROOT / "helpers" / "inference.py", ROOT / "helpers" / "postprocess.py"):
+        assert not [m for m in _imports(path) if m.startswith("helpers.evaluate")], path.name
+    assert "helpers.inference" in set().union(
+        *(_imports(p) for p in (ROOT / "helpers" / "evaluate").glob("*.py"))
+    )

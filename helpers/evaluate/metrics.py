@@ -2,7 +2,7 @@
 
 Masks are 2-D numpy arrays: bool, or integers/floats holding only {0, 1} or {0, 255}.
 Prediction and truth must have the same shape; compare them at the image's own resolution
-(`upsample_probs` brings 352x352 model output there).
+(`helpers.inference.upsample_probs` brings 352x352 model output there).
 
 Empty cases, the same rule for every ratio in this module (IoU, Dice, pixel precision and
 recall, clDice, boundary F1):
@@ -22,29 +22,11 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from skimage.morphology import skeletonize
 
+from helpers.postprocess import as_binary
+
 MODEL_SIZE = (352, 352)
-
-
-def as_binary(mask: np.ndarray, name: str = "mask") -> np.ndarray:
-    """Return `mask` as a 2-D bool array; accepts bool or values in {0, 1} / {0, 255}."""
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} has unsupported dtype {arr.dtype}")
-    bad = (arr != 0) & (arr != 1) & (arr != 255)
-    if bad.any():
-        value = arr[bad].flat[0]
-        raise ValueError(
-            f"{name} is not binary: found value {value!r}; expected bool, {{0, 1}} or {{0, 255}}"
-        )
-    return arr != 0
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,45 +243,6 @@ def summarise(scores: pd.DataFrame, by: Sequence[str] | None = ("dataset",)) -> 
     table = pd.DataFrame(rows)
     table["n_images"] = table["n_images"].astype(int)
     return table
-
-
-def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Probabilities at `size` = (height, width) from (..., h, w) logits, on their device.
-
-    Bilinear (`torch.nn.functional.interpolate`, align_corners=False) in float32, then a
-    sigmoid: the one upsampling rule of the project (`upsample_probs` is its NumPy face).
-    """
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"size must be (height, width) with positive values, got {size}")
-    lead = logits.shape[:-2]
-    x = logits.detach().float().reshape(-1, 1, *logits.shape[-2:])
-    out = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
-    return out.reshape(*lead, *size)
-
-
-def upsample_probs(
-    values: np.ndarray | torch.Tensor, size: tuple[int, int], logits: bool = True
-) -> np.ndarray:
-    """Probabilities at `size` = (height, width) from model output at low resolution.
-
-    `values` is (h, w) or (B, h, w). Logits are upsampled bilinearly
-    (`torch.nn.functional.interpolate`, align_corners=False) and then passed through a
-    sigmoid, so scores can be computed at each image's original resolution. With
-    `logits=False` the input is taken as probabilities and converted to logits first
-    (clipped to [1e-6, 1 - 1e-6]). Returns float32 numpy of shape size or (B, *size), computed
-    on the CPU (`upsample_logits` does the same on the values' device).
-    """
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"size must be (height, width) with positive values, got {size}")
-    x = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(
-        np.asarray(values)
-    )
-    if x.ndim not in (2, 3):
-        raise ValueError(f"expected (h, w) or (B, h, w) logits, got shape {tuple(x.shape)}")
-    x = x.to(device="cpu", dtype=torch.float32)
-    if not logits:
-        x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
-    return upsample_logits(x, size).numpy()
 
 
 def resize_truth(

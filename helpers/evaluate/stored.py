@@ -15,9 +15,9 @@ import pandas as pd
 
 from helpers.data.prompts import PROMPTS
 from helpers.evaluate.metrics import MODEL_SIZE, resize_truth, score_image
-from helpers.evaluate.postprocess import postprocess
 from helpers.evaluate.predictions import image_id, probability_path, read_probability
 from helpers.io import read_mask
+from helpers.postprocess import postprocess
 
 RESOLUTIONS = ("full", "model")
 

@@ -20,13 +20,30 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from helpers.evaluate.metrics import as_binary
-
 METHODS = ("none", "open_close", "remove_small")
 MIN_AREA_FRACTION = 1e-4
 # A clean-up must beat "none" by at least this much mean validation IoU to be chosen: a
 # smaller win is within what a different image or seed moves, so the simpler method stays.
 CHOICE_MARGIN = 0.005
+
+
+
+def as_binary(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    """Return `mask` as a 2-D bool array; accepts bool or values in {0, 1} / {0, 255}."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} has unsupported dtype {arr.dtype}")
+    bad = (arr != 0) & (arr != 1) & (arr != 255)
+    if bad.any():
+        value = arr[bad].flat[0]
+        raise ValueError(
+            f"{name} is not binary: found value {value!r}; expected bool, {{0, 1}} or {{0, 255}}"
+        )
+    return arr != 0
 
 
 def choose_method(val_iou: dict[str, float], margin: float = CHOICE_MARGIN) -> str:
