@@ -267,3 +267,21 @@ def test_mask_of_wrong_size_is_reported(manifest: pd.DataFrame, vit_processor) -
     ds = JointSegmentationDataset(manifest, "train", vit_processor)
     with pytest.raises(ValueError, match="img0_mask.png"):
         ds[0]
+
+
+def test_preloading_on_threads_caches_exactly_what_lazy_decoding_does(
+    manifest: pd.DataFrame, vit_processor
+) -> None:
+    rows = _many_rows(manifest, 12)
+    lazy = JointSegmentationDataset(rows, "train", vit_processor)
+    threaded = JointSegmentationDataset(rows, "train", vit_processor)
+    threaded.preload(threads=4)
+    assert len(threaded._images) == len(threaded._masks) == len(threaded.frame)
+    for i in range(len(lazy.frame)):
+        assert torch.equal(lazy.cached_image(i), threaded._images[i])
+        assert torch.equal(lazy.cached_mask(i), threaded._masks[i])
+    broken = rows.copy()
+    gone = Path(broken.iloc[5].mask_path).with_name("gone.png")
+    broken.loc[broken.index[5], "mask_path"] = str(gone)
+    with pytest.raises(Exception, match="gone.png"):
+        JointSegmentationDataset(broken, "train", vit_processor).preload(threads=4)
