@@ -6,7 +6,7 @@
 PYTHON ?= python3
 TORCH ?= torch
 PROFILE ?= demo
-SHARED_DATA ?= ../shared/data/roboflow
+SHARED_DATA ?= $(or $(DRYWALL_SHARED_DIR),../shared)/data/roboflow
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

@@ -267,10 +267,10 @@ def section_06(m: ModeComparison) -> str:
         "",
     ]
     out.append(_table(m.comparison))
-    if m.runtime.get("device") == "cpu":
+    if m.runtime.get("device") != "cuda":
         out += [
             "",
-            "On a CPU, peak_memory_mb is the process's peak resident memory when the mode had "
+            "Off CUDA, peak_memory_mb is the process's peak resident memory when the mode had "
             "trained (it can only grow from one mode to the next), not each mode's own; on a GPU "
             "it is the mode's own peak allocated memory.",
         ]

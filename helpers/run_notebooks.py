@@ -190,7 +190,8 @@ def run(
                 )
             except PapermillExecutionError as err:
                 raise NotebookFailed(
-                    f"notebook {name} failed in cell {err.exec_count}: {err.ename}: "
+                    f"notebook {name} failed in cell {err.exec_count or err.cell_index}: "
+                    f"{err.ename}: "
                     f"{str(err.evalue).splitlines()[0] if err.evalue else ''} (the executed "
                     f"notebook with the traceback: {executed / f'{name}.ipynb'})"
                 ) from err

@@ -229,7 +229,11 @@ def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         so_far = peak_memory_mb(device)
         for window in list(PeakMemory._open):
-            if window.device == device or window.device.index is None:
+            if window.device.type == device.type and (
+                window.device.index is None
+                or device.index is None
+                or window.device.index == device.index
+            ):
                 window.folded = max(window.folded, so_far)
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -96,3 +96,7 @@ def test_a_peak_memory_window_survives_the_loops_per_epoch_resets(monkeypatch):
     later = runtime.PeakMemory(cuda)  # opened after epoch 1: does not see it
     counter["peak"] = 120 * 2**20
     assert later.mb() == 120 and notebook.mb() == 300
+    cpu = runtime.PeakMemory(torch.device("cpu"))
+    counter["peak"] = 10_000 * 2**20
+    runtime.reset_peak_memory(cuda)  # a GPU peak is not a CPU window's
+    assert cpu.folded == 0 and notebook.mb() == 10_000

@@ -449,10 +449,27 @@ def test_a_truncated_checkpoint_file_is_named_in_one_line(tmp_path: Path, damage
     assert "\n" not in str(err.value)
 
 
+class EpochSquares(SquaresDataset):
+    """Items that change with `set_epoch`, as augmented items do: a worker that missed the
+    epoch would serve the previous epoch's pixels."""
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = super().__getitem__(i)
+        epoch = self.epochs_seen[-1] if self.epochs_seen else 0
+        return {**item, "pixel_values": item["pixel_values"] + 0.05 * epoch}
+
+
 def test_loader_workers_train_exactly_as_loading_in_process(tmp_path: Path) -> None:
-    """Two workers (fresh for each training epoch, kept for validation) give the same run."""
-    in_process, model_a = run(tmp_path / "a", config(epochs=2, num_workers=0))
-    workers, model_b = run(tmp_path / "b", config(epochs=2, num_workers=2))
+    """Two loader workers give the same run as loading in-process, with items that change
+    every epoch (the loop builds each epoch's loader after `set_epoch`; validation keeps its
+    workers)."""
+    cfg = {"epochs": 3, "lr": 1e-2}
+    in_process, model_a = run(
+        tmp_path / "a", config(**cfg, num_workers=0), train_ds=EpochSquares(16, seed=1)
+    )
+    workers, model_b = run(
+        tmp_path / "b", config(**cfg, num_workers=2), train_ds=EpochSquares(16, seed=1)
+    )
     columns = ["train_loss", "val_loss", "val_miou"]
     pd.testing.assert_frame_equal(in_process.log[columns], workers.log[columns])
     weights_b = model_b.state_dict()

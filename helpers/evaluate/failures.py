@@ -67,9 +67,9 @@ CAUSES: dict[str, tuple[str, str]] = {
         "predict at a higher resolution or on tiles; boundary-aware losses",
     ),
     "over-segmentation": (
-        "too much predicted around the object: the decoder predicts on a grid of 16 px patches "
-        "(22 x 22 at 352 px), so its masks are about a patch wide, wider than a thin crack or "
-        "seam and its label",
+        "too much predicted around the object: the decoder predicts on a coarse grid of image "
+        "patches, so its masks are about a patch wide, wider than a thin crack or seam and its "
+        "label",
         "predict at a higher resolution or on tiles, so a patch covers fewer photo pixels; a "
         "loss that weighs false positives more (a higher bce_weight than the profile's, or a "
         "Tversky loss); where 05 finds the validation threshold far from the one test would "
