@@ -83,9 +83,14 @@ def injected_parameters(profile: str, overrides: dict[str, Any]) -> dict[str, An
     return {"profile": profile, **overrides}
 
 
+def declared_parameters(names: list[str]) -> set[str]:
+    """Names declared by the `parameters` cell of any of the notebooks `names`."""
+    return set().union(*(notebook_parameter_names(n) for n in names)) if names else set()
+
+
 def check_parameters(names: list[str], params: dict[str, Any]) -> None:
     """Refuse parameters that none of the notebooks declares (papermill would only warn)."""
-    declared = set().union(*(notebook_parameter_names(n) for n in names)) if names else set()
+    declared = declared_parameters(names)
     unknown = sorted(set(params) - declared)
     if unknown:
         raise SystemExit(
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         key, value = item.split("=", 1)
         overrides[key.strip()] = parse_value(value)
     names = select(args.only)
-    declared = set().union(*(notebook_parameter_names(n) for n in names)) if names else set()
+    declared = declared_parameters(names)
     for key in ("device", "precision"):  # for the notebooks that run a model
         if getattr(args, key) is not None and key in declared:
             overrides[key] = getattr(args, key)

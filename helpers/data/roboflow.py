@@ -18,6 +18,7 @@ orientation into the pixels, so for its exports stored and displayed orientation
 
 from __future__ import annotations
 
+from collections import Counter
 import json
 import math
 import unicodedata
@@ -278,10 +279,11 @@ def coco_categories(root: str | Path) -> list[dict[str, Any]]:
         data = _load_json(json_path)
         categories = [c for c in data.get("categories") or [] if isinstance(c, dict)]
         placeholders = _placeholder_ids(categories)
-        used: dict[Any, int] = {}
-        for ann in data.get("annotations") or []:
-            if isinstance(ann, dict):
-                used[_key(ann.get("category_id"))] = used.get(_key(ann.get("category_id")), 0) + 1
+        used = Counter(
+            _key(ann.get("category_id"))
+            for ann in data.get("annotations") or []
+            if isinstance(ann, dict)
+        )
         for c in categories:
             rows.append({
                 "split": json_path.parent.name, "id": c.get("id"), "name": c.get("name"),
