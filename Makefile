@@ -1,8 +1,10 @@
 # Two commands: `make run` (set up, then execute every notebook) and `make test`.
 # `make smoke` runs every notebook on the full-size architecture (random weights) and the real
 # exports beside the repository, a few steps and a few images: the full profile's path, in minutes.
-# TORCH picks the torch requirement: users get the normal PyPI build (GPU on Linux);
-# a CPU-only machine can pass e.g. `make test TORCH=torch==2.13.0`.
+# TORCH picks the torch requirement (pip arguments, unquoted): users get the normal PyPI build
+# (GPU on Linux); a CPU-only machine can pass
+# TORCH="torch --index-url https://download.pytorch.org/whl/cpu". Set-up runs once: after
+# `make clean-venv` a new TORCH takes effect.
 PYTHON ?= python3
 TORCH ?= torch
 PROFILE ?= demo
@@ -21,7 +23,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
