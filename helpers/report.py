@@ -314,14 +314,15 @@ def section_07(m: FailureAnalysis) -> str:
         out += [
             "",
             "The same taping test predictions (default prompt, threshold chosen on validation) "
-            "scored against the rectangle labels and against the true seams:",
+            "scored against the rectangle labels and against the true seams, with the predicted "
+            "area as a multiple of each label's (median per image; above 1 against the "
+            "rectangles, the higher rectangle score comes from over-segmentation, not from "
+            "drawing rectangles):",
             "",
         ]
-        out.append(
-            _table(
-                m.rectangle_bias, ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
-            )
-        )
+        columns = ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
+        columns += ["predicted_area_ratio"] if "predicted_area_ratio" in m.rectangle_bias[0] else []
+        out.append(_table(m.rectangle_bias, columns))
     if m.refinement_iou_vs_true_seams:
         q = m.refinement_iou_vs_true_seams
         out.append(

@@ -19,10 +19,12 @@ from helpers.evaluate.failures import (
 )
 
 
-def row(iou=0.3, precision=0.5, recall=0.5, bf1=0.2, pred=0.1, truth=0.1, dataset="cracks"):
+def row(
+    iou=0.3, precision=0.5, recall=0.5, bf1=0.2, pred=0.1, truth=0.1, near=0.9, dataset="cracks"
+):
     return SimpleNamespace(
         iou=iou, precision=precision, recall=recall, bf1=bf1, pred_fraction=pred,
-        truth_fraction=truth, dataset=dataset,
+        truth_fraction=truth, fp_near_share=near, dataset=dataset,
     )
 
 
@@ -36,9 +38,12 @@ def row(iou=0.3, precision=0.5, recall=0.5, bf1=0.2, pred=0.1, truth=0.1, datase
         (row(iou=0.05, recall=0.05, precision=0.9), None, "missed object"),
         (row(iou=0.3, precision=0.3, recall=0.9, dataset="taping"), 0.5,
          "penalty from the box label"),
-        (row(iou=0.3, precision=0.3, recall=0.9, dataset="taping"), 0.35, "over-segmentation"),
+        (row(iou=0.3, precision=0.3, recall=0.9, dataset="taping"), 0.35,
+         "over-segmentation: halo"),
         (row(iou=0.3, precision=0.4, recall=0.6, bf1=0.7), None, "boundary offset"),
-        (row(iou=0.3, precision=0.3, recall=0.9), None, "over-segmentation"),
+        (row(iou=0.3, precision=0.3, recall=0.9), None, "over-segmentation: halo"),
+        (row(iou=0.3, precision=0.3, recall=0.9, near=0.5), None, "over-segmentation: halo"),
+        (row(iou=0.3, precision=0.3, recall=0.9, near=0.3), None, "over-segmentation: elsewhere"),
         (row(iou=0.3, precision=0.9, recall=0.3), None, "under-segmentation"),
         (row(iou=0.2, precision=0.3, recall=0.3), None, "wrong place"),
         (row(iou=0.45, precision=0.6, recall=0.6), None, UNEXPLAINED),
@@ -57,8 +62,8 @@ def frame(rows):
 def test_counts_explained_share_and_root_causes_come_from_the_rows():
     scores = frame(
         [
-            row(iou=0.3, precision=0.3, recall=0.9),  # over
-            row(iou=0.3, precision=0.3, recall=0.9),  # over
+            row(iou=0.3, precision=0.3, recall=0.9),  # over, halo
+            row(iou=0.3, precision=0.3, recall=0.9),  # over, halo
             row(iou=0.45, precision=0.6, recall=0.6),  # unexplained
             row(iou=0.9, precision=0.9, recall=0.9),  # passed
             row(iou=0.3, precision=0.3, recall=0.9, dataset="taping"),  # box penalty
@@ -70,11 +75,14 @@ def test_counts_explained_share_and_root_causes_come_from_the_rows():
     assert np.isnan(tax["true_iou"].iloc[0]) and tax["true_iou"].iloc[-1] == 0.6
     counts = failure_counts(tax)
     assert counts.loc["cracks", "images"] == 4 and counts.loc["cracks", "failing"] == 3
-    assert counts.loc["cracks", "over-segmentation"] == 2
+    assert counts.loc["cracks", "over-segmentation: halo"] == 2
+    assert counts.loc["cracks", "over-segmentation: elsewhere"] == 0
     assert counts.loc["cracks", "explained_share"] == pytest.approx(2 / 3)
     assert counts.loc["taping", "explained_share"] == 1.0
     causes = root_cause_table(counts)
-    assert causes.index[0] == "over-segmentation"  # most frequent first
-    assert set(causes.index) == {"over-segmentation", UNEXPLAINED, "penalty from the box label"}
-    assert causes.loc["over-segmentation", "cracks images"] == 2
+    assert causes.index[0] == "over-segmentation: halo"  # most frequent first
+    assert set(causes.index) == {  # a category that never occurs is not blamed
+        "over-segmentation: halo", UNEXPLAINED, "penalty from the box label"
+    }
+    assert causes.loc["over-segmentation: halo", "cracks images"] == 2
     assert set(CATEGORIES) >= set(causes.index)

@@ -12,6 +12,7 @@ from helpers.evaluate.metrics import (
     boundary_scores,
     cldice,
     dice,
+    false_positives_near,
     iou,
     pooled_iou,
     resize_truth,
@@ -141,3 +142,15 @@ def test_thin_line_scored_at_352_versus_full_resolution():
     assert iou(logits >= 0, small) == 0.0
     with pytest.raises(ValueError, match="method"):
         resize_truth(truth, (352, 352), method="cubic")
+
+
+def test_false_positives_near_are_measured_in_model_patches():
+    truth = np.zeros((704, 352), bool)  # twice as tall as the model input: a patch is 32 px down
+    truth[300:310, 100:110] = True
+    pred = truth.copy()
+    pred[300:310, 120:125] = True  # 10 px right of the object: within one 16 px patch across
+    pred[340:342, 100:110] = True  # 30 px below: within one 32 px patch down
+    assert false_positives_near(pred, truth) == 1.0
+    pred[300:310, 127:137] = True  # 17-27 px right: beyond a patch across
+    assert false_positives_near(pred, truth) == pytest.approx((50 + 20) / (50 + 20 + 100))
+    assert np.isnan(false_positives_near(truth, truth))  # no false positive: nothing to measure

@@ -75,6 +75,8 @@ def test_07_measures_the_rectangle_bias_and_the_refinement(executed):
     assert q["refined_iou"] > q["rectangle_iou"]
     against = {r["scored_against"] for r in m["rectangle_bias"]}
     assert against == {"rectangle labels", "true seams"}
+    ratio = {r["scored_against"]: r["predicted_area_ratio"] for r in m["rectangle_bias"]}
+    assert ratio["true seams"] > ratio["rectangle labels"] > 0  # a seam lies inside its rectangle
     assert len(m["refined_training_effect"]) == 2
 
 

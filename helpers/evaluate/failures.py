@@ -10,10 +10,15 @@ whose measured criterion it meets (scores from `helpers.evaluate.stored.stored_s
 | missed object | labelled pixels, none predicted or recall < `MISS_RECALL` |
 | penalty from the box label | IoU against the true seam >= IoU against the box + `BOX_GAIN` |
 | boundary offset | boundary F1 (2 px) >= `BOUNDARY_BF1`: outline right within 2 px |
-| over-segmentation | precision < `LOW`, recall >= `LOW`: too much predicted around the object |
+| over-segmentation: halo | precision < `LOW`, recall >= `LOW`, >= `HALO_SHARE` of FP near |
+| over-segmentation: elsewhere | precision < `LOW`, recall >= `LOW`, < `HALO_SHARE` of FP near |
 | under-segmentation | recall < `LOW`, precision >= `LOW`: only part of the object found |
 | wrong place | precision and recall both < `LOW`: predicted mostly where the object is not |
 | unexplained | none of the above (precision and recall both >= `LOW`, IoU still low) |
+
+"FP near" is the share of false-positive pixels within one model patch (16 px of the 352 px
+input) of the labelled object (`fp_near_share`): a halo around the object is the coarse patch
+grid at work, false positives elsewhere are other structures read as the object.
 
 True seams are known on the demo data only, so the box-label category needs them. The
 thresholds are module constants, so a reader can change them and see the counts move.
@@ -32,13 +37,15 @@ MISS_RECALL = 0.1  # recall below this: the object was missed
 BOX_GAIN = 0.1  # IoU gain against the true seam that blames the box label
 BOUNDARY_BF1 = 0.5  # boundary F1 (2 px) at or above this: an offset outline
 LOW = 0.5  # precision / recall below this is "low"
+HALO_SHARE = 0.5  # false positives within one model patch of the object at least this share: a halo
 
 CATEGORIES = (
     "false alarm on an empty image",
     "missed object",
     "penalty from the box label",
     "boundary offset",
-    "over-segmentation",
+    "over-segmentation: halo",
+    "over-segmentation: elsewhere",
     "under-segmentation",
     "wrong place",
     "unexplained",
@@ -66,14 +73,21 @@ CAUSES: dict[str, tuple[str, str]] = {
         "upsampled to the photo",
         "predict at a higher resolution or on tiles; boundary-aware losses",
     ),
-    "over-segmentation": (
-        "too much predicted around the object: the decoder predicts on a coarse grid of image "
+    "over-segmentation: halo": (
+        "a rim predicted around the object: the decoder predicts on a coarse grid of image "
         "patches, so its masks are about a patch wide, wider than a thin crack or seam and its "
         "label",
         "predict at a higher resolution or on tiles, so a patch covers fewer photo pixels; a "
         "loss that weighs false positives more (a higher bce_weight than the profile's, or a "
         "Tversky loss); where 05 finds the validation threshold far from the one test would "
         "pick, a larger validation split",
+    ),
+    "over-segmentation: elsewhere": (
+        "other structures of the photo (edges, texture, the other class's marks) read as the "
+        "object, more than a patch away from it",
+        "hard negatives: images with such structures as negative pairs; a loss that weighs false "
+        "positives more (a higher bce_weight); removing small components (05) where the "
+        "spurious parts are small",
     ),
     "under-segmentation": (
         "only part of the object found: branches and faint segments are lost",
@@ -106,7 +120,10 @@ def categorise(row, true_iou: float | None = None) -> str:
         return "boundary offset"
     low_p, low_r = row.precision < LOW, row.recall < LOW
     if low_p and not low_r:
-        return "over-segmentation"
+        # Low precision means false positives, and recall >= LOW a labelled object: measurable.
+        if row.fp_near_share >= HALO_SHARE:
+            return "over-segmentation: halo"
+        return "over-segmentation: elsewhere"
     if low_r and not low_p:
         return "under-segmentation"
     if low_p and low_r:

@@ -27,6 +27,7 @@ from skimage.morphology import skeletonize
 from helpers.postprocess import as_binary
 
 MODEL_SIZE = (352, 352)
+PATCH_PX = 16  # one vision-tower patch side at MODEL_SIZE (real checkpoint and tiny model)
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +192,25 @@ def score_image(pred: np.ndarray, truth: np.ndarray, tolerance: float = 2) -> Im
         fp=fp,
         fn=fn,
     )
+
+
+def false_positives_near(pred: np.ndarray, truth: np.ndarray, patches: float = 1.0) -> float:
+    """Share of the false-positive pixels that lie within `patches` model patches of the truth.
+
+    A patch of the 352x352 model input covers `PATCH_PX * width / 352` photo pixels across and
+    `PATCH_PX * height / 352` down, so "near" is measured in what the model sees. NaN when there
+    is no false positive or no truth (nothing to measure).
+    """
+    p, t = _pair(pred, truth)
+    fp = p & ~t
+    if not fp.any() or not t.any():
+        return float("nan")
+    h, w = t.shape
+    rx = max(1, round(patches * PATCH_PX * w / MODEL_SIZE[1]))
+    ry = max(1, round(patches * PATCH_PX * h / MODEL_SIZE[0]))
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * rx + 1, 2 * ry + 1))
+    near = cv2.dilate(t.astype(np.uint8), kernel) > 0
+    return float((fp & near).sum() / fp.sum())
 
 
 def pooled_iou(counts: Iterable[Sequence[int]]) -> float:

@@ -14,7 +14,7 @@ import cv2
 import pandas as pd
 
 from helpers.data.prompts import PROMPTS
-from helpers.evaluate.metrics import MODEL_SIZE, resize_truth, score_image
+from helpers.evaluate.metrics import MODEL_SIZE, false_positives_near, resize_truth, score_image
 from helpers.evaluate.predictions import image_id, probability_path, read_probability
 from helpers.io import read_mask
 from helpers.postprocess import postprocess
@@ -32,7 +32,8 @@ def stored_scores(
     resolution: str = "full",
     truth: str = "mask_path",
 ) -> pd.DataFrame:
-    """Per image and prompt: IoU, Dice, clDice, boundary F1 (2 px), precision, recall.
+    """Per image and prompt: IoU, Dice, clDice, boundary F1 (2 px), precision, recall, and
+    `fp_near_share`, the share of false positives within one model patch of the object.
 
     `thresholds` maps a class to its threshold (chosen on validation). `resolution` "full"
     scores at the image's own size; "model" resizes probabilities to 352x352 (bilinear) and
@@ -77,6 +78,7 @@ def stored_scores(
                     "recall": s.recall,
                     "pred_fraction": float(pred.mean()),
                     "truth_fraction": float(reference.mean()),
+                    "fp_near_share": false_positives_near(pred, reference),
                 }
             )
     return pd.DataFrame(rows)
