@@ -270,9 +270,8 @@ def section_06(m: ModeComparison) -> str:
     if m.runtime.get("device") != "cuda":
         out += [
             "",
-            "Off CUDA, peak_memory_mb is the process's peak resident memory when the mode had "
-            "trained (it can only grow from one mode to the next), not each mode's own; on a GPU "
-            "it is the mode's own peak allocated memory.",
+            "peak_memory_mb is measured per mode on CUDA only (each mode's peak allocated "
+            "memory); on a CPU it is left empty, since a process's resident peak mixes modes.",
         ]
     sensitivity = m.prompt_sensitivity_test
     if sensitivity:
