@@ -240,7 +240,7 @@ def section_05(m: ThresholdSweep) -> str:
     out += [
         "",
         f"Post-processing chosen on validation: {m.postprocess_chosen_on_val} (a method replaces "
-        f"'none' only if it gains more than {m.postprocess_margin} IoU on validation, so a "
+        f"'none' only if it gains at least {m.postprocess_margin} IoU on validation, so a "
         "smaller gain below is noise, not a choice).",
         "",
     ]
