@@ -17,6 +17,7 @@ allowed for fp32 on GPUs that have them. A device that is asked for but absent i
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import weakref
@@ -89,9 +90,12 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
                 f"this run is on {device.type}: use precision 'fp32' or 'auto'"
             )
         return "fp32"
+    # Native bf16 from compute capability 8 (Ampere) on; `is_bf16_supported()` also says yes
+    # to older GPUs that only emulate it, slowly, and asks the current device, not this one.
+    native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
     if name == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name == "bf16" and not torch.cuda.is_bf16_supported():
+        return "bf16" if native_bf16 else "fp16"
+    if name == "bf16" and not native_bf16:
         raise RuntimeUnavailable(
             f"precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}; "
             "use 'fp16' or 'auto'"
@@ -235,7 +239,19 @@ def reset_peak_memory(device: torch.device) -> None:
                 or window.device.index == device.index
             ):
                 window.folded = max(window.folded, so_far)
-        torch.cuda.reset_peak_memory_stats(device)
+        if torch.cuda.is_initialized():  # before, nothing was allocated (and a reset would fail)
+            torch.cuda.reset_peak_memory_stats(device)
+
+
+def memory_held_elsewhere_mb(model: nn.Module, device: torch.device) -> float:
+    """CUDA: memory allocated on `device` by anything but `model`'s own weights (earlier models
+    still alive, cached tensors); 0 elsewhere. A training run subtracts it from its peak, so the
+    peak it logs is its own: its weights, gradients, optimizer state and activations."""
+    if device.type != "cuda" or not torch.cuda.is_initialized():
+        return 0.0
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    own = sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cuda")
+    return max(0.0, (torch.cuda.memory_allocated(device) - own) / 2**20)
 
 
 def peak_memory_mb(device: torch.device) -> float:

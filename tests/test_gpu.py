@@ -28,7 +28,7 @@ from test_train_loop import (  # the CPU loop tests' tiny model, data and recipe
 from helpers.runtime import get_runtime, model_device
 
 HAS_CUDA = torch.cuda.is_available()
-HAS_BF16 = HAS_CUDA and torch.cuda.is_bf16_supported()
+HAS_BF16 = HAS_CUDA and torch.cuda.get_device_capability()[0] >= 8  # native bf16
 
 pytestmark = [
     pytest.mark.gpu,
@@ -226,6 +226,16 @@ def test_resume_on_cuda_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
         check_exact=False, atol=1e-4, rtol=1e-4,
     )
     assert resumed.best_epoch == whole.best_epoch
+
+
+def test_a_runs_peak_memory_leaves_out_what_other_models_hold(tmp_path):
+    # 06 keeps each trained mode on the GPU while the next trains: its peak is not theirs
+    alone, _ = _train(tmp_path / "alone")
+    other = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")  # 256 MB held elsewhere
+    beside, _ = _train(tmp_path / "beside")
+    del other
+    assert beside.log["peak_mem_mb"].max() < 256
+    assert beside.log["peak_mem_mb"].max() == pytest.approx(alone.log["peak_mem_mb"].max(), abs=8)
 
 
 # ------------------------------------------------------------------ the smoke profile on CUDA

@@ -37,7 +37,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from helpers.io import write_json
 from helpers.progress import bar
-from helpers.runtime import PRECISIONS, get_runtime, model_device, peak_memory_mb, reset_peak_memory
+from helpers.runtime import (
+    PRECISIONS,
+    get_runtime,
+    memory_held_elsewhere_mb,
+    model_device,
+    peak_memory_mb,
+    reset_peak_memory,
+)
 from helpers.train.checkpoint import (
     RESTART_HINT,
     CheckpointError,
@@ -250,6 +257,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rt = get_runtime(model_device(model), cfg.precision, cfg.num_workers)
+    held_elsewhere = memory_held_elsewhere_mb(model, rt.device)  # not this run's (CUDA only)
     forward_fn = forward_fn or default_forward
     trainable_file = save_fn is not None  # a custom save_fn adds files; the weights go once
     if save_fn is None:
@@ -336,7 +344,7 @@ def train(
             row.update({f"val_{k}": float(v) for k, v in metrics.items()})
             value = float(metrics[MONITOR])
         row["seconds"] = time.perf_counter() - started
-        row["peak_mem_mb"] = peak_memory_mb(rt.device)
+        row["peak_mem_mb"] = peak_memory_mb(rt.device) - held_elsewhere
         state.record(row, value, cfg.min_delta, cfg.patience)
         save_state(
             out_dir, state, cfg.to_dict(), model, optimizer, scheduler, scaler, save_fn,

@@ -128,12 +128,13 @@ def pretrain_tiny(
 ) -> dict:
     """Train every weight of `model` on prompted shapes; returns a summary with held-out IoU.
 
-    Runs on `runtime` (default: the best device here, in fp32 so that the recipe's numbers
-    stay those of the CPU build); the model is back on the CPU, in eval mode and frozen
-    afterwards.
+    Runs on `runtime` (default: the CPU in fp32, on every machine: the tiny model is the
+    demo's fixed starting point, so a GPU host builds the same weights as a laptop instead of
+    TF32 or non-deterministic CUDA kernels giving it others); the model is back on the CPU, in
+    eval mode and frozen afterwards.
     """
     settings = settings or PretrainSettings()
-    rt = runtime or get_runtime("auto", "fp32")
+    rt = runtime or get_runtime("cpu", "fp32")
     cfg = pretrain_config(settings, rt)
     data = ShapesStream(
         _steps_per_epoch(settings) * settings.batch_size, settings.size, settings.empty_rate,
