@@ -270,8 +270,8 @@ def section_06(m: ModeComparison) -> str:
     if m.runtime.get("device") != "cuda":
         out += [
             "",
-            "peak_memory_mb is measured per mode on CUDA only (each mode's peak allocated "
-            "memory); on a CPU it is left empty, since a process's resident peak mixes modes.",
+            "Peak memory is measured per mode on CUDA only (each mode's peak allocated memory), "
+            "so this CPU run's table leaves it out: a process's resident peak mixes modes.",
         ]
     sensitivity = m.prompt_sensitivity_test
     if sensitivity:
