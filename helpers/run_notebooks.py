@@ -108,6 +108,27 @@ CHECK_TAG = "nbval-check-output"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
+def encrypted_kernel_manager() -> type | None:
+    """A kernel manager that encrypts the connection to each notebook's kernel (CurveZMQ)
+    where jupyter_client and pyzmq support it; None (papermill's default) elsewhere.
+
+    ipykernel >= 7.3 warns on every start of a kernel reached over plain TCP, so without this
+    each notebook of a run would print a security warning.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+
+    if not zmq.has("curve") or not AsyncKernelManager.class_traits().get("transport_encryption"):
+        return None
+
+    class EncryptedKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport_encryption = "auto"  # only where the kernelspec declares support
+
+    return EncryptedKernelManager
+
+
 @contextmanager
 def inline_figures() -> Iterator[None]:
     """Kernels started inside this block draw figures inline (they become outputs) and show
@@ -180,6 +201,8 @@ def run(
     executed = profile_dir(run_name) / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
+    kernel_manager = encrypted_kernel_manager()
+    engine = {"kernel_manager_class": kernel_manager} if kernel_manager else {}
     for name in names:
         print(f"== {name} ({profile})", flush=True)
         start = time.perf_counter()
@@ -192,6 +215,7 @@ def run(
                     kernel_name=kernel_name,
                     cwd=str(NOTEBOOKS_DIR),
                     progress_bar=False,
+                    **engine,
                 )
             except PapermillExecutionError as err:
                 raise NotebookFailed(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -261,3 +263,25 @@ def test_every_name_a_notebook_reads_is_imported_or_assigned(name):
             defined.add(node.arg)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     assert sorted(used - defined) == [], name
+
+
+def test_runner_starts_each_kernel_without_a_transport_warning(tmp_path):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    source, target = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(notebook, source)
+    code = (  # a fresh process: the kernel writes its warnings to the stderr it inherits
+        "import papermill\n"
+        "from helpers.run_notebooks import encrypted_kernel_manager\n"
+        "manager = encrypted_kernel_manager()\n"
+        f"papermill.execute_notebook({str(source)!r}, {str(target)!r}, progress_bar=False,\n"
+        "    **({'kernel_manager_class': manager} if manager else {}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stderr, done.stderr
+    assert "42" in "".join(o.get("text", "") for o in nbformat.read(target, 4).cells[0].outputs)
