@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from helpers.io import write_json
+from helpers.progress import quiet_library_bars
 from helpers.runtime import Runtime, RuntimeUnavailable, get_runtime, synchronize
 
 MODES = ("decoder", "lora", "full")
@@ -414,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", help="auto, bf16, fp16 or fp32")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    quiet_library_bars()
     try:
         result = run_bench(
             quick=not args.full_size, device=args.device, precision=args.precision,

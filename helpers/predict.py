@@ -61,7 +61,7 @@ from helpers.inference import (
 )
 from helpers.io import sweep_temp_files, write_json, write_mask_png
 from helpers.postprocess import METHODS, postprocess
-from helpers.progress import bar
+from helpers.progress import bar, quiet_library_bars
 from helpers.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, default_workers, get_runtime
 
 __all__ = [
@@ -410,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "80 MP photos pass)",
     )
     args = parser.parse_args(argv)
+    quiet_library_bars()
 
     def fail(message: str) -> None:
         parser.exit(2, f"{parser.prog}: error: {message}\n")

@@ -26,3 +26,14 @@ def bar(iterable: Iterable[Any] | None = None, enabled: bool = True, **kwargs: A
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=not enabled or headless(), **kwargs)
+
+
+def quiet_library_bars() -> None:
+    """Switch off the Hugging Face libraries' own bars ("Loading weights", "Writing model
+    shards") in this process: a command line prints its own lines, and the bench loads and
+    saves models many times."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    disable_progress_bars()
+    logging.disable_progress_bar()
