@@ -37,6 +37,17 @@ DEFAULT_THRESHOLD = 0.5
 
 
 
+def quantise(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities as uint8 round(255 p) (half to even), on their device."""
+    return torch.round(probs * 255.0).clamp(0, 255).to(torch.uint8)
+
+
+def as_stored(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities rounded to 8 bits (float32 q / 255 with q = round(255 p)), as evaluation
+    stores and scores them: thresholds chosen there are applied here to the same values."""
+    return quantise(probs).to(torch.float32) / 255.0
+
+
 def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Probabilities at `size` = (height, width) from (..., h, w) logits, on their device.
 
@@ -255,8 +266,9 @@ class Segmenter:
     ) -> list[np.ndarray]:
         """Per image, (P, H, W) uint8 {0, 1}: `probability >= threshold` of each prompt.
 
-        Thresholds are compared in float32 on the device (as `probs >= t` on float32 NumPy
-        arrays does); only the uint8 masks are copied to the CPU.
+        The probabilities are first rounded to 8 bits (`as_stored`), as evaluation scores them,
+        so a mask here is the mask the evaluation scored at that threshold. Thresholds are
+        compared in float32 on the device; only the uint8 masks are copied to the CPU.
         """
         if len(thresholds) != len(prompts):
             raise ValueError(f"{len(thresholds)} thresholds for {len(prompts)} prompts")
@@ -264,7 +276,7 @@ class Segmenter:
         if not maps:
             return []
         thr = torch.tensor(list(thresholds), dtype=torch.float32, device=maps[0].device)
-        return [(p >= thr[:, None, None]).to(torch.uint8).cpu().numpy() for p in maps]
+        return [(as_stored(p) >= thr[:, None, None]).to(torch.uint8).cpu().numpy() for p in maps]
 
     def masks_batch(
         self,

@@ -59,8 +59,9 @@ def test_threshold_decides_and_saved_settings_are_used_and_recorded(tmp_path, mo
     seg = predict.Segmenter.from_pretrained(str(model_dir), device="cpu")
     image = np.full((64, 64, 3), 128, np.uint8)
     prob = seg.probabilities([image], ["segment crack"])[0][0]
-    low = predict.PredictSettings(default_threshold=max(float(prob.min()) - 1e-3, 1e-4))
-    high = predict.PredictSettings(default_threshold=min(float(prob.max()) + 1e-3, 0.9999))
+    stored = np.round(prob * 255) / np.float32(255)  # masks come from the 8-bit probabilities
+    low = predict.PredictSettings(default_threshold=max(float(stored.min()), 1e-4))
+    high = predict.PredictSettings(default_threshold=min(float(stored.max()) + 1e-3, 0.9999))
     assert seg.masks(image, ["segment crack"], low)["segment crack"].all()
     assert not seg.masks(image, ["segment crack"], high)["segment crack"].any()
 

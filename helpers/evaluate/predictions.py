@@ -38,7 +38,7 @@ from helpers.cache import is_current, record_key
 from helpers.data.images import load_rgb
 from helpers.data.prompts import PROMPTS, prompt_slug
 from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
-from helpers.inference import Segmenter
+from helpers.inference import Segmenter, as_stored, quantise
 from helpers.io import atomic_path, folder_lock, read_mask
 from helpers.progress import bar
 from helpers.runtime import default_workers
@@ -50,17 +50,6 @@ TRUE_SWEEP_FILE = "sweep_true_masks.csv.gz"
 def probability_path(store: str | Path, split: str, image_id: str, prompt: str) -> Path:
     """Where the probability map of one image and prompt is stored."""
     return Path(store) / split / f"{image_id}__{prompt_slug(prompt)}.png"
-
-
-def quantise(probs: torch.Tensor) -> torch.Tensor:
-    """Probabilities as uint8 round(255 p) (half to even), on their device."""
-    return torch.round(probs * 255.0).clamp(0, 255).to(torch.uint8)
-
-
-def as_stored(probs: torch.Tensor) -> torch.Tensor:
-    """Probabilities rounded to what `write_probability` keeps and `read_probability` returns
-    (float32 q / 255 with q = round(255 p)): the one probability source of every score."""
-    return quantise(probs).to(torch.float32) / 255.0
 
 
 def write_probability(path: Path, probs: np.ndarray) -> None:
