@@ -88,8 +88,9 @@ _TEXT_COLUMNS = [
 ]
 _ANNOTATION_SUFFIXES = {".json", ".txt", ".yaml", ".yml"}
 _HERE = Path(__file__).resolve().parent
-_CODE_FILES = [
+_CODE_FILES = [  # the code that decides the prepared masks and split (part of the cache key)
     _HERE / "prepare.py",
+    _HERE / "refine.py",  # box-to-seam refinement (box_masks "lines" / "grabcut")
     *(_HERE / "data" / f"{m}.py" for m in ("images", "roboflow", "masks", "split")),
 ]
 

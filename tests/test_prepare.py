@@ -255,3 +255,12 @@ def test_box_masks_can_be_refined_into_seams_inside_their_boxes(tmp_path):
         assert iou(seam, band) > iou(box, band) + 0.3
     with pytest.raises(ValueError, match="box_masks"):
         prepare_datasets(None, tmp_path / "export", tmp_path / "bad", box_masks="sam")
+
+
+def test_the_cache_key_covers_every_module_that_renders_or_splits(exports):
+    # an edit to any of them must rebuild prepared data, refined seams included
+    import helpers.prepare as prepare
+
+    cracks, taping = exports
+    key = prepare.input_key({"cracks": cracks, "taping": taping}, 1, (0.7, 0.15, 0.15), None)
+    assert {"prepare.py", "refine.py", "data/masks.py", "data/split.py"} <= set(key["code"])
