@@ -4,7 +4,8 @@ the executed notebooks.
     python -m helpers.report --profile demo     # outputs/demo/report.md and outputs/demo/html/
 
 Every table states the split it comes from; test scores are at thresholds chosen on
-validation; a split with fewer than `SMALL_SPLIT` images is flagged where its numbers appear.
+validation; a split with fewer than `SMALL_SPLIT` photos (near-duplicate groups; images where
+photos are not recorded) is flagged where its numbers appear.
 The header says where each notebook ran (device, GPU, precision, peak memory) and, when a
 profile capped the evaluated images, says so before any score.
 """
@@ -51,15 +52,25 @@ def _table(
     return df.round(digits).to_markdown(index=False) + "\n"
 
 
-def _flag(n: int) -> str:
-    return f" **(only {n} images: too small to trust on its own)**" if n < SMALL_SPLIT else ""
+def _flag(n: int, unit: str = "images") -> str:
+    return f" **(only {n} {unit}: too small to trust on its own)**" if n < SMALL_SPLIT else ""
 
 
-def _split_sizes(sizes: Mapping[str, Mapping[str, int]]) -> str:
+def _size(images: int, photos: int | None = None) -> str:
+    """"24 images from 9 photos", flagged on the photos (the independent cases) where known."""
+    if photos is None:
+        return f"{images} images{_flag(images)}"
+    return f"{images} images from {photos} photos{_flag(photos, 'photos')}"
+
+
+def _split_sizes(
+    sizes: Mapping[str, Mapping[str, int]], photos: Mapping[str, Mapping[str, int]] | None = None
+) -> str:
     lines = []
     for split, per_class in sizes.items():
         for cls, n in per_class.items():
-            lines.append(f"- {split} / {cls}: {int(n)} images{_flag(int(n))}")
+            p = (photos or {}).get(split, {}).get(cls)
+            lines.append(f"- {split} / {cls}: {_size(int(n), None if p is None else int(p))}")
     return "\n".join(lines) + "\n"
 
 
@@ -112,7 +123,8 @@ def section_02(m: MaskRendering) -> str:
 
 def section_03(m: JointDataset) -> str:
     rows = [
-        {"dataset": d, **{split: f"{n}{_flag(n)}" for split, n in v.items()}}
+        {"dataset": d, **{split: _size(n, m.split_photos.get(d, {}).get(split))
+                          for split, n in v.items()}}
         for d, v in m.split_images.items()
     ]
     out = [
@@ -188,7 +200,7 @@ def section_05(m: ThresholdSweep) -> str:
         "",
         "Split sizes:",
         "",
-        _split_sizes(m.split_images),
+        _split_sizes(m.split_images, m.split_photos),
         "Thresholds chosen on **validation**, scores on **test** (mean per-image IoU over every "
         "prompt of the class):",
         "",
@@ -259,7 +271,7 @@ def section_06(m: ModeComparison) -> str:
         "",
         "Split sizes:",
         "",
-        _split_sizes(m.split_images),
+        _split_sizes(m.split_images, m.split_photos),
         f"Thresholds chosen on {m.thresholds_chosen_on} per mode and class ("
         + "; ".join(f"{mode}: {_thresholds(t)}" for mode, t in m.thresholds.items())
         + f"); {m.epochs} epochs, seed {m.seed}; scores on test at full resolution, every "
@@ -366,7 +378,8 @@ def _header(metrics: Mapping[str, NotebookResults], run: str) -> str:
         f"- notebooks with metrics: {', '.join(metrics)}",
         "",
         "Test scores are at thresholds chosen on validation; splits with fewer than "
-        f"{SMALL_SPLIT} images are flagged in each section's list of split sizes.",
+        f"{SMALL_SPLIT} photos are flagged in each section's list of split sizes (an export's "
+        "augmented copies of one photo count once: they are not independent test cases).",
         "",
     ]
     return "\n".join(lines)

@@ -183,6 +183,7 @@ class JointDataset(NotebookResults):
     NAME: ClassVar[str] = "03_joint_dataset"
     seed: int
     split_images: dict[str, dict[str, int]]  # class -> split -> images
+    split_photos: dict[str, dict[str, int]] = field(default_factory=dict)  # class, split -> photos
     groups_in_several_splits: int
     negative_rate: float
     negatives_epoch0: int
@@ -227,7 +228,8 @@ class ThresholdSweep(ModelResults):
     mode: str
     image_size: int  # the model's square input; "model" resolution in resolution_test
     split_images: PerSplit
-    small_split_threshold: int
+    split_photos: PerSplit = field(default_factory=dict)  # near-duplicate groups (group_id)
+    small_split_threshold: int  # fewer photos than this: flagged as too small to trust
     thresholds_chosen_on_val: PerClass
     thresholds_if_tuned_on_test: PerClass
     test_iou_at_val_threshold: PerClass
@@ -252,6 +254,7 @@ class ModeComparison(ModelResults):
     NAME: ClassVar[str] = "06_full_vs_lora"
     epochs: int
     split_images: PerSplit
+    split_photos: PerSplit = field(default_factory=dict)  # near-duplicate groups (group_id)
     thresholds_chosen_on: str
     thresholds: dict[str, PerClass]  # mode -> class -> threshold
     comparison: Records

@@ -96,6 +96,13 @@ def test_report_flags_every_split_smaller_than_twenty_images(tmp_path):
     assert "val / cracks: 24 images\n" in text
 
 
+def test_report_flags_a_split_by_its_photos_where_they_are_known(tmp_path):
+    photos = {"val": {"cracks": 21, "taping": 7}, "test": {"cracks": 9, "taping": 7}}
+    text = build_report(_metrics(tmp_path, split_photos=photos), "demo").read_text()
+    assert "val / cracks: 24 images from 21 photos\n" in text
+    assert "test / cracks: 23 images from 9 photos **(only 9 photos: too small" in text
+
+
 def test_report_without_metrics_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebooks"):
         build_report(tmp_path, "demo")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data.split import export_leakage, group_sources, group_split
+from helpers.data.split import export_leakage, group_sources, group_split, split_sizes
 
 DRYWALL = "drywall-join-detect.v2i.coco"
 
@@ -219,3 +219,16 @@ def test_drywall_group_split_keeps_every_photo_in_one_split(shared_roboflow: Pat
     assert share["train"] == pytest.approx(0.70, abs=0.05)
     assert share["val"] == pytest.approx(0.15, abs=0.05)
     assert share["test"] == pytest.approx(0.15, abs=0.05)
+
+
+def test_split_sizes_count_photos_once_however_many_copies():
+    manifest = pd.DataFrame({
+        "split": ["test"] * 4 + ["val"] * 2,
+        "dataset": ["cracks", "cracks", "cracks", "taping", "cracks", "taping"],
+        "group_id": ["c:a", "c:a", "c:b", "t:a", "c:c", "t:b"],  # two copies of photo c:a
+    })
+    sizes = split_sizes(manifest)
+    assert list(sizes.index) == ["val", "test"]  # in split order; absent splits left out
+    assert sizes.loc["test", ("images", "cracks")] == 3
+    assert sizes.loc["test", ("photos", "cracks")] == 2
+    assert sizes.loc["val", ("photos", "taping")] == 1

@@ -292,3 +292,21 @@ def export_leakage(df: pd.DataFrame) -> pd.DataFrame:
                     )
     columns = ["dataset", "split_a", "split_b", "key", "n_a", "n_b", "n_shared", "leak_fraction"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def split_sizes(manifest: pd.DataFrame, splits: Sequence[str] = ("train", "val", "test")) -> pd.DataFrame:
+    """Images and photos per split (rows) and class: columns ("images" | "photos", class).
+
+    A photo is a near-duplicate group (`group_id`): an export's augmented copies of one photo
+    are not independent test cases, so the photo count is the sample size a score rests on.
+    """
+    _require_columns(manifest, ["split", "dataset", "group_id"], "split_sizes")
+    rows = manifest[manifest["split"].isin(splits)]
+    by = rows.groupby(["split", "dataset"])
+    out = pd.concat(
+        {"images": by.size().unstack(fill_value=0),
+         "photos": by["group_id"].nunique().unstack(fill_value=0)},
+        axis=1,
+    )
+    return out.reindex([s for s in splits if s in out.index]).fillna(0).astype(int)
+
