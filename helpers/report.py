@@ -307,7 +307,8 @@ def section_06(m: ModeComparison) -> str:
 def section_07(m: FailureAnalysis) -> str:
     out = ["## 07 · Failure analysis (test split, thresholds from validation)", ""]
     out += [
-        "Test images: " + ", ".join(f"{c} {n}{_flag(n)}" for c, n in m.test_images.items()),
+        "Test images: "
+        + ", ".join(f"{c} {_size(n, m.test_photos.get(c))}" for c, n in m.test_images.items()),
         "",
         f"Why test images fail (IoU below {m.fail_iou}, or anything predicted on a "
         "crack-free image; default prompt per class): failing images per measured category, "

@@ -273,6 +273,7 @@ class FailureAnalysis(ModelResults):
     split: str = "test"
     thresholds_chosen_on_val: PerClass
     test_images: PerClass
+    test_photos: PerClass = field(default_factory=dict)  # near-duplicate groups behind them
     fail_iou: float
     taxonomy_counts: dict[str, dict[str, int]]
     explained_share: PerClass
