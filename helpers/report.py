@@ -279,6 +279,17 @@ def section_06(m: ModeComparison) -> str:
         "",
     ]
     out.append(_table(m.comparison))
+    if m.test_iou_photo_bootstrap:
+        out += [
+            "",
+            f"Test mean IoU with {m.test_iou_photo_bootstrap[0]['level']:.0%} intervals from "
+            "resampling the test photos (the same photos "
+            "for every mode in each round); diff is a mode's mean minus LoRA's, with its paired "
+            "interval: one that contains 0 means this split cannot tell the two apart.",
+            "",
+            _table(m.test_iou_photo_bootstrap, [c for c in m.test_iou_photo_bootstrap[0]
+                                                if c != "level"]),
+        ]
     if m.runtime.get("device") != "cuda":
         out += [
             "",

@@ -262,6 +262,7 @@ class ModeComparison(ModelResults):
     per_prompt_test: Records
     prompt_sensitivity_test: dict[str, PerClass]  # mode -> class / "all" -> sensitivity
     cross_prompt_matrix_test: dict[str, Records]
+    test_iou_photo_bootstrap: Records = field(default_factory=list)  # intervals over photos
 
 
 @dataclass(kw_only=True)

@@ -62,6 +62,14 @@ def test_06_compares_three_modes_under_one_protocol(executed):
     assert rows["lora"]["checkpoint_mb"] < rows["full"]["checkpoint_mb"]
     for row in rows.values():
         assert {"test_iou_cracks", "test_iou_taping", "val_iou_cracks"} <= set(row)
+    spread = m["test_iou_photo_bootstrap"]
+    assert {(r["mode"], r["dataset"]) for r in spread} == {
+        (mode, cls) for mode in rows for cls in ("cracks", "taping")
+    }
+    for r in spread:  # the bootstrap's mean is the table's test IoU, inside its own interval
+        assert r["iou"] == pytest.approx(rows[r["mode"]][f"test_iou_{r['dataset']}"], abs=1e-4)
+        assert r["iou_low"] <= r["iou"] <= r["iou_high"]
+        assert r["photos"] <= m["split_images"]["test"][r["dataset"]]
 
 
 def test_07_measures_the_rectangle_bias_and_the_refinement(executed):
