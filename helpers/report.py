@@ -282,8 +282,9 @@ def section_06(m: ModeComparison) -> str:
     if m.test_iou_photo_bootstrap:
         out += [
             "",
-            f"Test mean IoU with {m.test_iou_photo_bootstrap[0]['level']:.0%} intervals from "
-            "resampling the test photos (the same photos "
+            "Test mean IoU with intervals (iou_low, iou_high) that hold the middle "
+            f"{m.test_iou_photo_bootstrap[0]['level']} of the means from resampling the test "
+            "photos (the same photos "
             "for every mode in each round); diff is a mode's mean minus LoRA's, with its paired "
             "interval: one that contains 0 means this split cannot tell the two apart.",
             "",
