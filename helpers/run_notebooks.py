@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import sys
 import time
@@ -230,8 +231,25 @@ def run(
             n = store_expected_outputs(executed / f"{name}.ipynb", NOTEBOOKS_DIR / f"{name}.ipynb")
             print(f"   stored the expected outputs of {n} checked cell(s)", flush=True)
     seconds["total"] = round(sum(seconds.values()), 1)
-    write_json(metrics_dir(run_name) / "run_times.json", {"profile": profile, "seconds": seconds})
+    record_run_times(metrics_dir(run_name) / "run_times.json", profile, seconds)
     return seconds
+
+
+def record_run_times(path: Path, profile: str, seconds: dict[str, float]) -> None:
+    """Each notebook's seconds at its latest execution, merged into `path` (so running one
+    notebook again does not erase the others), with their total."""
+    times: dict[str, float] = {}
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            earlier = {}
+        if earlier.get("profile") == profile:
+            times = {k: v for k, v in earlier.get("seconds", {}).items() if k != "total"}
+    times.update({k: v for k, v in seconds.items() if k != "total"})
+    times = dict(sorted(times.items()))
+    times["total"] = round(sum(times.values()), 1)
+    write_json(path, {"profile": profile, "seconds": times})
 
 
 def main(argv: list[str] | None = None) -> int:

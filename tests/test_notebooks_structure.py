@@ -285,3 +285,12 @@ def test_runner_starts_each_kernel_without_a_transport_warning(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "without encryption" not in done.stderr, done.stderr
     assert "42" in "".join(o.get("text", "") for o in nbformat.read(target, 4).cells[0].outputs)
+
+
+def test_running_one_notebook_again_keeps_the_others_run_times(tmp_path):
+    path = tmp_path / "run_times.json"
+    run_notebooks.record_run_times(path, "demo", {"01_a": 4.0, "06_b": 150.0, "total": 154.0})
+    run_notebooks.record_run_times(path, "demo", {"06_b": 7.0, "total": 7.0})  # --only 06
+    assert json.loads(path.read_text())["seconds"] == {"01_a": 4.0, "06_b": 7.0, "total": 11.0}
+    run_notebooks.record_run_times(path, "full", {"01_a": 9.0, "total": 9.0})  # another profile
+    assert json.loads(path.read_text())["seconds"] == {"01_a": 9.0, "total": 9.0}
