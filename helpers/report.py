@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from helpers.data.split import SMALL_SPLIT
 from helpers.io import read_json, write_text
 from helpers.paths import OUTPUTS_DIR, profile_dir
 from helpers.results import (
@@ -35,8 +36,6 @@ from helpers.results import (
     ThresholdSweep,
     read_results,
 )
-
-SMALL_SPLIT = 20
 
 
 def _table(
@@ -153,7 +152,7 @@ def section_04(m: LoraTraining) -> str:
         "Sections 05 and 06 score the same model at full resolution, with every prompt of the "
         "class and a threshold chosen per class on validation, so their numbers differ:",
         "",
-        _split_sizes({"val": m.val_images_per_class}),
+        _split_sizes({"val": m.val_images_per_class}, {"val": m.val_photos_per_class}),
         _table(rows),
         "",
         *prompt_sensitivity_lines(m, "val"),
@@ -278,7 +277,13 @@ def section_06(m: ModeComparison) -> str:
         "prompt of each class, no post-processing.",
         "",
     ]
-    out.append(_table(m.comparison))
+    comparison = pd.DataFrame(m.comparison)
+    out.append(_table(comparison.astype(object).where(comparison.notna(), "")))
+    if "tower_lr" in comparison:
+        out.append(
+            "\ntower_lr: the CLIP towers' learning rate where it differs from lr (full "
+            "fine-tuning); lr: everything else that trains.\n"
+        )
     if m.test_iou_photo_bootstrap:
         out += [
             "",
@@ -484,7 +489,9 @@ def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     if times.is_file():
         secs = read_json(times)["seconds"]
         parts.append(
-            "## Run times\n\n" + _table([{"notebook": k, "seconds": v} for k, v in secs.items()])
+            "## Run times\n\nSeconds of each notebook's latest execution (work it found cached, "
+            "such as a finished training run, is not repeated):\n\n"
+            + _table([{"notebook": k, "seconds": v} for k, v in secs.items()])
         )
     figures = sorted((out_dir / "figures").glob("*.png")) if (out_dir / "figures").is_dir() else []
     if figures:

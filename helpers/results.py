@@ -205,6 +205,7 @@ class LoraTraining(ModelResults):
     val_threshold: float  # probability threshold of the validation scores
     val_images: int
     val_images_per_class: PerClass
+    val_photos_per_class: PerClass = field(default_factory=dict)  # near-duplicate groups
     trainable_parameters: int
     total_parameters: int
     gradient_trap: Records

@@ -294,6 +294,9 @@ def export_leakage(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+SMALL_SPLIT = 20  # a split with fewer photos than this is too small to trust on its own
+
+
 def split_sizes(manifest: pd.DataFrame, splits: Sequence[str] = ("train", "val", "test")) -> pd.DataFrame:
     """Images and photos per split (rows) and class: columns ("images" | "photos", class).
 
