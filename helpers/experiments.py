@@ -177,7 +177,7 @@ class TrainedModel:
     def describe(self) -> str:
         """One line: how the model came to be (trained now, or loaded from which run)."""
         how = f"loaded from the finished run in {self.folder}" if self.from_cache else "trained now"
-        threshold = self.info.get("train_config", {}).get("threshold", 0.5)
+        threshold = self.info["train_config"]["threshold"]
         return (
             f"{self.mode}: {how}; best epoch {self.info['best_epoch']} by the loop's validation "
             f"mIoU {self.info['best_val_miou']:.4f} (threshold {threshold}, at the model's input "

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.data.split import SMALL_SPLIT
+from helpers.evaluate.metrics import MODEL_SIZE
 from helpers.io import read_json, write_text
 from helpers.paths import OUTPUTS_DIR, profile_dir
 from helpers.results import (
@@ -32,7 +33,6 @@ from helpers.results import (
     ModeComparison,
     ModelResults,
     NotebookResults,
-    ResultsError,
     ThresholdSweep,
     read_results,
 )
@@ -48,7 +48,10 @@ def _table(
         return "_(no rows)_\n"
     if columns:
         df = df[[c for c in columns if c in df.columns]]
-    return df.round(digits).to_markdown(index=False) + "\n"
+    df = df.round(digits)
+    for col in df.columns[df.isna().any()]:  # a value that does not apply: an empty cell
+        df[col] = df[col].astype(object).where(df[col].notna(), "")
+    return df.to_markdown(index=False) + "\n"
 
 
 def _flag(n: int, unit: str = "images") -> str:
@@ -241,7 +244,7 @@ def section_05(m: ThresholdSweep) -> str:
     )
     out += ["", "Per prompt, test (paired: the same images for every prompt of a class):", ""]
     out.append(_table(m.per_prompt_test, ["dataset", "prompt", "images", "iou", "dice"]))
-    out += ["", f"Full resolution vs {m.image_size}x{m.image_size} (test):", ""]
+    out += ["", f"Full resolution vs {MODEL_SIZE[1]}x{MODEL_SIZE[0]} (test):", ""]
     out.append(
         _table(
             m.resolution_test,
@@ -277,9 +280,8 @@ def section_06(m: ModeComparison) -> str:
         "prompt of each class, no post-processing.",
         "",
     ]
-    comparison = pd.DataFrame(m.comparison)
-    out.append(_table(comparison.astype(object).where(comparison.notna(), "")))
-    if "tower_lr" in comparison:
+    out.append(_table(m.comparison))
+    if any("tower_lr" in row for row in m.comparison):
         out.append(
             "\ntower_lr: the CLIP towers' learning rate where it differs from lr (full "
             "fine-tuning); lr: everything else that trains.\n"
@@ -349,9 +351,8 @@ def section_07(m: FailureAnalysis) -> str:
             "drawing rectangles):",
             "",
         ]
-        columns = ["scored_against", "images", "iou", "dice", "cldice", "bf1"]
-        columns += ["predicted_area_ratio"] if "predicted_area_ratio" in m.rectangle_bias[0] else []
-        out.append(_table(m.rectangle_bias, columns))
+        out.append(_table(m.rectangle_bias, ["scored_against", "images", "iou", "dice", "cldice",
+                                              "bf1", "predicted_area_ratio"]))
     if m.refinement_iou_vs_true_seams:
         q = m.refinement_iou_vs_true_seams
         out.append(
@@ -541,7 +542,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     html = export_html(out_dir)
     try:
         report = build_report(out_dir, args.profile)
-    except (ResultsError, OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:  # ResultsError is a ValueError
         # a metrics file off the schema, unreadable or half-written: one line, not a traceback
         print(f"error: cannot build the report of {args.profile!r}: {err}", file=sys.stderr)
         return 2

@@ -227,7 +227,7 @@ class ThresholdSweep(ModelResults):
 
     NAME: ClassVar[str] = "05_threshold_sweep"
     mode: str
-    image_size: int  # the model's square input; "model" resolution in resolution_test
+    image_size: int  # the model's square input (resolution_test's "model" is MODEL_SIZE, 352)
     split_images: PerSplit
     split_photos: PerSplit = field(default_factory=dict)  # near-duplicate groups (group_id)
     small_split_threshold: int  # fewer photos than this: flagged as too small to trust

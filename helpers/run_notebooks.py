@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers.io import atomic_path, write_json
+from helpers.io import atomic_path, read_json, write_json
 from helpers.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir
 from helpers.profiles import get_profile
 from helpers.progress import HEADLESS_ENV
@@ -241,7 +240,7 @@ def record_run_times(path: Path, profile: str, seconds: dict[str, float]) -> Non
     times: dict[str, float] = {}
     if path.is_file():
         try:
-            earlier = json.loads(path.read_text())
+            earlier = read_json(path)
         except (OSError, ValueError):
             earlier = {}
         if earlier.get("profile") == profile:

@@ -67,7 +67,6 @@ from helpers.train.step import (
     TrainStep,
     build_param_groups,
     cosine_with_warmup,
-    default_param_groups,
     lr_of_main_group,
 )
 from helpers.train.validate import (
@@ -79,8 +78,7 @@ from helpers.train.validate import (
 
 __all__ = [
     "TrainConfig", "TrainResult", "train", "default_forward", "evaluate_segmentation",
-    "best_checkpoint_epoch", "write_log", "TrainStep", "build_param_groups",
-    "cosine_with_warmup", "default_param_groups",
+    "best_checkpoint_epoch", "write_log",
 ]
 
 MODES = ("decoder", "lora", "full")

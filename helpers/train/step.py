@@ -21,25 +21,10 @@ if TYPE_CHECKING:
     from helpers.train.loop import TrainConfig
 
 
-def default_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
-    """Trainable parameters in two AdamW groups: matrices with weight decay, the rest without."""
-    decay, no_decay = [], []
-    for _, param in model.named_parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay, "lr": lr},
-        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-    ]
-    return [g for g in groups if g["params"]]
-
-
 def build_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """`helpers.model.modes.parameter_groups` if available, else `default_param_groups`."""
-    try:
-        from helpers.model.modes import parameter_groups
-    except ImportError:
-        return default_param_groups(model, cfg.weight_decay, cfg.lr)
+    """The mode's AdamW parameter groups (`helpers.model.modes.parameter_groups`)."""
+    from helpers.model.modes import parameter_groups
+
     return list(parameter_groups(model, cfg.mode, cfg.lr, cfg.tower_lr, cfg.weight_decay))
 
 
