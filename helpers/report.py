@@ -286,6 +286,14 @@ def section_06(m: ModeComparison) -> str:
             "\ntower_lr: the CLIP towers' learning rate where it differs from lr (full "
             "fine-tuning); lr: everything else that trains.\n"
         )
+    if m.full_size_modes:
+        out += [
+            "",
+            "The same modes on the real checkpoint's architecture, counted without its weights: "
+            "what each trains and what its checkpoint stores (stored_mb at 4 bytes a weight).",
+            "",
+            _table(m.full_size_modes),
+        ]
     if m.test_iou_photo_bootstrap:
         out += [
             "",

@@ -264,6 +264,7 @@ class ModeComparison(ModelResults):
     prompt_sensitivity_test: dict[str, PerClass]  # mode -> class / "all" -> sensitivity
     cross_prompt_matrix_test: dict[str, Records]
     test_iou_photo_bootstrap: Records = field(default_factory=list)  # intervals over photos
+    full_size_modes: Records = field(default_factory=list)  # mode_sizes of the real architecture
 
 
 @dataclass(kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from peft import PeftModel
 from safetensors import safe_open
 
 from helpers.model.forward import segment, unwrap
-from helpers.model.load import build_full_size_model, build_tiny_model
+from helpers.model.load import build_full_size_model, build_tiny_model, full_size_config
 from helpers.model.modes import (
     ALL_QV_LORA,
     DEFAULT_LORA,
@@ -21,6 +22,7 @@ from helpers.model.modes import (
     apply_mode,
     count_parameters,
     load_trainable,
+    mode_sizes,
     parameter_groups,
     save_trainable,
     unused_parameter_names,
@@ -220,6 +222,35 @@ def test_decoder_checkpoint_holds_only_the_decoder(tiny_base, tmp_path):
     with safe_open(str(folder / "decoder.safetensors"), "pt") as f:
         keys = set(f.keys())
     assert keys == set(base.decoder.state_dict())
+
+
+def _stored_weights(folder) -> int:
+    """Weights in a checkpoint folder's safetensors files, counted from the files."""
+    total = 0
+    for path in folder.rglob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return total
+
+
+def test_mode_sizes_predict_what_each_checkpoint_stores(tiny_base, tmp_path):
+    base, _ = tiny_base
+    rows = {r["mode"]: r for r in mode_sizes(base.config)}
+    for mode, row in rows.items():
+        model = apply_mode(copy.deepcopy(base), mode)
+        assert row["trainable_parameters"] == count_parameters(model)["trainable"]
+        folder = save_trainable(model, mode, tmp_path / mode)
+        assert _stored_weights(folder) == row["stored_parameters"], mode
+        assert row["stored_mb"] == round(row["stored_parameters"] * 4 / 1e6, 3)
+    assert rows["full"]["stored_parameters"] == count_parameters(base)["total"]
+
+
+def test_mode_sizes_of_the_real_architecture_need_no_weights():
+    rows = {r["mode"]: r for r in mode_sizes(full_size_config())}  # meta device: instant
+    assert rows["decoder"]["trainable_parameters"] == 1_127_009
+    assert rows["lora"]["trainable_parameters"] == 897_024  # DEFAULT_LORA, as counted below
+    assert rows["full"]["stored_parameters"] == 150_747_746
+    assert 600 < rows["full"]["stored_mb"] < 610 and rows["lora"]["stored_mb"] < 5
 
 
 # ---- the full-size architecture (random weights) ----

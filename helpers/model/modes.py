@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import CLIPSegForImageSegmentation
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 from helpers.io import atomic_folder
 from helpers.model.forward import unwrap
@@ -235,6 +236,34 @@ def count_parameters(model: nn.Module) -> dict:
             counts["frozen"] += n
     counts["trainable_by_part"] = by_part
     return counts
+
+
+def mode_sizes(config: CLIPSegConfig, lora: LoraSettings | None = None) -> list[dict]:
+    """What each mode trains and what `save_trainable` stores, for an architecture.
+
+    Counted on a model without weights (torch's meta device), so the real checkpoint's
+    architecture costs nothing to build. `stored_mb` is the stored weights at 4 bytes each
+    (fp32, 1 MB = 10^6 bytes, as `folder_size_mb`), without the small config files.
+    """
+    rows = []
+    for mode in MODES:
+        with torch.device("meta"):
+            model = apply_mode(
+                CLIPSegForImageSegmentation(config), mode, lora if mode == "lora" else None
+            )
+        counts = count_parameters(model)
+        stored = {
+            "decoder": counts["decoder"],
+            "lora": counts["trainable"],  # the adapters only
+            "full": counts["total"],  # the whole model, as `save_pretrained` writes it
+        }[mode]
+        rows.append({
+            "mode": mode,
+            "trainable_parameters": counts["trainable"],
+            "stored_parameters": stored,
+            "stored_mb": round(stored * 4 / 1e6, 3),
+        })
+    return rows
 
 
 def parameter_groups(
