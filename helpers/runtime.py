@@ -18,6 +18,7 @@ allowed for fp32 on GPUs that have them. A device that is asked for but absent i
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import sys
 import weakref
@@ -149,6 +150,13 @@ class Runtime:
         if self.num_workers > 0:
             kwargs["persistent_workers"] = persistent
             kwargs["prefetch_factor"] = 4
+            if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux":
+                # Workers share the preloaded images with the main process (copy-on-write)
+                # instead of receiving a pickled copy each, as under Python 3.14's default
+                # start method ("forkserver").
+                kwargs["multiprocessing_context"] = "fork"
+            # A tokenizer used before the fork would otherwise warn once per worker.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return kwargs
 
     def gpu_name(self) -> str | None:

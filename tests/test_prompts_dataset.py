@@ -285,3 +285,30 @@ def test_preloading_on_threads_caches_exactly_what_lazy_decoding_does(
     broken.loc[broken.index[5], "mask_path"] = str(gone)
     with pytest.raises(Exception, match="gone.png"):
         JointSegmentationDataset(broken, "train", vit_processor).preload(threads=4)
+
+
+def test_loader_workers_started_without_fork_give_the_same_batches(
+    manifest: pd.DataFrame, real_processor
+) -> None:
+    # Python 3.14 starts loader workers with "forkserver" on Linux (macOS and Windows: "spawn"),
+    # which pickles the dataset and the collate function for every worker.
+    ds = JointSegmentationDataset(
+        manifest, "train", real_processor.image_processor, augment=True, negative_rate=0.5,
+        finish_on_device=True,
+    )
+    collate = make_collate(real_processor.tokenizer)
+
+    def batches(**kwargs) -> list[dict]:
+        loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate, **kwargs)
+        return list(loader)
+
+    in_process = batches(num_workers=0)
+    spawned = batches(num_workers=1, multiprocessing_context="spawn")
+    assert len(spawned) == len(in_process) > 0
+    for a, b in zip(in_process, spawned, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b[key]), key
+            else:
+                assert value == b[key], key

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 
 from helpers.runtime import (
+    Runtime,
     RuntimeUnavailable,
     available_devices,
     get_runtime,
@@ -70,6 +74,17 @@ def test_explicit_worker_count_and_loader_settings():
     }
     with pytest.raises(RuntimeUnavailable):
         get_runtime("cpu", num_workers=-1)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the Linux loader setting")
+def test_loader_workers_fork_on_linux_whatever_python_defaults_to(monkeypatch):
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    # Python 3.14 defaults to "forkserver", which would hand every worker a pickled copy
+    # of the preloaded images instead of sharing them.
+    kwargs = Runtime(torch.device("cuda"), "bf16", num_workers=4).loader_kwargs()
+    assert kwargs["multiprocessing_context"] == "fork"
+    assert kwargs["pin_memory"] is True
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
 
 
 def test_batches_move_to_the_model_device():

@@ -288,20 +288,24 @@ class JointSegmentationDataset(Dataset):
         )
 
 
-def make_collate(tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+class Collate:
     """A collate_fn that stacks items and tokenises their prompts (padded to the longest).
 
     Items with a uint8 `image` (`finish_on_device=True`) become a batch with `images`,
     `augment`, `image_mean` and `image_std` instead of `pixel_values`; pass it through
-    `helpers.data.augment.finish_batch` on the model's device.
+    `helpers.data.augment.finish_batch` on the model's device. A class, not a closure, so
+    loader workers started by "spawn" or "forkserver" (Python 3.14's default on Linux) can
+    receive it.
     """
-    tok = getattr(tokenizer, "tokenizer", tokenizer)
 
-    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         if not items:
             raise ValueError("cannot collate an empty batch")
         prompts = [item["prompt"] for item in items]
-        text = tok(prompts, padding=True, return_tensors="pt")
+        text = self.tokenizer(prompts, padding=True, return_tensors="pt")
         batch: dict[str, Any] = {}
         if "image" in items[0]:  # finished (augmented, normalised) on the device
             batch["images"] = torch.stack([item["image"] for item in items])
@@ -320,4 +324,7 @@ def make_collate(tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, A
         )
         return batch
 
-    return collate
+
+def make_collate(tokenizer: Any) -> Collate:
+    """The collate_fn for `JointSegmentationDataset` items (see `Collate`)."""
+    return Collate(tokenizer)
