@@ -227,10 +227,11 @@ def bench_predict(segmenter, manifest: pd.DataFrame, size: BenchSize) -> tuple[f
     prompts = [DEFAULT_PROMPT["cracks"], DEFAULT_PROMPT["taping"]]
     with tempfile.TemporaryDirectory() as tmp:
         images = _jpegs(manifest, Path(tmp) / "in", size.predict_images)
-        predict_files(  # warm-up on a few images (threads, allocator, kernels)
-            segmenter, [Path(tmp) / "in"], prompts, Path(tmp) / "warm", progress=False,
+        _jpegs(manifest, Path(tmp) / "warm_in", size.batch_size)
+        predict_files(  # warm-up on one batch (threads, allocator, kernels), as model-only gets
+            segmenter, [Path(tmp) / "warm_in"], prompts, Path(tmp) / "warm_out", progress=False,
             batch_size=size.batch_size,
-        ) if size.predict_images <= size.batch_size else None
+        )
         start = time.perf_counter()
         summary = predict_files(
             segmenter, [Path(tmp) / "in"], prompts, Path(tmp) / "out", progress=False,
