@@ -224,6 +224,26 @@ class Segmenter:
         """Low-resolution logits (B, P, h, w) for every prompt on every image."""
         return self.logits_from_pixels(self.preprocess(images), prompts)
 
+    def _logits_for(
+        self,
+        images: Sequence[np.ndarray] | None,
+        prompts: Sequence[str],
+        sizes: Sequence[tuple[int, int]] | None,
+        pixel_values: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, Sequence[tuple[int, int]]]:
+        """Low-resolution logits (B, P, h, w) and the sizes (height, width) to upsample them to."""
+        if pixel_values is None:
+            if images is None:
+                raise ValueError("give images or pixel_values with sizes")
+            pixel_values = self.preprocess(images)
+        if sizes is None:
+            if images is None:
+                raise ValueError("pixel_values need the images' sizes (height, width)")
+            sizes = [img.shape[:2] for img in images]
+        if len(sizes) != pixel_values.shape[0]:
+            raise ValueError(f"{len(sizes)} sizes for {pixel_values.shape[0]} images")
+        return self.logits_from_pixels(pixel_values, prompts), sizes
+
     @torch.inference_mode()
     def probability_maps(
         self,
@@ -236,17 +256,7 @@ class Segmenter:
 
         Give `images`, or already preprocessed `pixel_values` with the images' `sizes`.
         """
-        if pixel_values is None:
-            if images is None:
-                raise ValueError("give images or pixel_values with sizes")
-            pixel_values = self.preprocess(images)
-        if sizes is None:
-            if images is None:
-                raise ValueError("pixel_values need the images' sizes (height, width)")
-            sizes = [img.shape[:2] for img in images]
-        if len(sizes) != pixel_values.shape[0]:
-            raise ValueError(f"{len(sizes)} sizes for {pixel_values.shape[0]} images")
-        logits = self.logits_from_pixels(pixel_values, prompts)
+        logits, sizes = self._logits_for(images, prompts, sizes, pixel_values)
         return [upsample_logits(logits[i], tuple(size)) for i, size in enumerate(sizes)]
 
     def probabilities(
@@ -268,15 +278,18 @@ class Segmenter:
 
         The probabilities are first rounded to 8 bits (`as_stored`), as evaluation scores them,
         so a mask here is the mask the evaluation scored at that threshold. Thresholds are
-        compared in float32 on the device; only the uint8 masks are copied to the CPU.
+        compared in float32 on the device; only the uint8 masks are copied to the CPU, and
+        only one image's full-size probabilities exist on the device at a time.
         """
         if len(thresholds) != len(prompts):
             raise ValueError(f"{len(thresholds)} thresholds for {len(prompts)} prompts")
-        maps = self.probability_maps(images, prompts, sizes=sizes, pixel_values=pixel_values)
-        if not maps:
-            return []
-        thr = torch.tensor(list(thresholds), dtype=torch.float32, device=maps[0].device)
-        return [(as_stored(p) >= thr[:, None, None]).to(torch.uint8).cpu().numpy() for p in maps]
+        logits, sizes = self._logits_for(images, prompts, sizes, pixel_values)
+        thr = torch.tensor(list(thresholds), dtype=torch.float32, device=logits.device)
+        masks = []
+        for i, size in enumerate(sizes):  # one full-size map at a time: photos can be large
+            probs = upsample_logits(logits[i], tuple(size))
+            masks.append((as_stored(probs) >= thr[:, None, None]).to(torch.uint8).cpu().numpy())
+        return masks
 
     def masks_batch(
         self,
