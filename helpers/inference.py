@@ -285,11 +285,13 @@ class Segmenter:
             raise ValueError(f"{len(thresholds)} thresholds for {len(prompts)} prompts")
         logits, sizes = self._logits_for(images, prompts, sizes, pixel_values)
         thr = torch.tensor(list(thresholds), dtype=torch.float32, device=logits.device)
-        masks = []
-        for i, size in enumerate(sizes):  # one full-size map at a time: photos can be large
-            probs = upsample_logits(logits[i], tuple(size))
-            masks.append((as_stored(probs) >= thr[:, None, None]).to(torch.uint8).cpu().numpy())
-        return masks
+        return [  # one image's full-size maps at a time (none kept): photos can be large
+            (as_stored(upsample_logits(logits[i], tuple(size))) >= thr[:, None, None])
+            .to(torch.uint8)
+            .cpu()
+            .numpy()
+            for i, size in enumerate(sizes)
+        ]
 
     def masks_batch(
         self,

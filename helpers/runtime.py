@@ -155,8 +155,8 @@ class Runtime:
                 # instead of receiving a pickled copy each, as under Python 3.14's default
                 # start method ("forkserver").
                 kwargs["multiprocessing_context"] = "fork"
-            # A tokenizer used before the fork would otherwise warn once per worker.
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                # A tokenizer used before the fork would otherwise warn once per worker.
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return kwargs
 
     def gpu_name(self) -> str | None:

@@ -22,6 +22,7 @@ from helpers.model.modes import (
     apply_mode,
     count_parameters,
     load_trainable,
+    lora_parameter_count,
     mode_sizes,
     parameter_groups,
     save_trainable,
@@ -224,25 +225,31 @@ def test_decoder_checkpoint_holds_only_the_decoder(tiny_base, tmp_path):
     assert keys == set(base.decoder.state_dict())
 
 
-def _stored_weights(folder) -> int:
-    """Weights in a checkpoint folder's safetensors files, counted from the files."""
-    total = 0
+def _stored_weights(folder) -> tuple[int, set[str]]:
+    """Weights in a checkpoint folder's safetensors files and their dtypes, read from the files."""
+    total, dtypes = 0, set()
     for path in folder.rglob("*.safetensors"):
         with safe_open(str(path), "pt") as f:
-            total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    return total
+            for key in f.keys():
+                tensor = f.get_slice(key)
+                total += math.prod(tensor.get_shape())
+                dtypes.add(tensor.get_dtype())
+    return total, dtypes
 
 
-def test_mode_sizes_predict_what_each_checkpoint_stores(tiny_base, tmp_path):
+@pytest.mark.parametrize("lora", [None, LoraSettings(r=4, parts=("vision", "text"))])
+def test_mode_sizes_predict_what_each_checkpoint_stores(tiny_base, tmp_path, lora):
     base, _ = tiny_base
-    rows = {r["mode"]: r for r in mode_sizes(base.config)}
+    rows = {r["mode"]: r for r in mode_sizes(base.config, lora=lora)}
     for mode, row in rows.items():
-        model = apply_mode(copy.deepcopy(base), mode)
+        model = apply_mode(copy.deepcopy(base), mode, lora if mode == "lora" else None)
         assert row["trainable_parameters"] == count_parameters(model)["trainable"]
-        folder = save_trainable(model, mode, tmp_path / mode)
-        assert _stored_weights(folder) == row["stored_parameters"], mode
-        assert row["stored_mb"] == round(row["stored_parameters"] * 4 / 1e6, 3)
+        folder = save_trainable(model, mode, tmp_path / f"{mode}-{lora is None}")
+        stored, dtypes = _stored_weights(folder)
+        assert stored == row["stored_parameters"], mode
+        assert dtypes == {"F32"}, mode  # so stored_mb's 4 bytes a weight is what is on disk
     assert rows["full"]["stored_parameters"] == count_parameters(base)["total"]
+    assert rows["lora"]["stored_parameters"] == lora_parameter_count(base, lora or DEFAULT_LORA)
 
 
 def test_mode_sizes_of_the_real_architecture_need_no_weights():

@@ -64,7 +64,14 @@ def test_half_precision_is_refused_off_cuda_and_off_means_fp32():
     assert resolve_amp("fp32", cpu) is None
 
 
-def test_explicit_worker_count_and_loader_settings():
+def _unset_tokenizers_parallelism(monkeypatch) -> None:
+    """Remove the variable for this test, and restore what was there afterwards."""
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "unset by the test")  # recorded for undo
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM")
+
+
+def test_explicit_worker_count_and_loader_settings(monkeypatch):
+    _unset_tokenizers_parallelism(monkeypatch)
     rt = get_runtime("cpu", "fp32", num_workers=2)
     kwargs = rt.loader_kwargs(persistent=True)
     assert kwargs["num_workers"] == 2 and kwargs["persistent_workers"] is True
@@ -78,13 +85,21 @@ def test_explicit_worker_count_and_loader_settings():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork is the Linux loader setting")
 def test_loader_workers_fork_on_linux_whatever_python_defaults_to(monkeypatch):
-    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    _unset_tokenizers_parallelism(monkeypatch)
     # Python 3.14 defaults to "forkserver", which would hand every worker a pickled copy
     # of the preloaded images instead of sharing them.
     kwargs = Runtime(torch.device("cuda"), "bf16", num_workers=4).loader_kwargs()
     assert kwargs["multiprocessing_context"] == "fork"
     assert kwargs["pin_memory"] is True
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+
+def test_loader_workers_keep_the_platform_default_elsewhere(monkeypatch):
+    _unset_tokenizers_parallelism(monkeypatch)
+    monkeypatch.setattr(sys, "platform", "darwin")  # macOS: spawn, nothing is forked
+    kwargs = Runtime(torch.device("mps"), "fp32", num_workers=4).loader_kwargs()
+    assert "multiprocessing_context" not in kwargs
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
 
 
 def test_batches_move_to_the_model_device():

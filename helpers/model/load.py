@@ -25,7 +25,7 @@ PRETRAIN_FILE = "tiny_pretraining.json"
 
 
 def full_size_config() -> CLIPSegConfig:
-    """The architecture of `CIDAS/clipseg-rd64-refined` (for tests with random weights)."""
+    """The architecture of `CIDAS/clipseg-rd64-refined`, without its weights."""
     return CLIPSegConfig(vision_config={"patch_size": 16}, use_complex_transposed_convolution=True)
 
 
