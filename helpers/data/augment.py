@@ -138,7 +138,8 @@ def finish_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """
     if "pixel_values" in batch or "images" not in batch:
         return batch
-    out = {k: v for k, v in batch.items() if k not in ("images", "augment", "image_mean", "image_std")}
+    finished = ("images", "augment", "image_mean", "image_std")
+    out = {k: v for k, v in batch.items() if k not in finished}
     images = batch["images"].float()
     labels = batch["labels"]
     if "augment" in batch:

@@ -23,7 +23,7 @@ epoch's workers receive the dataset after `set_epoch`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 

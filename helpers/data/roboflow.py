@@ -18,10 +18,10 @@ orientation into the pixels, so for its exports stored and displayed orientation
 
 from __future__ import annotations
 
-from collections import Counter
 import json
 import math
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -297,7 +297,9 @@ def export_leakage(df: pd.DataFrame) -> pd.DataFrame:
 SMALL_SPLIT = 20  # a split with fewer photos than this is too small to trust on its own
 
 
-def split_sizes(manifest: pd.DataFrame, splits: Sequence[str] = ("train", "val", "test")) -> pd.DataFrame:
+def split_sizes(
+    manifest: pd.DataFrame, splits: Sequence[str] = ("train", "val", "test")
+) -> pd.DataFrame:
     """Images and photos per split (rows) and class: columns ("images" | "photos", class).
 
     A photo is a near-duplicate group (`group_id`): an export's augmented copies of one photo
@@ -312,4 +314,3 @@ def split_sizes(manifest: pd.DataFrame, splits: Sequence[str] = ("train", "val",
         axis=1,
     )
     return out.reindex([s for s in splits if s in out.index]).fillna(0).astype(int)
-

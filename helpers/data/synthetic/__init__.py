@@ -6,8 +6,8 @@
   wall, plaster and concrete, outlined loosely as annotators do (a margin of 1-4 px on each
   side, so annotated widths match the real export's: a median of about 10 px at the model's
   352 px input, where the drawn cracks alone are about 4 px), with unannotated look-alikes
-  (scratches, stains, shadows, straight seams), images without any crack and a few annotations whose `segmentation` is
-  empty (a quirk of the real export);
+  (scratches, stains, shadows, straight seams), images without any crack and a few
+  annotations whose `segmentation` is empty (a quirk of the real export);
 - `drywall-join/{train,valid}/`: box-only annotations (`segmentation: []`) over taped and
   mudded drywall seams;
 - `drywall-join-seams/{train,valid}/<image stem>.png`: the true pixel masks of those seams,

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from helpers.cache import build_once
 from helpers.data.synthetic.defects import (
     OUTLINE_MARGIN,
     add_screw_spots,
@@ -31,7 +32,6 @@ from helpers.data.synthetic.defects import (
     trace_polygons,
 )
 from helpers.data.synthetic.surfaces import BACKGROUNDS, DISTRACTORS, drywall, line_layer, lowfreq
-from helpers.cache import build_once
 from helpers.io import glob_escape, write_mask_png
 
 GENERATOR_VERSION = 3
