@@ -48,7 +48,7 @@ smoke: data
 report: setup
 	$(PY) -m helpers.report --profile $(PROFILE)
 
-# Course paths against the model alone, side by side (helpers.bench). BENCH=--quick (tiny model,
+# Course paths against the model alone, side by side (helpers.course.benchmarks). BENCH=--quick (tiny model,
 # demo data, a few minutes on a CPU) or BENCH=--full-size (the real architecture on the exports
 # beside the repository: meant for a GPU). The numbers land in outputs/bench.json.
 BENCH ?= --quick

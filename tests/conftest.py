@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from helpers.paths import SHARED_MODELS_DIR, SHARED_ROBOFLOW_DIR  # noqa: E402
+from helpers.core.paths import SHARED_MODELS_DIR, SHARED_ROBOFLOW_DIR  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def real_processor_dir() -> Path:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A random-weight tiny CLIPSeg saved like a real checkpoint (model + processor)."""
-    from helpers.model.load import build_tiny_model
+    from helpers.demo.tiny_model import build_tiny_model
 
     folder = tmp_path_factory.mktemp("model")
     model, processor = build_tiny_model()
@@ -45,6 +45,6 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def segmenter(model_dir):
     """A `Segmenter` on that saved model, on the CPU."""
-    from helpers.predict import Segmenter
+    from helpers.inference.mask_files import Segmenter
 
     return Segmenter.from_pretrained(str(model_dir), device="cpu")

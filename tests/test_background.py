@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from helpers.background import BackgroundWriter, read_ahead
+from helpers.core.background import BackgroundWriter, read_ahead
 
 
 @pytest.mark.parametrize("workers", [0, 1, 3])

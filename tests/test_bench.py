@@ -1,4 +1,5 @@
-"""helpers.bench --quick runs end to end and writes every documented key (not a timing test)."""
+"""`helpers.bench --quick` runs end to end and writes every documented key (not a timing
+test)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 
 import pytest
 
-import helpers.bench as bench
+import helpers.course.benchmarks as bench
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.cache import (
+from helpers.core.cache import (
     KEY_FILE,
     build_once,
     is_current,
@@ -204,7 +204,7 @@ def test_refusals_come_before_any_write(tmp_path: Path) -> None:
 
 
 def test_a_target_being_replaced_is_never_missing(tmp_path: Path) -> None:
-    from helpers.io import exchange_paths
+    from helpers.core.io import exchange_paths
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

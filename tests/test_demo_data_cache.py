@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers.demo_data import ensure_demo_data
+from helpers.demo.exports import ensure_demo_data
 
 SMALL = {"image_size": 64, "n_crack_sources": 4, "n_taping_sources": 4}
 
@@ -42,7 +42,7 @@ def test_leftovers_of_a_killed_build_are_removed_when_the_data_is_current(tmp_pa
 
 
 def test_the_demo_data_cli_refuses_a_bad_seed_in_one_line(tmp_path, capsys):
-    from helpers.demo_data import main
+    from helpers.demo.exports import main
 
     assert main(["--out", str(tmp_path / "demo"), "--seed", "-1"]) == 2
     err = capsys.readouterr().err.strip()

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.core.io import write_mask_png
+from helpers.demo.tiny_model import build_tiny_model
 from helpers.evaluate import predictions
 from helpers.evaluate.sweep import THRESHOLDS, sweep_counts, sweep_counts_torch, sweep_table
-from helpers.inference import Segmenter
-from helpers.io import write_mask_png
-from helpers.model.load import build_tiny_model
+from helpers.inference.segmenter import Segmenter
 
 PROMPTS = {"cracks": ["segment crack", "segment fracture"], "taping": ["segment taping area"]}
 

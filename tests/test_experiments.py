@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from helpers.cache import key_hash
-from helpers.experiments import run_key, train_config
-from helpers.profiles import get_profile
+from helpers.core.cache import key_hash
+from helpers.course.profiles import get_profile
+from helpers.course.runs import run_key, train_config
 
 
 def _manifest(fraction: float) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def _tiny_manifest(tmp_path) -> pd.DataFrame:
 
 def _runs_in(tmp_path, monkeypatch) -> pd.DataFrame:
     """Training runs go under `tmp_path`; returns a tiny manifest of images there."""
-    import helpers.experiments as experiments
+    import helpers.course.runs as experiments
 
     monkeypatch.setattr(experiments, "run_folder", lambda run, mode: tmp_path / run / mode)
     return _tiny_manifest(tmp_path)
@@ -75,8 +75,8 @@ def _small(**overrides):
 
 
 def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monkeypatch) -> None:
-    import helpers.experiments as experiments
-    from helpers.runtime import model_device
+    import helpers.course.runs as experiments
+    from helpers.core.runtime import model_device
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
@@ -90,7 +90,7 @@ def test_trained_model_runs_on_the_profile_runtime_and_records_it(tmp_path, monk
 
 
 def test_a_run_with_other_settings_is_kept_aside_not_deleted(tmp_path, monkeypatch) -> None:
-    import helpers.experiments as experiments
+    import helpers.course.runs as experiments
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
@@ -105,9 +105,9 @@ def test_a_run_with_other_settings_is_kept_aside_not_deleted(tmp_path, monkeypat
 
 
 def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, monkeypatch):
-    import helpers.experiments as experiments
+    import helpers.course.runs as experiments
     import helpers.train.loop as loop
-    from helpers.cache import read_record
+    from helpers.core.cache import read_record
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = get_profile("demo", epochs=2, batch_size=2, max_steps_per_epoch=1, device="cpu")
@@ -132,8 +132,8 @@ def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, 
 
 def test_a_finished_run_of_an_earlier_version_is_reused_not_retrained(tmp_path, monkeypatch):
     """Runs written before key records existed carry only run.json's fingerprint."""
-    import helpers.experiments as experiments
-    from helpers.cache import KEY_FILE
+    import helpers.course.runs as experiments
+    from helpers.core.cache import KEY_FILE
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
@@ -152,7 +152,7 @@ def test_a_finished_run_of_an_earlier_version_is_reused_not_retrained(tmp_path, 
 
 
 def test_retrain_keeps_a_finished_run_of_other_settings_aside(tmp_path, monkeypatch):
-    import helpers.experiments as experiments
+    import helpers.course.runs as experiments
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
@@ -165,7 +165,7 @@ def test_retrain_keeps_a_finished_run_of_other_settings_aside(tmp_path, monkeypa
 
 def test_the_evaluation_key_follows_the_best_checkpoint(tmp_path, monkeypatch):
     """A run trained again under the same settings gets evaluated again (GPUs differ)."""
-    import helpers.experiments as experiments
+    import helpers.course.runs as experiments
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
@@ -179,7 +179,7 @@ def test_the_evaluation_key_follows_the_best_checkpoint(tmp_path, monkeypatch):
 
 
 def test_a_run_kept_aside_comes_back_when_its_settings_do(tmp_path, monkeypatch):
-    import helpers.experiments as experiments
+    import helpers.course.runs as experiments
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
@@ -193,8 +193,8 @@ def test_a_run_kept_aside_comes_back_when_its_settings_do(tmp_path, monkeypatch)
 
 
 def test_a_trained_models_segmenter_runs_at_the_precision_it_was_trained_at(monkeypatch):
-    import helpers.inference as inference
-    from helpers.experiments import TrainedModel
+    import helpers.inference.segmenter as inference
+    from helpers.course.runs import TrainedModel
 
     made = []
     monkeypatch.setattr(

@@ -14,10 +14,10 @@ import pytest
 from export_builders import make_coco_export, make_yolo_export, write_image
 from PIL import Image
 
-import helpers.prepare as prepare_module
+import helpers.data.preparation as prepare_module
+from helpers.core.io import atomic_folder, atomic_path, sweep_temp_files, write_mask_png
 from helpers.data.images import ImageReadError, image_size, load_rgb
-from helpers.io import atomic_folder, atomic_path, sweep_temp_files, write_mask_png
-from helpers.prepare import ensure_prepared, main, prepare_datasets, read_manifest
+from helpers.data.preparation import ensure_prepared, main, prepare_datasets, read_manifest
 
 
 def _huge_png(path: Path, width: int, height: int) -> Path:

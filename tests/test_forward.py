@@ -7,6 +7,8 @@ import time
 import pytest
 import torch
 
+from helpers.demo.tiny_model import build_tiny_model
+from helpers.model.architecture import build_full_size_model
 from helpers.model.forward import (
     TextEmbeddingCache,
     decode,
@@ -15,7 +17,6 @@ from helpers.model.forward import (
     text_embeddings,
     vision_activations,
 )
-from helpers.model.load import build_full_size_model, build_tiny_model
 from helpers.model.modes import apply_mode
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers.base_models import (
+from helpers.demo.full_size_random import (
     FULL_SIZE_RANDOM_FILE,
     ensure_full_size_random_model,
     full_size_random_processor,
-    load_model,
-    load_processor,
     real_processor_dir,
 )
-from helpers.model.tokenizer import build_tiny_tokenizer
+from helpers.demo.tokenizer import build_tiny_tokenizer
+from helpers.inference.loading import load_model, load_processor
 
 FULL_SIZE_PARAMETERS = 150_747_746
 

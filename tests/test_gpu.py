@@ -25,7 +25,7 @@ from test_train_loop import (  # the CPU loop tests' tiny model, data and recipe
     tiny_clipseg,
 )
 
-from helpers.runtime import get_runtime, model_device
+from helpers.core.runtime import get_runtime, model_device
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_BF16 = HAS_CUDA and torch.cuda.get_device_capability()[0] >= 8  # native bf16
@@ -41,9 +41,9 @@ pytestmark = [
 
 @pytest.mark.slow
 def test_trained_model_and_its_checkpoint_live_on_the_profiles_device():
-    from helpers.datasources import prepared_data
-    from helpers.experiments import trained_model
-    from helpers.profiles import get_profile
+    from helpers.course.profiles import get_profile
+    from helpers.course.runs import trained_model
+    from helpers.course.sources import prepared_data
 
     cfg = get_profile("demo", epochs=1, max_steps_per_epoch=2, device="cuda", precision="auto")
     manifest = prepared_data(cfg).manifest
@@ -82,7 +82,7 @@ def _full_size_batch(device: torch.device, n: int = 2) -> dict[str, torch.Tensor
 def test_one_full_size_training_step_per_mode_and_precision(mode, precision):
     if precision == "bf16" and not HAS_BF16:
         pytest.skip("this GPU does not support bf16")
-    from helpers.model.load import build_full_size_model
+    from helpers.model.architecture import build_full_size_model
     from helpers.model.modes import LoraSettings, apply_mode
     from helpers.train.loop import default_forward
     from helpers.train.losses import BCEDiceLoss
@@ -129,7 +129,7 @@ def test_one_full_size_training_step_per_mode_and_precision(mode, precision):
 
 def _segmenter(model, processor, device: str):
     """A `Segmenter` on `device` in fp32, for the current and the device-following signature."""
-    from helpers.predict import Segmenter
+    from helpers.inference.mask_files import Segmenter
 
     params = inspect.signature(Segmenter).parameters
     kwargs: dict[str, Any] = {}
@@ -142,7 +142,7 @@ def _segmenter(model, processor, device: str):
 
 @pytest.mark.slow
 def test_segmenter_on_cuda_predicts_what_it_predicts_on_cpu():
-    from helpers.base_models import load_model
+    from helpers.inference.loading import load_model
 
     model, processor = load_model("tiny")
     rng = np.random.default_rng(0)
@@ -163,8 +163,8 @@ def test_segmenter_on_cuda_predicts_what_it_predicts_on_cpu():
 def test_predict_files_on_cuda_writes_the_masks_it_writes_on_cpu(tmp_path):
     from PIL import Image
 
-    from helpers.base_models import load_model
-    from helpers.predict import predict_files
+    from helpers.inference.loading import load_model
+    from helpers.inference.mask_files import predict_files
 
     model, processor = load_model("tiny")
     rng = np.random.default_rng(1)
@@ -245,10 +245,10 @@ def test_a_runs_peak_memory_leaves_out_what_other_models_hold(tmp_path):
 @pytest.mark.notebook
 @pytest.mark.realdata
 def test_smoke_profile_runs_on_cuda_and_records_it():
-    from helpers import run_notebooks
-    from helpers.io import read_json
-    from helpers.paths import SHARED_ROBOFLOW_DIR, metrics_dir
-    from helpers.profiles import PROFILES
+    from helpers.core.io import read_json
+    from helpers.core.paths import SHARED_ROBOFLOW_DIR, metrics_dir
+    from helpers.course import runner as run_notebooks
+    from helpers.course.profiles import PROFILES
 
     smoke = PROFILES["smoke"]
     for export in (smoke.cracks_export, smoke.taping_export):

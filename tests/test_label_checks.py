@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from export_builders import make_yolo_export, square, write_coco_split
 
+from helpers.data.preparation import prepare_datasets, read_manifest
 from helpers.data.roboflow import read_export
-from helpers.prepare import prepare_datasets, read_manifest
 
 
 def _reasons(problems) -> str:

@@ -19,7 +19,7 @@ from helpers.evaluate.metrics import (
     score_image,
     summarise,
 )
-from helpers.inference import upsample_probs
+from helpers.inference.segmenter import upsample_probs
 
 # 4x4 hand case: pred covers columns 0-1 of rows 0-1, truth columns 1-2 of rows 0-1.
 # tp = 2, fp = 2, fn = 2 -> IoU = 2/6, Dice = 4/8.

@@ -9,11 +9,18 @@ import pytest
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from helpers.base_models import build_pretrained_tiny_model, ensure_tiny_model, load_model
-from helpers.io import atomic_folder
-from helpers.model.load import PRETRAIN_FILE, TINY_VERSION, build_tiny_model, full_size_config
-from helpers.model.pretrain import PretrainSettings
-from helpers.model.tokenizer import build_tiny_tokenizer
+from helpers.core.io import atomic_folder
+from helpers.demo.shapes import PretrainSettings
+from helpers.demo.tiny_model import (
+    PRETRAIN_FILE,
+    TINY_VERSION,
+    build_pretrained_tiny_model,
+    build_tiny_model,
+    ensure_tiny_model,
+)
+from helpers.demo.tokenizer import build_tiny_tokenizer
+from helpers.inference.loading import load_model
+from helpers.model.architecture import full_size_config
 
 # The course prompts (helpers.data.prompts.PROMPTS) as the contracts fix them.
 COURSE_PROMPTS = [

@@ -12,8 +12,10 @@ import torch
 from peft import PeftModel
 from safetensors import safe_open
 
+from helpers.core.paths import SHARED_MODELS_DIR
+from helpers.demo.tiny_model import build_tiny_model
+from helpers.model.architecture import build_full_size_model, full_size_config
 from helpers.model.forward import segment, unwrap
-from helpers.model.load import build_full_size_model, build_tiny_model, full_size_config
 from helpers.model.modes import (
     ALL_QV_LORA,
     DEFAULT_LORA,
@@ -28,7 +30,6 @@ from helpers.model.modes import (
     save_trainable,
     unused_parameter_names,
 )
-from helpers.paths import SHARED_MODELS_DIR
 
 # A joint cracks + taping LoRA adapter trained elsewhere with the all-q/v placement, stored
 # beside the repository (its folder name is the one it was shipped under).

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_notebooks
-from helpers.io import read_json
-from helpers.paths import metrics_dir
+from helpers.core.io import read_json
+from helpers.core.paths import metrics_dir
+from helpers.course import runner as run_notebooks
 
 pytestmark = [pytest.mark.realdata, pytest.mark.notebook, pytest.mark.slow]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_notebooks
-from helpers.io import read_json
-from helpers.paths import metrics_dir, profile_dir
-from helpers.report import build_report, export_html
+from helpers.core.io import read_json
+from helpers.core.paths import metrics_dir, profile_dir
+from helpers.course import runner as run_notebooks
+from helpers.course.course_report import build_report, export_html
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 RUN = "test-smoke"
@@ -101,7 +101,7 @@ def test_report_gathers_every_notebook(executed):
 def test_every_number_in_the_report_comes_from_the_metrics_files(executed):
     from report_check import unbacked_numbers
 
-    from helpers.results import RESULTS
+    from helpers.course.records import RESULTS
 
     for name in executed:  # each file follows its schema
         assert RESULTS[name].read(profile_dir(RUN)) is not None

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from helpers import run_notebooks
-from helpers.paths import NOTEBOOKS_DIR
+from helpers.core.paths import NOTEBOOKS_DIR
+from helpers.course import runner as run_notebooks
 
 NAMES = run_notebooks.available_notebooks()
 
@@ -117,7 +117,7 @@ def test_notebooks_do_not_edit_sys_path_or_install(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_ends_by_writing_its_metrics_through_its_schema(name):
-    from helpers.results import RESULTS
+    from helpers.course.records import RESULTS
 
     code = [c for c in _cells(name) if c["cell_type"] == "code"]
     last = "".join(code[-1]["source"])
@@ -168,7 +168,7 @@ def test_runner_kernels_draw_inline_whatever_the_caller_exported(monkeypatch):
 
 
 def test_runner_kernels_store_no_frozen_progress_bars(monkeypatch, capsys):
-    from helpers.progress import HEADLESS_ENV, bar
+    from helpers.core.progress import HEADLESS_ENV, bar
 
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
     assert not bar(range(3), file=None).disable
@@ -193,7 +193,7 @@ def _course_call(name: str) -> ast.Module:
 def _namespace(name: str, **overrides) -> dict:
     cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
     ns: dict = {}
-    exec("from helpers.course import open_course", ns)
+    exec("from helpers.course.session import open_course", ns)
     exec("".join(cell["source"]), ns)
     ns.update(overrides)
     exec(compile(_course_call(name), name, "exec"), ns)
@@ -214,7 +214,7 @@ def test_effective_settings_are_the_profiles_unless_overridden(name, profile):
     """Every profile setting in a parameters cell defaults to None and reaches the profile."""
     from dataclasses import fields
 
-    from helpers.profiles import Profile, get_profile
+    from helpers.course.profiles import Profile, get_profile
 
     declared = run_notebooks.notebook_parameter_names(name)
     settings = declared & {f.name for f in fields(Profile)}
@@ -275,7 +275,7 @@ def test_runner_starts_each_kernel_without_a_transport_warning(tmp_path):
     nbformat.write(notebook, source)
     code = (  # a fresh process: the kernel writes its warnings to the stderr it inherits
         "import papermill\n"
-        "from helpers.run_notebooks import encrypted_kernel_manager\n"
+        "from helpers.course.runner import encrypted_kernel_manager\n"
         "manager = encrypted_kernel_manager()\n"
         f"papermill.execute_notebook({str(source)!r}, {str(target)!r}, progress_bar=False,\n"
         "    **({'kernel_manager_class': manager} if manager else {}))\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.postprocess import METHODS, default_min_area, postprocess
+from helpers.inference.postprocess import METHODS, default_min_area, postprocess
 
 
 def _bar_with_gap() -> np.ndarray:
@@ -61,7 +61,7 @@ def test_every_method_returns_uint8_0_255_and_none_keeps_mask():
 
 
 def test_a_clean_up_must_beat_none_by_the_margin():
-    from helpers.postprocess import CHOICE_MARGIN, choose_method
+    from helpers.inference.postprocess import CHOICE_MARGIN, choose_method
 
     assert choose_method({"none": 0.30, "open_close": 0.3002, "remove_small": 0.29}) == "none"
     assert choose_method({"none": 0.30, "remove_small": 0.30 + CHOICE_MARGIN}) == "remove_small"

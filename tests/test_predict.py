@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import predict
-from helpers.io import write_json
+from helpers.core.io import write_json
+from helpers.inference import mask_files as predict
 
 
 def _photo(path, width, height, seed=0):
@@ -145,7 +145,7 @@ def test_two_inputs_with_one_stem_are_refused_before_anything_is_written(tmp_pat
 
 
 def test_training_checkpoint_loads_on_its_recorded_base(tmp_path, model_dir):
-    from helpers.base_models import load_for_inference, load_model
+    from helpers.inference.loading import load_for_inference, load_model
     from helpers.model.modes import apply_mode, save_trainable
 
     base, _ = load_model(str(model_dir))

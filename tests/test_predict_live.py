@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import helpers
-from helpers.base_models import ensure_tiny_model
-from helpers.predict import main
+from helpers.demo.tiny_model import ensure_tiny_model
+from helpers.inference.mask_files import main
 
 pytestmark = pytest.mark.slow
 

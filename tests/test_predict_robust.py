@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import predict
-from helpers.model.load import build_tiny_model
-from helpers.runtime import RuntimeUnavailable, model_device
+from helpers.core.runtime import RuntimeUnavailable, model_device
+from helpers.demo.tiny_model import build_tiny_model
+from helpers.inference import mask_files as predict
 
 
 def _photo(path, width, height, seed=0):

@@ -20,14 +20,14 @@ from export_builders import (
 from PIL import Image
 
 from helpers.data.masks import render_mask
-from helpers.data.roboflow import read_export
-from helpers.prepare import (
+from helpers.data.preparation import (
     MANIFEST_COLUMNS,
     ensure_prepared,
     main,
     prepare_datasets,
     read_manifest,
 )
+from helpers.data.roboflow import read_export
 
 CRACK_SPLITS = {
     "train": ["c01", "c01", "c02", "c03", "c04", "c05", "c06"],
@@ -223,8 +223,8 @@ def test_box_masks_can_be_refined_into_seams_inside_their_boxes(tmp_path):
     import cv2
     import numpy as np
 
+    from helpers.data.preparation import prepare_datasets
     from helpers.evaluate.metrics import iou
-    from helpers.prepare import prepare_datasets
 
     split = tmp_path / "export" / "train"
     split.mkdir(parents=True)
@@ -259,8 +259,8 @@ def test_box_masks_can_be_refined_into_seams_inside_their_boxes(tmp_path):
 
 def test_the_cache_key_covers_every_module_that_renders_or_splits(exports):
     # an edit to any of them must rebuild prepared data, refined seams included
-    import helpers.prepare as prepare
+    import helpers.data.preparation as prepare
 
     cracks, taping = exports
     key = prepare.input_key({"cracks": cracks, "taping": taping}, 1, (0.7, 0.15, 0.15), None)
-    assert {"prepare.py", "refine.py", "data/masks.py", "data/split.py"} <= set(key["code"])
+    assert {"preparation.py", "refine.py", "masks.py", "split.py"} <= set(key["code"])

@@ -17,7 +17,7 @@ from export_builders import make_coco_export
 from filelock import FileLock
 
 import helpers
-from helpers.prepare import OUTPUT_NAMES, main
+from helpers.data.preparation import OUTPUT_NAMES, main
 
 pytestmark = pytest.mark.slow
 

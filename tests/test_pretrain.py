@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.base_models import ensure_tiny_model, load_model
-from helpers.model.load import PRETRAIN_FILE, build_tiny_model
-from helpers.model.pretrain import (
+from helpers.demo.shapes import (
     SHAPE_PROMPTS,
     SHAPES,
     shapes_batch,
@@ -18,6 +16,8 @@ from helpers.model.pretrain import (
     shapes_iou,
     to_pixel_values,
 )
+from helpers.demo.tiny_model import PRETRAIN_FILE, build_tiny_model, ensure_tiny_model
+from helpers.inference.loading import load_model
 
 
 def test_shapes_batches_repeat_for_a_seed_and_match_their_prompts():
@@ -97,9 +97,9 @@ def test_shipped_tiny_model_follows_the_prompt(shipped):
 
 
 def test_pretraining_runs_through_the_training_loop_and_repeats(monkeypatch):
-    import helpers.train.pretrain as pretrain
-    from helpers.base_models import build_pretrained_tiny_model
-    from helpers.model.pretrain import PretrainSettings
+    import helpers.demo.pretrain as pretrain
+    from helpers.demo.shapes import PretrainSettings
+    from helpers.demo.tiny_model import build_pretrained_tiny_model
 
     calls = []
     real_train = pretrain.train
@@ -122,8 +122,8 @@ def test_pretraining_runs_through_the_training_loop_and_repeats(monkeypatch):
 
 
 def test_pretraining_schedule_warms_up_then_decays():
-    from helpers.model.pretrain import PretrainSettings
-    from helpers.train.pretrain import warmup_cosine
+    from helpers.demo.pretrain import warmup_cosine
+    from helpers.demo.shapes import PretrainSettings
 
     settings = PretrainSettings(steps=10, warmup=2, lr=1.0)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)

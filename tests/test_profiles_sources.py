@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers.datasources import resolve_sources
-from helpers.eval_subset import evaluation_cap, evaluation_manifest
-from helpers.paths import SHARED_ROBOFLOW_DIR
-from helpers.profiles import PROFILES, get_profile
+from helpers.core.paths import SHARED_ROBOFLOW_DIR
+from helpers.course.profiles import PROFILES, get_profile
+from helpers.course.smoke_cap import evaluation_cap, evaluation_manifest
+from helpers.course.sources import resolve_sources
 
 
 def test_demo_and_full_profiles_differ_in_data_and_model():

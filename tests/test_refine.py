@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers.data.refine import box_mask, refine_box, refine_box_result, refine_boxes
 from helpers.evaluate.metrics import iou
-from helpers.refine import box_mask, refine_box, refine_box_result, refine_boxes
 
 SIZE = 192
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.io import read_json, write_json
-from helpers.report import build_report
-from helpers.results import DataInspection, LoraTraining, ResultsError, ThresholdSweep
+from helpers.core.io import read_json, write_json
+from helpers.course.course_report import build_report
+from helpers.course.records import DataInspection, LoraTraining, ResultsError, ThresholdSweep
 
 RUNTIME = {"device": "cpu", "gpu": None, "precision": "fp32", "num_workers": 0}
 SPLITS = {"val": {"cracks": 24, "taping": 18}, "test": {"cracks": 23, "taping": 17}}
@@ -159,7 +159,7 @@ def test_report_says_plainly_that_evaluation_was_capped(tmp_path):
 
 
 def test_an_unknown_run_is_one_line_and_exit_2(capsys) -> None:
-    from helpers.report import main
+    from helpers.course.course_report import main
 
     assert main(["--profile", "nosuch-run"]) == 2
     err = capsys.readouterr().err.strip()
@@ -170,7 +170,7 @@ def test_an_unknown_run_is_one_line_and_exit_2(capsys) -> None:
 def test_help_is_complete(capsys) -> None:
     import pytest
 
-    from helpers.report import main
+    from helpers.course.course_report import main
 
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -201,7 +201,7 @@ def test_a_metrics_file_off_the_schema_is_named_in_one_line(tmp_path, capsys, mo
     assert str(path) in message and "test_iou_at_val_threshold" in message
     assert "\n" not in message and "re-run notebook 05_threshold_sweep" in message
 
-    import helpers.report as report
+    import helpers.course.course_report as report
 
     monkeypatch.setattr(report, "OUTPUTS_DIR", tmp_path.parent)
     monkeypatch.setattr(report, "profile_dir", lambda run: tmp_path.parent / run)
@@ -243,7 +243,7 @@ def test_a_notebook_cannot_write_a_value_of_the_wrong_type(tmp_path):
 
 
 def test_a_half_written_metrics_file_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    import helpers.report as report
+    import helpers.course.course_report as report
 
     folder = _metrics(tmp_path)
     (folder / "metrics" / "05_threshold_sweep.json").write_text('{"profile": "demo", ')

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from helpers.runtime import (
+from helpers.core.runtime import (
     Runtime,
     RuntimeUnavailable,
     available_devices,
@@ -109,7 +109,7 @@ def test_batches_move_to_the_model_device():
 
 
 def test_a_peak_memory_window_survives_the_loops_per_epoch_resets(monkeypatch):
-    from helpers import runtime
+    from helpers.core import runtime
 
     counter = {"peak": 0.0}
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: counter["peak"])

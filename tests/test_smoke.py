@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_notebooks
-from helpers.io import read_json
-from helpers.paths import SHARED_ROBOFLOW_DIR, metrics_dir, profile_dir
-from helpers.profiles import PROFILES
-from helpers.report import build_report
-from helpers.runtime import get_runtime
+from helpers.core.io import read_json
+from helpers.core.paths import SHARED_ROBOFLOW_DIR, metrics_dir, profile_dir
+from helpers.core.runtime import get_runtime
+from helpers.course import runner as run_notebooks
+from helpers.course.course_report import build_report
+from helpers.course.profiles import PROFILES
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebook, pytest.mark.realdata]
 RUN = "test-smoke-profile"

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from helpers.data import synthetic
 from helpers.data.describe import stroke_width
-from helpers.data.synthetic import STAMP_NAME, DemoPaths, generate_demo_exports
-from helpers.demo_data import ensure_demo_data, main
+from helpers.demo import synthetic
+from helpers.demo.exports import ensure_demo_data, main
+from helpers.demo.synthetic import STAMP_NAME, DemoPaths, generate_demo_exports
 
 SIZE = 128
 SMALL = {"image_size": SIZE, "n_crack_sources": 8, "n_taping_sources": 8}

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-from helpers.runtime import RuntimeUnavailable, resolve_amp
+from helpers.core.runtime import RuntimeUnavailable, resolve_amp
 from helpers.train.checkpoint import (
     STATE_FILE,
     TRAINABLE_FILE,

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from helpers.core.io import read_mask
 from helpers.data.augment import augment_batch, draw_augment, no_augment, normalise
 from helpers.data.images import load_rgb
 from helpers.data.prompts import (
@@ -45,7 +46,6 @@ from helpers.data.prompts import (
     prompts_for,
     sample_prompt,
 )
-from helpers.io import read_mask
 
 
 def resize_soft_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers.core.io import read_mask
 from helpers.evaluate.metrics import iou
-from helpers.io import read_mask
 
 FAIL_IOU = 0.5  # an image below this IoU counts as a failure
 MISS_RECALL = 0.1  # recall below this: the object was missed

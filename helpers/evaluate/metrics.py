@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from skimage.morphology import skeletonize
 
-from helpers.postprocess import as_binary
+from helpers.inference.postprocess import as_binary
 
 MODEL_SIZE = (352, 352)
 PATCH_PX = 16  # one vision-tower patch side at MODEL_SIZE (real checkpoint and tiny model)

@@ -16,7 +16,7 @@ stored maps (`helpers.evaluate.stored`: post-processing, clDice, galleries) are 
 Because every test image is scored under every prompt of its class, per-prompt tables compare
 prompts on the same images (a paired comparison).
 
-A store is a `helpers.cache` output built in place: its `cache_key.json` holds the hash of
+A store is a `helpers.core.cache` output built in place: its `cache_key.json` holds the hash of
 `evaluation_key` (the caller's model key, the evaluated rows, splits, prompts and thresholds),
 recorded as started before the first map is written and as done after the tables. Stores from
 before that record (with `evaluation.json`) are evaluated again once.
@@ -33,15 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.background import BackgroundWriter, read_ahead
-from helpers.cache import is_current, record_key
+from helpers.core.background import BackgroundWriter, read_ahead
+from helpers.core.cache import is_current, record_key
+from helpers.core.io import atomic_path, folder_lock, read_mask
+from helpers.core.progress import bar
+from helpers.core.runtime import default_workers
 from helpers.data.images import load_rgb
 from helpers.data.prompts import PROMPTS, prompt_slug
 from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
-from helpers.inference import Segmenter, as_stored, quantise
-from helpers.io import atomic_path, folder_lock, read_mask
-from helpers.progress import bar
-from helpers.runtime import default_workers
+from helpers.inference.segmenter import Segmenter, as_stored, quantise
 
 SWEEP_FILE = "sweep.csv.gz"
 TRUE_SWEEP_FILE = "sweep_true_masks.csv.gz"

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from helpers.data.images import load_rgb
-from helpers.inference import Segmenter
+from helpers.inference.segmenter import Segmenter
 
 
 def foreground_by_prompt(

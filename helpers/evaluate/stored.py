@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
+from helpers.core.io import read_mask
 from helpers.data.prompts import PROMPTS
 from helpers.evaluate.metrics import MODEL_SIZE, false_positives_near, resize_truth, score_image
 from helpers.evaluate.predictions import image_id, probability_path, read_probability
-from helpers.io import read_mask
-from helpers.postprocess import postprocess
+from helpers.inference.postprocess import postprocess
 
 RESOLUTIONS = ("full", "model")
 

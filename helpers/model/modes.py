@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-from helpers.io import atomic_folder
+from helpers.core.io import atomic_folder
 from helpers.model.forward import unwrap
 
 Mode = Literal["decoder", "lora", "full"]

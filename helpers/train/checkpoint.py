@@ -11,7 +11,7 @@ A checkpoint folder (e.g. `out_dir/last`) holds
 - `checkpoint.json`, written last: epoch and metric. A folder without it is incomplete.
 
 The folder is built under a temporary name beside the target and swapped in
-(`helpers.io.atomic_folder`): in one atomic exchange where the file system allows it, else with
+(`helpers.core.io.atomic_folder`): in one atomic exchange where the file system allows it, else with
 two renames; if the process dies between those, the previous complete folder is still on disk
 under `.<name>.old` and `find_checkpoint` puts it back.
 """
@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from helpers.io import atomic_folder, read_json, write_json
+from helpers.core.io import atomic_folder, read_json, write_json
 
 TRAINABLE_FILE = "trainable.safetensors"
 STATE_FILE = "training_state.pt"

@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from helpers.core.runtime import model_device
 from helpers.model.forward import segment, unwrap
 from helpers.model.modes import part_of
-from helpers.runtime import model_device
 from helpers.train.losses import BCEDiceLoss
 from helpers.train.validate import device_batch
 

@@ -2,7 +2,7 @@
 
 `train(model, train_ds, val_ds, cfg, out_dir, collate_fn)` trains the parameters of `model`
 that have `requires_grad` (prepare the model with `helpers.model.modes.apply_mode` first)
-where the model is (move it with `helpers.runtime` first), at `cfg.precision`, and writes
+where the model is (move it with `helpers.core.runtime` first), at `cfg.precision`, and writes
 into `out_dir`:
 
 - `config.json`: the `TrainConfig`;
@@ -17,7 +17,7 @@ the start of every epoch and each epoch's shuffle comes from a generator seeded 
 
 Beside the loop: one optimisation step (optimizer, schedule, AMP) in `helpers.train.step`,
 validation in `helpers.train.validate`, checkpoints, early stopping, resume and the log in
-`helpers.train.state`, device and precision in `helpers.runtime`.
+`helpers.train.state`, device and precision in `helpers.core.runtime`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from helpers.io import write_json
-from helpers.progress import bar
-from helpers.runtime import (
+from helpers.core.io import write_json
+from helpers.core.progress import bar
+from helpers.core.runtime import (
     PRECISIONS,
     get_runtime,
     memory_held_elsewhere_mb,

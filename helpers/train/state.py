@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from helpers.io import write_json, write_text
+from helpers.core.io import write_json, write_text
 from helpers.train.checkpoint import (
     META_FILE,
     RESTART_HINT,

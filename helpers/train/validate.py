@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.core.progress import bar
+from helpers.core.runtime import Runtime, model_device, to_device
 from helpers.data.augment import finish_batch
-from helpers.progress import bar
-from helpers.runtime import Runtime, model_device, to_device
 
 ForwardFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]
 

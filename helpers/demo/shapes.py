@@ -1,5 +1,5 @@
 """The tiny model's pretraining task: generic prompted shapes (the demo's stand-in for the
-real checkpoint's pretraining). The training itself is `helpers.train.pretrain.pretrain_tiny`,
+real checkpoint's pretraining). The training itself is `helpers.demo.pretrain.pretrain_tiny`,
 which runs the course's own training loop on these examples.
 
 The real CLIPSeg arrives pretrained: it already segments whatever a prompt names, and the
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers.model.tokenizer import SHAPE_WORDS
+from helpers.demo.tokenizer import SHAPE_WORDS
 
 SHAPE_PROMPTS: dict[str, tuple[str, ...]] = {
     "line": ("segment line", "segment thin line", "segment dark line", "segment curved line"),
@@ -235,8 +235,8 @@ def to_pixel_values(images: np.ndarray, image_processor) -> torch.Tensor:
 @torch.no_grad()
 def shapes_iou(model: nn.Module, processor, size: int = 160, n: int = 96, seed: int = 1) -> dict:
     """Mean IoU per shape kind on fresh examples (prompt names a present shape; threshold 0.5)."""
+    from helpers.core.runtime import model_device
     from helpers.model.forward import segment
-    from helpers.runtime import model_device
 
     device = model_device(model)
     rng = np.random.default_rng(seed)

@@ -5,10 +5,10 @@ split, epochs, seed and evaluation for every mode) and afterwards loads the best
 so notebooks 05-07 can start from a trained model without "run 04 first", and 06 reuses the
 LoRA run of 04 when their settings agree. Runs live in `outputs/<run>/models/<mode>/`.
 
-The profile's device, precision and workers decide where the run goes (`helpers.runtime`):
+The profile's device, precision and workers decide where the run goes (`helpers.core.runtime`):
 the model is moved there, trained there and returned there.
 
-A run folder is a `helpers.cache` output built in place: its `cache_key.json` records the
+A run folder is a `helpers.core.cache` output built in place: its `cache_key.json` records the
 run's key (`run_key`: model, data, split and every training setting) as started when training
 begins and as done once it completes, so an interrupted run with the same key resumes and a
 finished one is loaded. `run.json` describes the run; its "fingerprint" is the key's hash.
@@ -28,10 +28,10 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.cache import is_current, key_hash, read_record, record_key
-from helpers.io import folder_lock, read_json, write_json
-from helpers.paths import profile_dir
-from helpers.profiles import Profile
+from helpers.core.cache import is_current, key_hash, read_record, record_key
+from helpers.core.io import folder_lock, read_json, write_json
+from helpers.core.paths import profile_dir
+from helpers.course.profiles import Profile
 
 RUN_FILE = "run.json"
 
@@ -79,10 +79,10 @@ def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, An
 
     The data part covers the masks' content through `mask_fraction`, so regenerated data under
     the same file names is not mistaken for the old; `tiny` counts with its recipe version.
-    Its `helpers.cache.key_hash` is the run's fingerprint.
+    Its `helpers.core.cache.key_hash` is the run's fingerprint.
     """
-    from helpers.base_models import base_model_key
-    from helpers.model.load import TINY, TINY_VERSION
+    from helpers.demo.tiny_model import TINY, TINY_VERSION
+    from helpers.inference.loading import base_model_key
 
     columns = ["image_path", "mask_path", "split", "dataset", "mask_fraction"]
     return {
@@ -99,7 +99,7 @@ def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, An
 
 def legacy_fingerprint(key: dict[str, Any]) -> str:
     """The fingerprint an earlier version of the course wrote into `run.json` for the same
-    settings (before runs carried a `helpers.cache` key record), so its finished runs are
+    settings (before runs carried a `helpers.core.cache` key record), so its finished runs are
     recognised instead of trained again."""
     payload = {k: v for k, v in key.items() if k != "base"}
     payload["data"] = hashlib.sha256(str(key["data"]).encode()).hexdigest()
@@ -163,7 +163,7 @@ class TrainedModel:
     folder: Path
     log: pd.DataFrame
     info: dict[str, Any]
-    runtime: Any = None  # the helpers.runtime.Runtime the model lives on
+    runtime: Any = None  # the helpers.core.runtime.Runtime the model lives on
     from_cache: bool = False  # loaded from a finished run with the same settings
 
     @property
@@ -187,12 +187,12 @@ class TrainedModel:
 
     @property
     def checkpoint(self) -> Path:
-        """The best checkpoint folder (what `helpers.predict --model` takes)."""
+        """The best checkpoint folder (what `helpers.inference.mask_files --model` takes)."""
         return self.folder / "best"
 
     def segmenter(self):
         """A `helpers.inference.Segmenter` for this model, at the precision it was trained at."""
-        from helpers.inference import Segmenter
+        from helpers.inference.segmenter import Segmenter
 
         precision = self.runtime.precision if self.runtime is not None else "auto"
         return Segmenter(self.model, self.processor, precision=precision)
@@ -247,10 +247,10 @@ def trained_model(
     """
     import torch
 
-    from helpers.base_models import load_model
+    from helpers.core.runtime import PeakMemory, get_runtime
     from helpers.data.dataset import make_collate
+    from helpers.inference.loading import load_model
     from helpers.model.modes import apply_mode, count_parameters, load_trainable
-    from helpers.runtime import PeakMemory, get_runtime
     from helpers.train.loop import train
 
     rt = get_runtime(profile.device, profile.precision, profile.num_workers)

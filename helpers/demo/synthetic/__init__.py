@@ -28,7 +28,7 @@ seams, with their masks) and `export` (plans, variants, the COCO files and the b
 demo folder).
 """
 
-from helpers.data.synthetic.export import (
+from helpers.demo.synthetic.export import (
     STAMP_NAME,
     DemoPaths,
     demo_paths,

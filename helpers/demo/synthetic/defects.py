@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from helpers.data.synthetic.surfaces import lowfreq
+from helpers.demo.synthetic.surfaces import lowfreq
 
 OUTLINE_MARGIN = (1.0, 4.0)  # px at 320 px: how loosely a source's cracks are outlined
 SUPERSAMPLE = 2  # cracks are drawn at this multiple of the image size, then traced

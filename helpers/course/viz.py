@@ -76,7 +76,7 @@ def image_grid(
 
 def save_figure(fig, path: str | Path) -> Path:
     """Save a figure (PNG, 110 dpi) atomically and return its path."""
-    from helpers.io import atomic_path
+    from helpers.core.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from helpers.paths import SHARED_ROBOFLOW_DIR
+from helpers.core.paths import SHARED_ROBOFLOW_DIR
 
 HUB_MODEL_ID = "CIDAS/clipseg-rd64-refined"
 

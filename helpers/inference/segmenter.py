@@ -12,7 +12,7 @@ model's device; only the final masks (uint8) come back to the CPU. Images of dif
 can share a batch: the processor resizes them all to the model's input size, and each image's
 logits are upsampled to that image's size.
 
-Precision follows `helpers.runtime`: "auto" is bf16/fp16 autocast on CUDA, fp32 elsewhere.
+Precision follows `helpers.core.runtime`: "auto" is bf16/fp16 autocast on CUDA, fp32 elsewhere.
 `PredictSettings` (threshold and post-processing per class) also lives here.
 """
 
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from helpers.core.io import read_json, write_json
+from helpers.core.runtime import get_runtime, model_device
 from helpers.data.prompts import class_of_prompt, prompt_slug
-from helpers.io import read_json, write_json
-from helpers.postprocess import postprocess
-from helpers.runtime import get_runtime, model_device
+from helpers.inference.postprocess import postprocess
 
 SETTINGS_FILE = "predict_settings.json"
 DEFAULT_THRESHOLD = 0.5
@@ -156,7 +156,7 @@ class Segmenter:
     """A model and its processor, ready to turn batches of images and prompts into masks.
 
     The model stays on the device it is on (it is only switched to eval mode); `precision`
-    ("auto", "bf16", "fp16", "fp32") is resolved for that device by `helpers.runtime`.
+    ("auto", "bf16", "fp16", "fp32") is resolved for that device by `helpers.core.runtime`.
     """
 
     def __init__(self, model: torch.nn.Module, processor, precision: str | None = "auto") -> None:
@@ -180,9 +180,9 @@ class Segmenter:
         device: str | torch.device | None = "auto",
         precision: str | None = "auto",
     ) -> Segmenter:
-        """Load a model by name or folder (`helpers.base_models.load_for_inference`) and move it
-        to `device` as `helpers.runtime.get_runtime` resolves it."""
-        from helpers.base_models import load_for_inference
+        """Load a model by name or folder (`helpers.inference.loading.load_for_inference`) and
+        move it to `device` as `helpers.core.runtime.get_runtime` resolves it."""
+        from helpers.inference.loading import load_for_inference
 
         runtime = get_runtime(device, precision)  # a missing device fails before loading
         net, processor = load_for_inference(model, base=base)

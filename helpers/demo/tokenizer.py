@@ -38,7 +38,7 @@ COMMON_WORDS = (
     "segmentation detect find show highlight locate all every some any no not "
     "inspection quality check repair finish finished unfinished rough smooth texture"
 )
-# Words of the tiny model's pretraining prompts (helpers.model.pretrain.SHAPE_PROMPTS).
+# Words of the tiny model's pretraining prompts (helpers.demo.shapes.SHAPE_PROMPTS).
 SHAPE_WORDS = "band bands stripe stripes blob blobs round square squares box boxes shape circle"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.profiles import Profile
+from helpers.course.profiles import Profile
 
 EVAL_SPLITS = ("val", "test")
 

@@ -1,6 +1,6 @@
 """Pretraining of the tiny model on prompted shapes, through the course's own `train()` loop.
 
-Each item is one shapes image (`helpers.model.pretrain.shapes_batch` with `pairs=True`) with
+Each item is one shapes image (`helpers.demo.shapes.shapes_batch` with `pairs=True`) with
 two prompts: a present shape, and another shape present or absent. The forward runs the
 vision tower once per image and decodes both prompts, so the prompt must choose.
 
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from helpers.model.pretrain import PretrainSettings, shapes_batch, shapes_iou, to_pixel_values
-from helpers.runtime import Runtime, get_runtime
+from helpers.core.runtime import Runtime, get_runtime
+from helpers.demo.shapes import PretrainSettings, shapes_batch, shapes_iou, to_pixel_values
 from helpers.train.loop import TrainConfig, train
 
 # Steps per log row (one "epoch" of the loop) when the step count allows.

@@ -4,9 +4,10 @@
     results.write(out_name)                      # outputs/<run>/metrics/05_threshold_sweep.json
     ThresholdSweep.read(out_dir)                 # back, checked against this schema
 
-Notebooks fill these classes; `helpers.report` reads them back through the same classes, so a
-key that a notebook renamed or forgot is a one-line error naming the file, never a silently
-missing row. Tables are lists of records (one dict per row), as `DataFrame.to_dict("records")`
+Notebooks fill these classes; `helpers.course.course_report` reads them back through the same
+classes, so a key that a notebook renamed or forgot is a one-line error naming the file,
+never a silently missing row. Tables are lists of records (one dict per row), as
+`DataFrame.to_dict("records")`
 gives them; per-class values are dicts keyed by class ("cracks", "taping").
 """
 
@@ -19,7 +20,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from helpers.io import read_json, write_json
+from helpers.core.io import read_json, write_json
 
 Records = list[dict[str, Any]]
 PerClass = dict[str, Any]
@@ -92,7 +93,7 @@ class NotebookResults:
 
     def write(self, run: str) -> Path:
         """Write `outputs/<run>/metrics/<NAME>.json` atomically; returns the path."""
-        from helpers.paths import profile_dir
+        from helpers.core.paths import profile_dir
 
         return self.write_in(profile_dir(run))
 
@@ -145,9 +146,9 @@ class ModelResults(NotebookResults):
 
     model: str
     seed: int
-    runtime: dict[str, Any]  # helpers.runtime.Runtime.describe()
+    runtime: dict[str, Any]  # helpers.core.runtime.Runtime.describe()
     peak_memory_mb: float
-    evaluation_cap: dict[str, Any]  # helpers.eval_subset.evaluation_cap()
+    evaluation_cap: dict[str, Any]  # helpers.course.smoke_cap.evaluation_cap()
 
 
 @dataclass(kw_only=True)

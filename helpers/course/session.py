@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.profiles import Profile, get_profile
+from helpers.course.profiles import Profile, get_profile
 
 
 @dataclass
@@ -31,15 +31,15 @@ class Course:
 
     @cached_property
     def sources(self):
-        """The exports this run reads (`helpers.datasources.DataSources`)."""
-        from helpers.datasources import resolve_sources
+        """The exports this run reads (`helpers.course.sources.DataSources`)."""
+        from helpers.course.sources import resolve_sources
 
         return resolve_sources(self.cfg)
 
     @cached_property
     def prepared(self):
         """Masks, manifest and problems, prepared once and cached on the inputs."""
-        from helpers.datasources import prepared_data
+        from helpers.course.sources import prepared_data
 
         return prepared_data(self.cfg)
 
@@ -51,22 +51,22 @@ class Course:
     @cached_property
     def manifest(self) -> pd.DataFrame:
         """What the run trains and evaluates on: every training image, val/test capped if the
-        profile caps evaluation (`helpers.eval_subset`)."""
-        from helpers.eval_subset import evaluation_manifest
+        profile caps evaluation (`helpers.course.smoke_cap`)."""
+        from helpers.course.smoke_cap import evaluation_manifest
 
         return evaluation_manifest(self.prepared_manifest, self.cfg)
 
     def evaluation_cap(self) -> dict[str, Any]:
         """What a metrics file records about the evaluation cap."""
-        from helpers.eval_subset import evaluation_cap
+        from helpers.course.smoke_cap import evaluation_cap
 
         return evaluation_cap(self.prepared_manifest, self.manifest, self.cfg)
 
     @cached_property
     def runtime(self):
-        """Device, precision and workers for models (`helpers.runtime.Runtime`); the first use
+        """Device, precision and workers for models (`helpers.core.runtime.Runtime`); the first use
         also starts a new peak-memory window."""
-        from helpers.runtime import PeakMemory, get_runtime
+        from helpers.core.runtime import PeakMemory, get_runtime
 
         rt = get_runtime(self.cfg.device, self.cfg.precision, self.cfg.num_workers)
         self._peak = PeakMemory(rt.device)
@@ -81,14 +81,14 @@ class Course:
     @property
     def out_dir(self) -> Path:
         """`outputs/<run>/`."""
-        from helpers.paths import profile_dir
+        from helpers.core.paths import profile_dir
 
         return profile_dir(self.out_name)
 
     @property
     def figures(self) -> Path:
         """`outputs/<run>/figures/`."""
-        from helpers.paths import figures_dir
+        from helpers.core.paths import figures_dir
 
         return figures_dir(self.out_name)
 

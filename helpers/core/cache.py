@@ -14,8 +14,8 @@ holds that key's hash and says done.
     build_once(target, key, build)
 
 returns `target` when it is current; otherwise, holding the folder's lock
-(`helpers.io.folder_lock`), it calls `build(tmp)` on an empty temporary folder beside `target`,
-writes the key record into it last, and swaps it in (`helpers.io.atomic_folder`). A target
+(`helpers.core.io.folder_lock`), it calls `build(tmp)` on an empty temporary folder beside `target`,
+writes the key record into it last, and swaps it in (`helpers.core.io.atomic_folder`). A target
 therefore appears complete with its record or not at all, a build that fails leaves the
 previous target as it was, and a second run waits for the first and then reuses its output.
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.io import (
+from helpers.core.io import (
     atomic_folder,
     folder_lock,
     json_default,

@@ -1,7 +1,7 @@
 """Progress bars that render where they can, and a summary line where they cannot.
 
 In a terminal or a live notebook, `bar` is `tqdm.auto.tqdm`. In a headless run (the notebooks
-executed by `helpers.run_notebooks` and papermill) a stored bar would freeze at its first frame
+executed by `helpers.course.runner` and papermill) a stored bar would freeze at its first frame
 ("0%|"), so there `bar` draws nothing and the code prints its own summary lines instead (the
 training loop prints one line per epoch). The runner marks a headless kernel by setting
 `HEADLESS_ENV`; it also switches off the Hugging Face libraries' own bars.

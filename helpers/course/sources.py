@@ -2,7 +2,7 @@
 
 Every notebook calls `prepared_data(...)` instead of relying on an earlier notebook having run.
 The prepared folder of exports of one's own is `custom-<hash of their paths>` (the hash of
-`helpers.cache.key_hash`; folders named by an earlier hash are prepared again once).
+`helpers.core.cache.key_hash`; folders named by an earlier hash are prepared again once).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.cache import key_hash
-from helpers.paths import prepared_dir, resolve
-from helpers.profiles import Profile
+from helpers.core.cache import key_hash
+from helpers.core.paths import prepared_dir, resolve
+from helpers.course.profiles import Profile
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class DataSources:
 def resolve_sources(profile: Profile) -> DataSources:
     """Pick the exports: the profile's paths, or the generated demo exports when both are empty."""
     if not profile.cracks_export and not profile.taping_export:
-        from helpers.demo_data import ensure_demo_data
+        from helpers.demo.exports import ensure_demo_data
 
         demo = ensure_demo_data()
         return DataSources("demo", demo.cracks, demo.taping, demo.seam_masks, prepared_dir("demo"))
@@ -53,9 +53,9 @@ def prepared_data(profile: Profile, box_masks: str = "rectangle"):
     """Masks, manifest (with the leakage-free split) and problems for the profile, cached.
 
     `box_masks` other than "rectangle" refines box annotations into seam masks
-    (`helpers.refine`); that variant is prepared into its own folder.
+    (`helpers.data.refine`); that variant is prepared into its own folder.
     """
-    from helpers.prepare import ensure_prepared
+    from helpers.data.preparation import ensure_prepared
 
     src = resolve_sources(profile)
     out = (

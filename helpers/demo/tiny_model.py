@@ -1,0 +1,158 @@
+"""The demo's tiny CLIPSeg: a small architecture of the real model's family with its own
+tokenizer, pretrained for about a minute on prompted shapes (`helpers.demo.pretrain`) and
+saved once in `outputs/models/tiny-clipseg`, a `helpers.core.cache` output keyed by its recipe
+(`tiny_key`: TINY_VERSION, seed and pretraining settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
+
+from helpers.core.cache import build_once, is_current
+from helpers.core.io import write_json
+from helpers.core.paths import models_dir
+from helpers.core.runtime import Runtime
+from helpers.demo.shapes import PretrainSettings
+from helpers.demo.tokenizer import build_tiny_tokenizer
+from helpers.model.architecture import IMAGE_SIZE, build_processor, saved_model_present
+
+TINY = "tiny"
+
+
+TINY_SEED = 0
+
+
+# Bumped whenever the tiny recipe changes, so a stale saved copy is rebuilt.
+TINY_VERSION = 2
+
+
+PRETRAIN_FILE = "tiny_pretraining.json"
+
+
+def tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int) -> CLIPSegConfig:
+    """A small CLIPSeg: 5 vision layers feeding a 3-block decoder from layers 1, 2, 3.
+
+    Like the real model (12 layers, extract 3/6/9) it has a vision layer after the last
+    extract layer that never influences the output.
+    """
+    return CLIPSegConfig(
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 5,
+            "num_attention_heads": 4,
+            "patch_size": 16,
+            "image_size": IMAGE_SIZE,
+        },
+        text_config={
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "vocab_size": vocab_size,
+            "bos_token_id": bos_token_id,
+            "eos_token_id": eos_token_id,
+            "pad_token_id": eos_token_id,
+        },
+        projection_dim=64,
+        extract_layers=[1, 2, 3],
+        reduce_dim=32,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=128,
+        use_complex_transposed_convolution=True,
+    )
+
+
+def _rescale_decoder_init(model: CLIPSegForImageSegmentation) -> None:
+    """Give the decoder's projections and convolutions PyTorch's default (fan-in scaled) init.
+
+    The config-level init draws them with unit standard deviation, which makes random-weight
+    logits of magnitude ~100-1000 and a first training step that only fights saturation.
+    """
+    decoder = model.decoder
+    for module in [
+        decoder.film_mul,
+        decoder.film_add,
+        *decoder.reduces,
+        *decoder.transposed_convolution.modules(),
+    ]:
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.reset_parameters()
+
+
+def build_tiny_model(seed: int = TINY_SEED) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
+    """The tiny model with random weights and its processor (deterministic for a given seed)."""
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = CLIPSegForImageSegmentation(config)
+        _rescale_decoder_init(model)
+    finally:
+        torch.random.set_rng_state(state)
+    model.eval()
+    return model, build_processor(tokenizer)
+
+
+def build_pretrained_tiny_model(
+    seed: int = TINY_SEED,
+    settings: PretrainSettings | None = None,
+    progress: bool = True,
+    runtime: Runtime | None = None,
+) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor, dict]:
+    """The tiny model pretrained on prompted shapes, its processor and the pretraining summary.
+
+    Deterministic for a given seed and settings (on the same machine, device and thread
+    count). The model comes back on the CPU.
+    """
+    from helpers.demo.pretrain import pretrain_tiny
+
+    model, processor = build_tiny_model(seed)
+    state = torch.random.get_rng_state()
+    try:
+        summary = pretrain_tiny(model, processor, settings, progress=progress, runtime=runtime)
+    finally:
+        torch.random.set_rng_state(state)
+    summary = {"tiny_version": TINY_VERSION, "seed": seed, **summary}
+    return model.eval(), processor, json.loads(json.dumps(summary))
+
+
+def tiny_key(settings: PretrainSettings, seed: int = TINY_SEED) -> dict:
+    """What a saved tiny model is built from: the recipe version, seed and pretraining."""
+    return {"tiny_version": TINY_VERSION, "seed": seed, "pretrain": settings.to_dict()}
+
+
+def tiny_is_complete(path: Path, settings: PretrainSettings) -> bool:
+    """True if `path` holds a tiny model of this recipe version built with `settings`."""
+    return is_current(path, tiny_key(settings))
+
+
+def ensure_tiny_model(
+    path: str | os.PathLike[str] | None = None,
+    pretrain: PretrainSettings | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build, pretrain and save the tiny model once (atomically); return its folder.
+
+    `pretrain` defaults to the shipped settings (about a minute on 2 CPU cores); a folder
+    built with other settings or an older recipe is rebuilt.
+    """
+    path = Path(path) if path is not None else models_dir() / "tiny-clipseg"
+    settings = pretrain or PretrainSettings()
+
+    def build(folder: Path) -> None:
+        model, processor, summary = build_pretrained_tiny_model(
+            settings=settings, progress=progress
+        )
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        write_json(folder / PRETRAIN_FILE, summary)
+
+    return build_once(path, tiny_key(settings), build, valid=saved_model_present)
