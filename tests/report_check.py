@@ -43,9 +43,15 @@ def _prose(text: str) -> str:
     )
 
 
-def unbacked_numbers(text: str, out_dir: Path) -> list[str]:
-    """Numbers printed in `text` that no metrics value rounds to (at the printed precision)."""
-    values = metric_values(out_dir)
+def json_values(*paths: Path) -> list[float]:
+    """Every number in the given JSON files."""
+    return [v for p in paths for v in _leaves(json.loads(p.read_text(encoding="utf-8")))]
+
+
+def unbacked_numbers(text: str, out_dir: Path, extra: list[float] | None = None) -> list[str]:
+    """Numbers printed in `text` that no metrics value (nor one of `extra`) rounds to, at the
+    printed precision."""
+    values = metric_values(out_dir) + list(extra or [])
     missing = []
     for token in NUMBER.findall(_prose(text)):
         if len(token) > 1 and token[0] == "0" and token[1].isdigit():

@@ -133,3 +133,21 @@ def test_model_notebooks_record_runtime_and_an_uncapped_evaluation(executed):
         assert m["runtime"]["precision"] in ("fp32", "bf16", "fp16"), name
         assert m["peak_memory_mb"] > 0, name
         assert m["evaluation_cap"]["capped"] is False, name  # the demo evaluates every image
+
+
+def test_every_trained_model_has_a_card_of_recorded_numbers(executed):
+    import re
+
+    from huggingface_hub import ModelCard
+    from report_check import json_values, unbacked_numbers
+
+    from helpers.course.model_card import write_model_cards
+
+    cards = write_model_cards(profile_dir(RUN))
+    assert {p.parent.parent.name for p in cards} >= {"decoder", "lora", "full"}
+    for path in cards:
+        card = ModelCard.load(path)
+        assert "[More Information Needed]" not in card.content
+        assert not re.search(r"(^|[\s\"'`(=:])/(?:tmp|work|root|home|Users)/", card.content)
+        extra = json_values(*path.parent.glob("*.json"), path.parent.parent / "run.json")
+        assert unbacked_numbers(card.text, profile_dir(RUN), extra) == [], path

@@ -22,6 +22,7 @@ import pandas as pd
 
 from helpers.core.io import read_json, write_text
 from helpers.core.paths import OUTPUTS_DIR, profile_dir
+from helpers.course.model_card import write_model_cards
 from helpers.course.records import (
     DataInspection,
     FailureAnalysis,
@@ -550,11 +551,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     html = export_html(out_dir)
     try:
         report = build_report(out_dir, args.profile)
+        cards = write_model_cards(out_dir)  # the cards now hold the scores of 05 and 06
     except (OSError, ValueError, KeyError, TypeError) as err:  # ResultsError is a ValueError
         # a metrics file off the schema, unreadable or half-written: one line, not a traceback
         print(f"error: cannot build the report of {args.profile!r}: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {report} and {len(html)} HTML notebook(s) in {out_dir / 'html'}")
+    print(
+        f"wrote {report}, {len(cards)} model card(s) and {len(html)} HTML notebook(s) in "
+        f"{out_dir / 'html'}"
+    )
     return 0
 
 

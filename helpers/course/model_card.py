@@ -1,0 +1,291 @@
+"""A model card for every trained model, generated from its run's metrics.
+
+`write_model_card(run_folder)` writes `<run folder>/best/README.md` (the folder that
+`python -m helpers.predict --model` takes), following the Hugging Face model card conventions:
+YAML metadata, then sections. Every number in it is a value of the run's records (`run.json`,
+`predict_settings.json`, the notebooks' metrics files), rounded; a section whose notebook has not
+run yet says so. No machine path appears in it: the base model is named by its Hub id (or as the
+course's tiny demo model) and the checkpoint by its path inside the repository.
+
+`write_model_cards(out_dir)` refreshes the card of every finished run under `outputs/<run>/models/`
+(the report does this, so the cards hold the scores of 05 and 06 once they ran). It also points a
+LoRA adapter's `adapter_config.json` at the base model's name instead of the folder it was loaded
+from, so the adapter can be shared as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from helpers.core.io import read_json, write_json, write_text
+from helpers.core.paths import PROJECT_ROOT
+from helpers.data.prompts import PROMPTS
+from helpers.data.split import SMALL_SPLIT
+from helpers.demo.full_size_random import FULL_SIZE_RANDOM
+from helpers.demo.tiny_model import TINY
+from helpers.inference.segmenter import SETTINGS_FILE
+
+CARD_FILE = "README.md"
+RUN_FILE = "run.json"
+CLASSES = ("cracks", "taping")
+MODE_TEXT = {
+    "decoder": "decoder-only fine-tuning (the CLIP towers frozen)",
+    "lora": "LoRA adapters on the attention query and value projections",
+    "full": "full fine-tuning (decoder and both CLIP towers)",
+}
+REFERENCES = (
+    "- CLIPSeg: T. Lüddecke and A. Ecker, *Image Segmentation Using Text and Image Prompts*, "
+    "CVPR ([arXiv](https://arxiv.org/abs/2112.10003)).\n"
+    "- LoRA: E. Hu et al., *LoRA: Low-Rank Adaptation of Large Language Models*, ICLR "
+    "([arXiv](https://arxiv.org/abs/2106.09685)).\n"
+    "- Dice loss: F. Milletari et al., *V-Net*, 3DV ([arXiv](https://arxiv.org/abs/1606.04797))."
+)
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """How the card prints a number: integers as they are, floats rounded to `digits`."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{round(float(value), digits):g}"
+
+
+def base_model_text(name: str) -> tuple[str | None, str]:
+    """(Hub id for the metadata or None, how the card names the base model)."""
+    if name == TINY:
+        return None, "the course's tiny demo model (a small CLIPSeg pretrained on prompted shapes)"
+    if name == FULL_SIZE_RANDOM:
+        return None, "the real checkpoint's architecture with random weights (a smoke test)"
+    if Path(name).is_absolute() or Path(name).exists():
+        return None, "a CLIPSeg model saved on the training machine"
+    return name, f"`{name}`"
+
+
+def repo_path(path: Path) -> str:
+    """`path` relative to the repository (the card never names a machine path)."""
+    try:
+        return Path(os.path.relpath(path.resolve(), PROJECT_ROOT)).as_posix()
+    except ValueError:  # another drive
+        return path.name
+
+
+def _metrics(out_dir: Path, name: str) -> dict[str, Any] | None:
+    path = out_dir / "metrics" / f"{name}.json"
+    return read_json(path) if path.is_file() else None
+
+
+def _sizes_table(images: dict, photos: dict) -> list[str]:
+    rows = ["| split | class | images | photos |", "|---|---|---|---|"]
+    flags = []
+    for split in ("train", "val", "test"):
+        for cls in CLASSES:
+            n_img = images.get(split, {}).get(cls)
+            if n_img is None:
+                continue
+            n_ph = photos.get(split, {}).get(cls)
+            shown = num(n_ph) if n_ph is not None else ""
+            rows.append(f"| {split} | {cls} | {num(n_img)} | {shown} |")
+            if split != "train" and n_ph is not None and n_ph < SMALL_SPLIT:
+                flags.append(f"{split} {cls} ({num(n_ph)} photos)")
+    if flags:
+        rows += ["", f"Small splits (fewer than {num(SMALL_SPLIT)} photos): "
+                 + ", ".join(flags) + "; their scores are rough."]
+    return rows + [""]
+
+
+def card_text(run_folder: Path) -> str:
+    """The model card of the run in `run_folder` (`outputs/<run>/models/<mode>/`)."""
+    info = read_json(run_folder / RUN_FILE)
+    out_dir = run_folder.parents[1]
+    mode = info["mode"]
+    hub_id, base_text = base_model_text(str(info["base_model"]))
+    m04, m05, m06 = (_metrics(out_dir, n) for n in
+                     ("04_lora_training", "05_threshold_sweep", "06_full_vs_lora"))
+    # the notebooks' tables score the runs named by their mode (models/lora, ...); a variant
+    # (e.g. models/lora-refined-lines) shares its mode but not those scores
+    scored = run_folder.name == mode
+    settings_file = run_folder / "best" / SETTINGS_FILE
+    settings = read_json(settings_file) if settings_file.is_file() else None
+    cfg = info["train_config"]
+    checkpoint = repo_path(run_folder / "best")
+    lines = [f"# CLIPSeg for drywall quality assurance: {mode}", ""]
+    lines += [
+        "A text-prompted segmentation model: a photo and a prompt (\"segment crack\", "
+        "\"segment taping area\") go in, a probability map comes out, and a per-class threshold "
+        "turns it into a binary mask. One model serves both tasks; the prompt is the switch.",
+        "",
+        "## Model details",
+        "",
+        f"- **Base model:** {base_text}.",
+        f"- **Adaptation:** {MODE_TEXT.get(mode, mode)}; "
+        f"{num(info['parameters']['trainable'])} trainable of "
+        f"{num(info['parameters']['total'])} parameters.",
+    ]
+    if info.get("lora"):
+        lora = info["lora"]
+        lines.append(f"- **LoRA:** rank {num(lora['r'])}, alpha {num(lora['alpha'])}, dropout "
+                     f"{num(lora['dropout'])}.")
+    lines += [
+        f"- **Training:** profile `{info['profile']}`, up to {num(cfg['epochs'])} epochs at batch "
+        f"{num(cfg['batch_size'])}, learning rate {num(cfg['lr'])}, loss "
+        f"{num(cfg['bce_weight'])} x BCE + {num(cfg['dice_weight'])} x Dice, seed "
+        f"{num(cfg['seed'])}; best epoch {num(info['best_epoch'])} by validation mIoU "
+        f"(threshold {num(cfg['threshold'])}, at the model's input size); "
+        f"{num(info['seconds'], 1)} s of training on {info['runtime']['device']}.",
+        "",
+        "## Training data",
+        "",
+    ]
+    data = (m06 or m05 or {}).get("data")
+    if data == "demo":
+        lines.append("The course's generated demo exports: synthetic walls with thin branching "
+                     "cracks (polygon labels) and taped seams (box labels). Not real photos.")
+    else:
+        lines.append("Two Roboflow exports: wall cracks (polygon labels) and drywall "
+                     "joints/taping (box labels only), split by source photo so that augmented "
+                     "copies of one photo never straddle two splits.")
+    lines.append("")
+    sizes = m06 or m05
+    if sizes is not None:
+        lines += ["Split sizes (a photo is a group of near-duplicate images):", ""]
+        lines += _sizes_table(sizes["split_images"], sizes.get("split_photos", {}))
+    else:
+        lines += [f"{num(info['train_images'])} training and {num(info['val_images'])} validation "
+                  "items (the per-split counts appear once notebook 05 or 06 has run).", ""]
+    lines += ["Prompts seen in training (one drawn per item and epoch):", ""]
+    lines += [f"- {cls}: " + ", ".join(f'"{p}"' for p in PROMPTS[cls]) for cls in CLASSES]
+    lines += ["", "## Thresholds", ""]
+    thresholds = (settings or {}).get("threshold") or (
+        ((m06 or {}).get("thresholds") or {}).get(mode) if scored else None
+    )
+    if thresholds:
+        lines.append("Chosen on validation, per prompt class, and applied by `predict`: "
+                     + ", ".join(f"{cls} {num(t)}" for cls, t in sorted(thresholds.items())) + ".")
+    else:
+        lines.append("Not chosen yet for this model (notebooks 05 and 06 choose them on "
+                     "validation); `predict` falls back to 0.5.")
+    lines += ["", "## Evaluation", ""]
+    if scored:
+        lines += _evaluation(mode, m04, m06)
+    else:
+        lines.append(f"This run (`{run_folder.name}`) is a variant of the `{mode}` run, trained "
+                     "by the notebook that studies it and scored there; the course's evaluation "
+                     "tables do not cover it.")
+    lines += ["", "## Limitations and intended use", ""]
+    lines += _limitations(data, sizes)
+    lines += [
+        "",
+        "## How to use",
+        "",
+        "```bash",
+        f'python -m helpers.predict photos/ --prompt "segment crack" '
+        f'--prompt "segment taping area" --model {checkpoint} --out masks/',
+        "```",
+        "",
+        "```python",
+        "from helpers.inference.segmenter import Segmenter",
+        f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
+        'masks = segmenter.masks(rgb_array, ["segment crack", "segment taping area"])',
+        "```",
+        "",
+        "## References",
+        "",
+        REFERENCES,
+        "",
+    ]
+    meta = ModelCardData(
+        library_name="peft" if mode == "lora" else "transformers",
+        base_model=hub_id,
+        pipeline_tag="image-segmentation",
+        tags=["clipseg", "text-prompted-segmentation", "drywall", mode],
+    )
+    return f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+def _evaluation(mode: str, m04: dict | None, m06: dict | None) -> list[str]:
+    lines: list[str] = []
+    if m06 is not None:
+        rows = [r for r in m06["test_iou_photo_bootstrap"] if r["mode"] == mode]
+        if rows:
+            level = rows[0]["level"]
+            lines += [f"Test IoU per image at the validation thresholds, at each photo's full "
+                      f"resolution, with a {num(level)} interval from resampling the test photos:",
+                      "", "| class | test IoU | interval | photos |", "|---|---|---|---|"]
+            lines += [f"| {r['dataset']} | {num(r['iou'])} | {num(r['iou_low'])} to "
+                      f"{num(r['iou_high'])} | {num(r['photos'])} |" for r in rows]
+            lines.append("")
+        sens = m06["prompt_sensitivity_test"].get(mode)
+        if sens:
+            lines.append(f"Prompt sensitivity on test (1: only the right prompt marks anything; "
+                         f"0: the prompt is ignored): {num(sens['all'])} (crack images "
+                         f"{num(sens['cracks'])}, taping images {num(sens['taping'])}).")
+            lines.append("")
+    else:
+        lines += ["Test scores appear here once notebook 06 has run.", ""]
+    if m04 is not None:
+        untrained = m04["val_iou_untrained"]
+        lines.append("Untrained base model on validation (the training loop's protocol: "
+                     f"threshold {num(m04['val_threshold'])}, {num(m04['image_size'])} px, one "
+                     "prompt per image): " + ", ".join(f"{c} {num(v)}"
+                                                      for c, v in sorted(untrained.items())) + ".")
+        if mode == "lora":
+            lines.append("The LoRA model at its best epoch under the same protocol: " + ", ".join(
+                f"{c} {num(v)}" for c, v in sorted(m04["val_iou_lora"].items())) + ".")
+    else:
+        lines.append("The untrained baseline appears here once notebook 04 has run.")
+    return lines
+
+
+def _limitations(data: str | None, sizes: dict | None) -> list[str]:
+    lines = [
+        "- Taping is labelled with boxes only: a filled rectangle overstates a thin seam, so "
+        "IoU against it punishes a thin, correct mask.",
+    ]
+    if sizes is not None and any(
+        n < SMALL_SPLIT for s in ("val", "test")
+        for n in sizes.get("split_photos", {}).get(s, {}).values()
+    ):
+        lines.append("- The validation and test splits are small (see above): a threshold or a "
+                     "score from them can move with another draw of photos.")
+    if data == "demo":
+        lines.append("- Trained on synthetic walls: it shows the pipeline end to end, not what "
+                     "a model sees on real construction photos. Do not use it to inspect walls.")
+    lines.append("- Intended use: marking cracks and taped joints on drywall photos for a person "
+                 "to review, not an automatic pass/fail decision.")
+    return lines
+
+
+def portable_adapter_config(run_folder: Path) -> None:
+    """Name the base model in a LoRA adapter's config (not the folder it was loaded from)."""
+    path = run_folder / "best" / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = read_json(path)
+    base = str(read_json(run_folder / RUN_FILE)["base_model"])
+    if config.get("base_model_name_or_path") != base:
+        config["base_model_name_or_path"] = base
+        write_json(path, config)
+
+
+def write_model_card(run_folder: str | os.PathLike[str]) -> Path:
+    """Write the card of one finished run into `<run_folder>/best/README.md`; returns its path."""
+    run_folder = Path(run_folder)
+    text = card_text(run_folder)
+    ModelCard(text)  # parses, or raises before anything is written
+    portable_adapter_config(run_folder)
+    return write_text(run_folder / "best" / CARD_FILE, text)
+
+
+def write_model_cards(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Refresh the card of every finished run under `<out_dir>/models/`."""
+    written = []
+    for run_file in sorted(Path(out_dir).glob(f"models/*/{RUN_FILE}")):
+        info = read_json(run_file)
+        if info.get("completed") and (run_file.parent / "best").is_dir():
+            written.append(write_model_card(run_file.parent))
+    return written

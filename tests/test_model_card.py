@@ -1,0 +1,113 @@
+"""Every trained model goes out with a model card generated from its run's records."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from report_check import json_values, unbacked_numbers
+
+from helpers.core.io import read_json, write_json
+from helpers.course.model_card import write_model_card, write_model_cards
+
+ABSOLUTE = re.compile(r"(^|[\s\"'`(=:])/(?:tmp|work|root|home|Users|var|opt)/")
+
+
+def _run(tmp_path: Path, base: str, mode: str = "lora") -> Path:
+    out = tmp_path / "outputs" / "run"
+    folder = out / "models" / mode
+    (folder / "best").mkdir(parents=True)
+    write_json(folder / "run.json", {
+        "fingerprint": "f", "completed": True, "mode": mode, "base_model": base,
+        "profile": "full", "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+        "parameters": {"total": 150747746, "trainable": 995328},
+        "train_config": {"epochs": 20, "batch_size": 32, "lr": 0.0005, "bce_weight": 1.0,
+                         "dice_weight": 1.0, "seed": 42, "threshold": 0.5},
+        "best_epoch": 7, "seconds": 246.25, "runtime": {"device": "cuda"},
+        "train_images": 945, "val_images": 184,
+    })
+    write_json(folder / "best" / "adapter_config.json",
+               {"base_model_name_or_path": str(tmp_path / "cache" / "clipseg"), "r": 16})
+    write_json(out / "metrics" / "04_lora_training.json", {
+        "val_threshold": 0.5, "image_size": 352,
+        "val_iou_untrained": {"cracks": 0.2415, "taping": 0.1123},
+        "val_iou_lora": {"cracks": 0.5512, "taping": 0.4471},
+    })
+    write_json(out / "metrics" / "06_full_vs_lora.json", {
+        "data": "custom-abc",
+        "split_images": {"train": {"cracks": 640, "taping": 305}, "val": {"cracks": 121,
+                         "taping": 63}, "test": {"cracks": 118, "taping": 66}},
+        "split_photos": {"train": {"cracks": 210, "taping": 101}, "val": {"cracks": 41,
+                         "taping": 19}, "test": {"cracks": 40, "taping": 22}},
+        "thresholds": {"lora": {"cracks": 0.35000000000000003, "taping": 0.4}},
+        "test_iou_photo_bootstrap": [
+            {"mode": "lora", "dataset": c, "photos": n, "iou": v, "iou_low": v - 0.05,
+             "iou_high": v + 0.04, "level": 0.9}
+            for c, n, v in (("cracks", 40, 0.53127), ("taping", 22, 0.41018))
+        ],
+        "prompt_sensitivity_test": {"lora": {"cracks": 0.61, "taping": 0.4, "all": 0.52}},
+    })
+    return folder
+
+
+def test_the_card_parses_names_the_hub_model_and_prints_only_recorded_numbers(tmp_path):
+    folder = _run(tmp_path, "CIDAS/clipseg-rd64-refined")
+    card = ModelCard.load(write_model_card(folder))
+    assert card.data.base_model == "CIDAS/clipseg-rd64-refined"
+    assert card.data.library_name == "peft"
+    for heading in ("## Training data", "## Thresholds", "## Evaluation",
+                    "## Limitations and intended use", "## How to use"):
+        assert heading in card.text
+    assert "cracks 0.35, taping 0.4" in card.text  # thresholds chosen on validation
+    assert "| taping | 0.4102 | 0.3602 to 0.4502 | 22 |" in card.text  # interval over photos
+    assert "taping (19 photos)" in card.text  # the small-split flag
+    extra = json_values(folder / "run.json")
+    assert unbacked_numbers(card.text, folder.parents[1], extra) == []
+    assert not ABSOLUTE.search(card.content)
+    # the adapter names its base model, not the folder it was loaded from
+    config = read_json(folder / "best" / "adapter_config.json")
+    assert config["base_model_name_or_path"] == "CIDAS/clipseg-rd64-refined"
+
+
+def test_a_made_up_number_would_be_caught(tmp_path):
+    folder = _run(tmp_path, "CIDAS/clipseg-rd64-refined")
+    text = write_model_card(folder).read_text() + "\nTest IoU 0.9731.\n"
+    assert unbacked_numbers(text, folder.parents[1], json_values(folder / "run.json")) == [
+        "0.9731"
+    ]
+
+
+def test_the_tiny_model_is_named_as_the_demo_model_not_a_path(tmp_path):
+    folder = _run(tmp_path, "tiny")
+    card = ModelCard.load(write_model_card(folder))
+    assert card.data.base_model is None
+    assert "tiny demo model" in card.text
+    assert read_json(folder / "best" / "adapter_config.json")["base_model_name_or_path"] == "tiny"
+
+
+def test_cards_are_written_for_finished_runs_only(tmp_path):
+    done = _run(tmp_path, "tiny")
+    unfinished = done.parent / "full"
+    (unfinished / "best").mkdir(parents=True)
+    write_json(unfinished / "run.json", {"completed": False, "mode": "full"})
+    assert write_model_cards(done.parents[1]) == [done / "best" / "README.md"]
+
+
+@pytest.mark.parametrize("missing", ["04_lora_training", "06_full_vs_lora"])
+def test_a_card_before_the_evaluation_notebooks_ran_says_so(tmp_path, missing):
+    folder = _run(tmp_path, "tiny")
+    (folder.parents[1] / "metrics" / f"{missing}.json").unlink()
+    text = write_model_card(folder).read_text()
+    assert "once notebook" in text
+    assert unbacked_numbers(text, folder.parents[1], json_values(folder / "run.json")) == []
+
+
+def test_a_variant_run_does_not_borrow_the_scores_of_its_mode(tmp_path):
+    folder = _run(tmp_path, "tiny")
+    variant = folder.with_name("lora-refined-lines")
+    folder.rename(variant)
+    text = write_model_card(variant).read_text()
+    assert "0.5313" not in text and "0.35" not in text  # lora's test IoU and threshold
+    assert "variant of the `lora` run" in text
