@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from helpers.data.masks import render_mask_and_notes
+
 # Roboflow's category layout: id 0 is a placeholder supercategory, the real class has id 1.
 ROBOFLOW_CATEGORIES = [
     {"id": 0, "name": "crack", "supercategory": "none"},
@@ -106,3 +108,8 @@ def tree_checksums(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def render_mask(record) -> np.ndarray:
+    """The union of a record's objects as uint8 {0, 255}, shape (height, width)."""
+    return render_mask_and_notes(record)[0]

@@ -33,9 +33,9 @@ def test_leftovers_of_a_killed_build_are_removed_when_the_data_is_current(tmp_pa
     out = tmp_path / "demo"
     first = ensure_demo_data(out, **SMALL)
     # what a build killed after the folder was current again leaves beside it
-    (tmp_path / ".demo.building-abc123").mkdir()
-    (tmp_path / ".demo.building-abc123" / "half.jpg").write_bytes(b"x")
-    (tmp_path / f".demo.tmp-{_dead_pid()}-0123abcd").mkdir()
+    half_built = tmp_path / f".demo.tmp-{_dead_pid()}-0123abcd"
+    half_built.mkdir()
+    (half_built / "half.jpg").write_bytes(b"x")
     (tmp_path / ".demo.lock").write_bytes(b"")
     assert ensure_demo_data(out, **SMALL) == first
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]

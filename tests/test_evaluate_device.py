@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from sweep_reference import prediction_records, sweep_counts, sweep_table
 
 from helpers.core.io import write_mask_png
 from helpers.demo.tiny_model import build_tiny_model
 from helpers.evaluate import predictions
-from helpers.evaluate.sweep import THRESHOLDS, sweep_counts, sweep_counts_torch, sweep_table
+from helpers.evaluate.sweep import THRESHOLDS
+from helpers.evaluate.sweep import sweep_counts as sweep_counts_on_device
 from helpers.inference.segmenter import Segmenter
 
 PROMPTS = {"cracks": ["segment crack", "segment fracture"], "taping": ["segment taping area"]}
@@ -46,12 +48,8 @@ def manifest(tmp_path):
 
 
 def _per_image_tables(segmenter, manifest, store):
-    """The NumPy path: one image at a time, sweep_counts per map."""
-    records = list(
-        predictions.prediction_records(
-            segmenter, manifest, prompts=PROMPTS, batch_size=1, store=store, progress=False
-        )
-    )
+    """The NumPy reference: one image at a time, sweep_counts per map."""
+    records = list(prediction_records(segmenter, manifest, PROMPTS, store=store))
     true_records = [
         {**{k: v for k, v in r.items() if k != "true_mask"}, "truth": r["true_mask"]}
         for r in records
@@ -66,11 +64,11 @@ def test_device_sweep_counts_equal_numpy_counts_exactly():
     probs[0, 0, : len(THRESHOLDS)] = THRESHOLDS.astype(np.float32)  # values exactly at thresholds
     probs[1] = np.round(probs[1] * 255) / 255  # the stored 8-bit steps
     truth = rng.random((37, 41)) < 0.4
-    counts = sweep_counts_torch(torch.from_numpy(probs), torch.from_numpy(truth)).numpy()
+    counts = sweep_counts_on_device(torch.from_numpy(probs), torch.from_numpy(truth)).numpy()
     for p, c in zip(probs, counts, strict=True):
         np.testing.assert_array_equal(c, sweep_counts(p, truth))
     with pytest.raises(ValueError, match="does not match truth shape"):
-        sweep_counts_torch(torch.from_numpy(probs), torch.from_numpy(truth[:-1]))
+        sweep_counts_on_device(torch.from_numpy(probs), torch.from_numpy(truth[:-1]))
 
 
 def test_batched_device_evaluation_equals_the_per_image_path(tmp_path, segmenter, manifest):
@@ -97,9 +95,9 @@ def test_batched_probabilities_match_one_image_at_a_time(segmenter, manifest):
     prompts = PROMPTS["cracks"]
     together = segmenter.probability_maps(images, prompts)
     for image, maps in zip(images, together, strict=True):
-        alone = segmenter.probabilities([image], prompts)[0]
+        alone = segmenter.probability_maps([image], prompts)[0]
         assert maps.shape == (2, *image.shape[:2])
-        np.testing.assert_allclose(maps.cpu().numpy(), alone, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(maps.cpu().numpy(), alone.cpu().numpy(), atol=1e-5, rtol=0)
 
 
 def test_evaluate_model_writes_tables_once_per_key(tmp_path, segmenter, manifest):
@@ -119,25 +117,10 @@ def test_evaluate_model_writes_tables_once_per_key(tmp_path, segmenter, manifest
                       "img3__segment_taping_area.png"]
 
 
-def test_prompt_switch_shares_equal_thresholding_each_map(segmenter, manifest):
-    from helpers.data.images import load_rgb
-    from helpers.evaluate.prompt_switch import foreground_by_prompt
-
-    prompts = ["segment crack", "segment taping area"]
-    got = foreground_by_prompt(segmenter, manifest, prompts, split="test", batch_size=2)
-    rows = manifest[manifest["split"] == "test"]
-    expected = [
-        float(np.mean(p >= 0.5))
-        for path in rows["image_path"]
-        for p in segmenter.probabilities([load_rgb(path)], prompts)[0]
-    ]
-    assert list(got["prompt"]) == prompts * len(rows)
-    np.testing.assert_allclose(got["foreground"], expected, atol=1e-12)
-
-
 def test_the_sweep_table_and_the_stored_maps_give_one_number(segmenter, manifest, tmp_path):
     """A score read from the sweep table equals the same score recomputed from the stored
     probability maps (what post-processing, clDice and the galleries use)."""
+    from helpers.evaluate.metrics import mean_scores
     from helpers.evaluate.stored import stored_scores
     from helpers.evaluate.sweep import summary_at
 
@@ -148,7 +131,7 @@ def test_the_sweep_table_and_the_stored_maps_give_one_number(segmenter, manifest
     for split in sorted(table["split"].unique()):
         from_table = summary_at(table, chosen, split).set_index("dataset")["iou"]
         stored = stored_scores(tmp_path / "store", manifest, chosen, [split])
-        from_maps = stored.groupby("dataset")["iou"].mean()
+        from_maps = mean_scores(stored, ["dataset"]).set_index("dataset")["iou"]
         assert from_table.to_dict() == pytest.approx(from_maps.to_dict(), abs=1e-12), split
 
 

@@ -130,25 +130,20 @@ def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, 
     assert third.from_cache and third.info == second.info
 
 
-def test_a_finished_run_of_an_earlier_version_is_reused_not_retrained(tmp_path, monkeypatch):
-    """Runs written before key records existed carry only run.json's fingerprint."""
+def test_a_run_stored_in_an_older_format_is_retrained_not_adopted(tmp_path, monkeypatch):
+    """A run folder without a key record (an older format) is kept aside and trained again."""
     import helpers.course.runs as experiments
     from helpers.core.cache import KEY_FILE
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = _small()
-    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
-    folder = tmp_path / "r" / "decoder"
-    cfg = experiments.train_config(profile, "decoder", precision="fp32",
-                                   num_workers=first.runtime.num_workers)
-    key = experiments.run_key(profile, cfg, rows, None)
-    (folder / KEY_FILE).unlink()  # as an earlier version left it
-    info = experiments.read_json(folder / "run.json")
-    experiments.write_json(folder / "run.json", {**info, "fingerprint":
-                                                 experiments.legacy_fingerprint(key)})
+    experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    (tmp_path / "r" / "decoder" / KEY_FILE).unlink()  # as an older format left it
     again = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
-    assert again.from_cache and again.info["fingerprint"] == first.info["fingerprint"]
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["decoder"]
+    assert not again.from_cache and again.info["completed"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "decoder", "decoder.settings-unrecorded"
+    ]
 
 
 def test_retrain_keeps_a_finished_run_of_other_settings_aside(tmp_path, monkeypatch):

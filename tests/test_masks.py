@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_builders import render_mask
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from helpers.data.images import load_rgb
-from helpers.data.masks import MaskSizeError, mask_for_image, render_mask, source_id
+from helpers.data.masks import MaskSizeError, mask_for_image, source_id
 from helpers.data.roboflow import Annotation, ImageRecord
 
 

@@ -14,12 +14,11 @@ from helpers.evaluate.metrics import (
     dice,
     false_positives_near,
     iou,
-    pooled_iou,
+    mean_scores,
     resize_truth,
     score_image,
-    summarise,
 )
-from helpers.inference.segmenter import upsample_probs
+from helpers.inference.segmenter import upsample_logits
 
 # 4x4 hand case: pred covers columns 0-1 of rows 0-1, truth columns 1-2 of rows 0-1.
 # tp = 2, fp = 2, fn = 2 -> IoU = 2/6, Dice = 4/8.
@@ -93,44 +92,63 @@ def test_score_image_fields_agree_with_functions():
 
 def test_pooled_iou_differs_from_mean_iou():
     # image a: tp 90, fp 10 -> IoU 0.9; image b: tp 1, fn 9 -> IoU 0.1
-    counts = [(90, 10, 0), (1, 0, 9)]
-    assert pooled_iou(counts) == pytest.approx(91 / 110)
-    assert pooled_iou([(0, 0, 0)]) == 1.0
     df = pd.DataFrame(
         [
-            {"dataset": "cracks", "iou": 0.9, "dice": 90 / 95, "tp": 90, "fp": 10, "fn": 0},
-            {"dataset": "cracks", "iou": 0.1, "dice": 2 / 11, "tp": 1, "fp": 0, "fn": 9},
-            {"dataset": "taping", "iou": 1.0, "dice": 1.0, "tp": 5, "fp": 0, "fn": 0},
+            {"image_id": "a", "dataset": "cracks", "iou": 0.9, "dice": 90 / 95,
+             "tp": 90, "fp": 10, "fn": 0},
+            {"image_id": "b", "dataset": "cracks", "iou": 0.1, "dice": 2 / 11,
+             "tp": 1, "fp": 0, "fn": 9},
+            {"image_id": "c", "dataset": "taping", "iou": 1.0, "dice": 1.0,
+             "tp": 5, "fp": 0, "fn": 0},
+            {"image_id": "d", "dataset": "empty", "iou": 1.0, "dice": 1.0,
+             "tp": 0, "fp": 0, "fn": 0},
         ]
     )
-    table = summarise(df, by=["dataset"]).set_index("dataset")
-    assert table.loc["cracks", "miou"] == pytest.approx(0.5)
+    table = mean_scores(df, by=["dataset"]).set_index("dataset")
+    assert list(table.columns) == ["images", "pairs", "iou", "dice", "pooled_iou"]
+    assert table.loc["cracks", "iou"] == pytest.approx(0.5)
     assert table.loc["cracks", "pooled_iou"] == pytest.approx(91 / 110)
-    assert table.loc["cracks", "n_images"] == 2
-    assert table.loc["taping", "miou"] == 1.0
-    overall = summarise(df, by=None)
-    assert len(overall) == 1 and overall.loc[0, "n_images"] == 3
+    assert table.loc["cracks", "images"] == 2
+    assert table.loc["taping", "iou"] == 1.0
+    assert table.loc["empty", "pooled_iou"] == 1.0  # nothing predicted or true anywhere
+    overall = mean_scores(df, by=None)
+    assert len(overall) == 1 and overall.loc[0, "images"] == 4
     assert overall.loc[0, "pooled_iou"] == pytest.approx(96 / 115)
+    with pytest.raises(ValueError, match="image_id"):
+        mean_scores(df.drop(columns="image_id"))
 
 
-def test_upsample_probs_shapes_and_values():
+def test_mean_scores_counts_images_once_across_prompts():
+    rows = pd.DataFrame(
+        [
+            {"image_id": "a", "prompt": "p", "iou": 0.2, "cldice": 0.4, "threshold": 0.3},
+            {"image_id": "a", "prompt": "q", "iou": 0.4, "cldice": 0.6, "threshold": 0.3},
+            {"image_id": "b", "prompt": "p", "iou": 0.6, "cldice": 0.8, "threshold": 0.3},
+        ]
+    )
+    table = mean_scores(rows, by=[])
+    assert table.loc[0, ["images", "pairs"]].tolist() == [2, 3]
+    assert table.loc[0, "iou"] == pytest.approx(0.4) and table.loc[0, "cldice"] == 0.6
+    assert "pooled_iou" not in table  # no counts, no pooled score
+    assert list(mean_scores(rows, by=["prompt"])["images"]) == [2, 1]
+
+
+def test_upsample_logits_shapes_and_values():
     logits = torch.zeros(352, 352)
-    out = upsample_probs(logits, (480, 640))
-    assert out.shape == (480, 640) and out.dtype == np.float32
-    assert np.allclose(out, 0.5)
-    batch = upsample_probs(np.zeros((2, 352, 352), np.float32), (100, 50))
-    assert batch.shape == (2, 100, 50)
-    probs = upsample_probs(np.full((8, 8), 0.3, np.float32), (16, 16), logits=False)
-    assert np.allclose(probs, 0.3, atol=1e-6)
+    out = upsample_logits(logits, (480, 640))
+    assert out.shape == (480, 640) and out.dtype == torch.float32
+    assert torch.allclose(out, torch.tensor(0.5))
+    batch = upsample_logits(torch.zeros(2, 3, 352, 352, dtype=torch.float16), (100, 50))
+    assert batch.shape == (2, 3, 100, 50) and batch.dtype == torch.float32
     with pytest.raises(ValueError, match="size"):
-        upsample_probs(logits, (0, 10))
+        upsample_logits(logits, (0, 10))
 
 
 def test_thin_line_scored_at_352_versus_full_resolution():
     # model output at 352: a 1-px line at column 176; the image is 3x larger (1056)
     logits = np.full((352, 352), -8.0, np.float32)
     logits[:, 176] = 8.0
-    probs = upsample_probs(logits, (1056, 1056))
+    probs = upsample_logits(torch.from_numpy(logits), (1056, 1056)).numpy()
     pred_full = probs >= 0.5
     assert np.array_equal(np.flatnonzero(pred_full[500]), [528, 529, 530])
     truth = np.zeros((1056, 1056), bool)

@@ -11,20 +11,18 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors import safe_open
+from torch import nn
 
 from helpers.core.paths import SHARED_MODELS_DIR
 from helpers.demo.tiny_model import build_tiny_model
 from helpers.model.architecture import build_full_size_model, full_size_config
 from helpers.model.forward import segment, unwrap
 from helpers.model.modes import (
-    ALL_QV_LORA,
     DEFAULT_LORA,
     LoraSettings,
-    adapter_state_shapes,
     apply_mode,
     count_parameters,
     load_trainable,
-    lora_parameter_count,
     mode_sizes,
     parameter_groups,
     save_trainable,
@@ -34,7 +32,25 @@ from helpers.model.modes import (
 # A joint cracks + taping LoRA adapter trained elsewhere with the all-q/v placement, stored
 # beside the repository (its folder name is the one it was shipped under).
 PUBLISHED_ADAPTER = SHARED_MODELS_DIR / "seed1-joint-lora-adapter"
+ALL_QV_LORA = LoraSettings(vision_layers="all")  # the usual target_modules=["q_proj", "v_proj"]
 LORA_SETTINGS = {"default": DEFAULT_LORA, "all-qv": ALL_QV_LORA}
+
+
+def lora_parameter_count(model: nn.Module, settings: LoraSettings) -> int:
+    """LoRA parameters the settings would add, from the target layers' shapes alone."""
+    modules = dict(unwrap(model).named_modules())
+    return sum(
+        settings.r * (modules[n].in_features + modules[n].out_features)
+        for n in settings.module_names(model)
+    )
+
+
+def adapter_state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the LoRA tensors as peft saves them (for comparing adapters)."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    return {k: tuple(v.shape) for k, v in state.items()}
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_vision_tower_runs_once_per_batch_for_all_prompts(monkeypatch, segmenter
 
     monkeypatch.setattr(forward, "vision_activations", counting)
     image = np.zeros((100, 150, 3), np.uint8)
-    probs = segmenter.probabilities(
+    probs = segmenter.probability_maps(
         [image], ["segment crack", "segment fracture", "segment tape line"]
     )
     assert calls == [1]
@@ -58,7 +58,7 @@ def test_vision_tower_runs_once_per_batch_for_all_prompts(monkeypatch, segmenter
 def test_threshold_decides_and_saved_settings_are_used_and_recorded(tmp_path, model_dir):
     seg = predict.Segmenter.from_pretrained(str(model_dir), device="cpu")
     image = np.full((64, 64, 3), 128, np.uint8)
-    prob = seg.probabilities([image], ["segment crack"])[0][0]
+    prob = seg.probability_maps([image], ["segment crack"])[0][0].numpy()
     stored = np.round(prob * 255) / np.float32(255)  # masks come from the 8-bit probabilities
     low = predict.PredictSettings(default_threshold=max(float(stored.min()), 1e-4))
     high = predict.PredictSettings(default_threshold=min(float(stored.max()) + 1e-3, 0.9999))
@@ -162,8 +162,8 @@ def test_training_checkpoint_loads_on_its_recorded_base(tmp_path, model_dir):
     ref = predict.Segmenter(lora, processor)
     image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
     np.testing.assert_allclose(
-        seg.probabilities([image], ["segment crack"])[0],
-        ref.probabilities([image], ["segment crack"])[0],
+        seg.probability_maps([image], ["segment crack"])[0].numpy(),
+        ref.probability_maps([image], ["segment crack"])[0].numpy(),
         atol=1e-5,
     )
     # without run.json the adapter config still names its base

@@ -42,7 +42,7 @@ def test_batched_masks_of_mixed_sizes_equal_one_image_at_a_time(segmenter):
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((40, 60), (64, 32))]
     prompts = ["segment crack", "segment taping area"]
-    probs = [segmenter.probabilities([img], prompts)[0] for img in images]
+    probs = [segmenter.probability_maps([img], prompts)[0].numpy() for img in images]
     thresholds = [float(np.median(p)) for p in probs[0]]
     batched = segmenter.binary_masks(images, prompts, thresholds)
     for img, prob, mask in zip(images, probs, batched, strict=True):
@@ -50,9 +50,9 @@ def test_batched_masks_of_mixed_sizes_equal_one_image_at_a_time(segmenter):
         stored = np.round(prob * 255) / np.float32(255)  # the 8-bit maps evaluation scores
         expected = stored.astype(np.float32) >= np.asarray(thresholds, np.float32)[:, None, None]
         np.testing.assert_array_equal(mask.astype(bool), expected)
-    together = segmenter.probabilities(images, prompts)
+    together = segmenter.probability_maps(images, prompts)
     for one, both in zip(probs, together, strict=True):
-        np.testing.assert_allclose(one, both, atol=1e-5)
+        np.testing.assert_allclose(one, both.numpy(), atol=1e-5)
 
 
 def test_segmenter_keeps_the_model_where_it_is_and_asks_the_runtime(model_dir):

@@ -12,6 +12,7 @@ import pytest
 from export_builders import (
     make_coco_export,
     make_yolo_export,
+    render_mask,
     rf_name,
     square,
     tree_checksums,
@@ -19,7 +20,6 @@ from export_builders import (
 )
 from PIL import Image
 
-from helpers.data.masks import render_mask
 from helpers.data.preparation import (
     MANIFEST_COLUMNS,
     ensure_prepared,

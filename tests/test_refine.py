@@ -8,11 +8,19 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers.data.refine import box_mask, refine_box, refine_box_result, refine_boxes
+from helpers.data.refine import box_region, refine_box, refine_box_result, refine_boxes
 from helpers.evaluate.metrics import iou
 
 SIZE = 192
 
+
+
+def box_mask(box_xywh, shape) -> np.ndarray:
+    """The filled box as uint8 {0, 255}: the rectangle label refinement starts from."""
+    x0, y0, x1, y1 = box_region(box_xywh, shape)
+    mask = np.zeros(shape[:2], np.uint8)
+    mask[y0:y1, x0:x1] = 255
+    return mask
 
 def _wall(rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
     """Grey wall: slow shading plus pixel noise; returns (image float, base tone, shading)."""

@@ -12,13 +12,14 @@ import pytest
 from export_builders import (
     make_coco_export,
     make_yolo_export,
+    render_mask,
     rf_name,
     square,
     write_coco_split,
 )
 from pycocotools import mask as mask_utils
 
-from helpers.data.masks import render_mask, source_id
+from helpers.data.masks import source_id
 from helpers.data.roboflow import ExportError, detect_format, read_export
 from helpers.data.split import export_leakage
 

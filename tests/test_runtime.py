@@ -14,7 +14,6 @@ from helpers.core.runtime import (
     available_devices,
     get_runtime,
     model_device,
-    resolve_amp,
     resolve_device,
     resolve_precision,
     to_device,
@@ -55,13 +54,14 @@ def test_unknown_device_and_precision_are_refused():
         resolve_precision("fp8", torch.device("cpu"))
 
 
-def test_half_precision_is_refused_off_cuda_and_off_means_fp32():
+def test_half_precision_is_refused_off_cuda():
     cpu = torch.device("cpu")
     for name in ("bf16", "fp16"):
         with pytest.raises(RuntimeUnavailable, match="needs a CUDA device"):
             resolve_precision(name, cpu)
-    assert resolve_precision("off", cpu) == "fp32"
-    assert resolve_amp("fp32", cpu) is None
+    with pytest.raises(RuntimeUnavailable, match="unknown precision 'off'"):
+        resolve_precision("off", cpu)  # fp32 has one spelling
+    assert get_runtime("cpu", "fp32").amp_dtype is None
 
 
 def _unset_tokenizers_parallelism(monkeypatch) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from sweep_reference import sweep_table
 
 from helpers.evaluate.metrics import confusion_counts, iou
 from helpers.evaluate.sweep import (
     THRESHOLDS,
     apply_thresholds,
     choose_thresholds,
+    summary_at,
     sweep_counts,
-    sweep_table,
     threshold_curve,
 )
 
@@ -36,16 +38,18 @@ def test_thresholds_grid():
 def test_single_pass_counts_equal_thresholding(dtype):
     for seed in range(5):
         probs, truth = _random_case(seed, dtype)
-        counts = sweep_counts(probs, truth)
+        counts = sweep_counts(torch.from_numpy(probs), torch.from_numpy(truth))[0].numpy()
         expected = np.array([confusion_counts(probs >= float(t), truth) for t in THRESHOLDS])
         assert np.array_equal(counts, expected)
 
 
 def test_sweep_counts_rejects_bad_input():
     with pytest.raises(ValueError, match="shape"):
-        sweep_counts(np.zeros((4, 4), np.float32), np.zeros((4, 5), bool))
+        sweep_counts(torch.zeros(4, 4), torch.zeros(4, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="NaN"):
-        sweep_counts(np.full((4, 4), np.nan, np.float32), np.zeros((4, 4), bool))
+        sweep_counts(torch.full((4, 4), float("nan")), torch.zeros(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="float"):
+        sweep_counts(torch.zeros(4, 4, dtype=torch.uint8), torch.zeros(4, 4, dtype=torch.bool))
 
 
 def _record(image_id, dataset, split, p_truth, p_background, prompt="segment crack"):
@@ -70,8 +74,6 @@ def test_sweep_table_rows_and_scores():
     row = df[(df.image_id == "a") & np.isclose(df.threshold, 0.4)].iloc[0]
     assert row["iou"] == pytest.approx(iou(probs >= 0.4, truth))
     assert (df[df.image_id == "e"]["iou"] == 1.0).all()  # correctly empty at every threshold
-    with pytest.raises(ValueError, match="lacks keys"):
-        sweep_table([{"image_id": "x"}])
 
 
 def test_choose_thresholds_uses_validation_only():
@@ -104,5 +106,21 @@ def test_ties_go_to_threshold_closest_to_half():
     df = sweep_table([_record("a", "cracks", "val", 0.85, 0.15)])
     assert choose_thresholds(df) == {"cracks": pytest.approx(0.5)}
     curve = threshold_curve(df)
-    assert set(curve.columns) >= {"dataset", "threshold", "iou", "pooled_iou", "n_images"}
+    assert set(curve.columns) >= {"dataset", "threshold", "iou", "pooled_iou", "images"}
     assert isinstance(df, pd.DataFrame)
+
+
+def test_curve_and_summary_share_one_set_of_columns():
+    """Every score table names its columns alike: images, pairs, the means, pooled_iou."""
+    records = [_record("a", "cracks", "val", 0.9, 0.1), _record("b", "cracks", "val", 0.6, 0.4),
+               _record("a", "cracks", "val", 0.7, 0.2, prompt="segment fracture")]
+    df = sweep_table(records)
+    curve = threshold_curve(df).set_index("threshold")
+    summary = summary_at(df, {"cracks": 0.5}, "val")
+    scores = ["images", "pairs", "iou", "dice", "precision", "recall", "pooled_iou"]
+    assert list(summary.columns) == ["split", "dataset", *scores[:2], "threshold", *scores[2:]]
+    assert list(curve.columns) == ["dataset", *scores]
+    at_half = curve.loc[0.5]
+    assert (at_half["images"], at_half["pairs"]) == (2, 3)
+    assert summary.loc[0, "iou"] == pytest.approx(at_half["iou"])
+    assert summary.loc[0, "pooled_iou"] == pytest.approx(at_half["pooled_iou"])

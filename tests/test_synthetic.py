@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from helpers.data.describe import stroke_width
 from helpers.demo import synthetic
 from helpers.demo.exports import ensure_demo_data, main
 from helpers.demo.synthetic import STAMP_NAME, DemoPaths, generate_demo_exports
@@ -31,6 +30,15 @@ TAPING_SPLITS = ("train", "valid")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoPaths:
     return generate_demo_exports(tmp_path_factory.mktemp("demo") / "demo", seed=0, **SMALL)
 
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean width in pixels of the thin shapes of a boolean mask: area / skeleton length."""
+    from skimage.morphology import skeletonize
+
+    mask = np.asarray(mask).astype(bool)
+    length = int(skeletonize(mask).sum())
+    return float(mask.sum() / length) if length else 0.0
 
 def load(folder: Path, split: str) -> dict:
     return json.loads((folder / split / "_annotations.coco.json").read_text(encoding="utf-8"))

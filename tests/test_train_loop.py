@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-from helpers.core.runtime import RuntimeUnavailable, resolve_amp
+from helpers.core.runtime import RuntimeUnavailable, get_runtime
 from helpers.train.checkpoint import (
     STATE_FILE,
     TRAINABLE_FILE,
@@ -294,7 +294,7 @@ def test_config_validation_errors_are_clear(field: str, value: Any, message: str
 
 
 def test_precision_is_fp32_on_cpu_and_untrainable_models_are_refused(tmp_path: Path) -> None:
-    assert resolve_amp("auto", torch.device("cpu")) is None
+    assert get_runtime("cpu", "auto").amp_dtype is None
     with pytest.raises(RuntimeUnavailable, match="needs a CUDA device"):
         run(tmp_path, config(precision="bf16"))
     model = tiny_clipseg()

@@ -24,9 +24,8 @@ evaluation stores) use the parts: `is_current(target, key)`, `record_key(target,
 done=False)` when a build starts (the previous key no longer counts), `read_record(target)`
 for what an unfinished target was started with, and `record_key(target, key)` once complete.
 
-Older folders carry their own stamps instead (prepare's `stamp.json`, `tiny_version.txt`,
-`run.json`'s "fingerprint"/"completed", `evaluation.json`'s "key"); those are not read: such
-a folder has no key record, so it is rebuilt once (a training run is kept aside, not deleted).
+A folder without a key record (one written in an older format) is never adopted: it is
+rebuilt (a training run is kept aside, not deleted).
 """
 
 from __future__ import annotations
@@ -127,7 +126,6 @@ def build_once(
     force: bool = False,
     valid: Callable[[Path], bool] | None = None,
     before_build: Callable[[], None] | None = None,
-    tidy: Callable[[Path], None] | None = None,
 ) -> Path:
     """Folder `target` built from `key` by `build(tmp)`: reused when current, else built now.
 
@@ -135,8 +133,7 @@ def build_once(
     `build` returns. `force` builds even when `target` is current; `valid(target)` is an extra
     check a current folder must pass (e.g. that files it lists still exist). `before_build()`
     runs only when a build is needed, before the lock is taken: the place to refuse a target
-    with a clear error. `tidy(target)` removes a caller's own leftovers of killed builds beside
-    `target`, with the lock held (temporary folders of this module are always removed).
+    with a clear error. Temporary folders of killed builds are removed, with the lock held.
     """
     target = Path(target)
 
@@ -144,7 +141,7 @@ def build_once(
         return is_current(target, key) and (valid is None or valid(target))
 
     if not force and current():
-        _tidy_after_killed_build(target, tidy)
+        _tidy_after_killed_build(target)
         return target
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} is a file; expected a folder (or nothing) there")
@@ -153,28 +150,26 @@ def build_once(
     with folder_lock(target):  # a second run waits here, then finds the target current
         if not force and current():
             return target
-        _sweep(target, tidy)
+        _sweep(target)
         with atomic_folder(target) as tmp:
             build(tmp)
             record_key(tmp, key)
     return target
 
 
-def _sweep(target: Path, tidy: Callable[[Path], None] | None) -> None:
+def _sweep(target: Path) -> None:
     """Remove what killed builds left beside and inside `target` (lock held)."""
     sweep_temp_files(target.parent)
     sweep_temp_files(target)
-    if tidy is not None:
-        tidy(target)
 
 
-def _tidy_after_killed_build(target: Path, tidy: Callable[[Path], None] | None) -> None:
+def _tidy_after_killed_build(target: Path) -> None:
     """For a reader that found `target` current: clear a killed build's leftovers and lock
     file, unless another run holds the lock now."""
     if not lock_path(target).exists():  # a finished run removes it; a killed one cannot
         return
     try:
         with folder_lock(target, timeout=0, quiet=True):
-            _sweep(target, tidy)
+            _sweep(target)
     except (TimeoutError, OSError):
         pass

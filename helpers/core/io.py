@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,24 +25,6 @@ from filelock import FileLock, Timeout
 
 # `.<name>.tmp-<pid>-<hex>`: what this module writes before a rename.
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}$")
-# Names earlier versions of this module used, without a writer id: `.<name>.<8 chars><suffix>`
-# (files) and `.<name>.tmp-<8 hex>` (folders). Removed once older than LEGACY_TEMP_AGE_S.
-_LEGACY_FILE = re.compile(r"^\..+(?P<suffix>\.[^./]+)\.[a-z0-9_]{8}(?P=suffix)$")
-_LEGACY_FOLDER = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")
-LEGACY_TEMP_AGE_S = 600.0
-
-
-def current_umask() -> int:
-    """The process umask (read without changing it where /proc allows)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def temp_name(target: Path) -> Path:
@@ -72,36 +53,26 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def is_stale_temp(path: Path, now: float | None = None) -> bool:
+def is_stale_temp(path: Path) -> bool:
     """True for a temporary name of this module whose writer has gone (safe to remove)."""
-    name = path.name
-    match = _TEMP_NAME.match(name)
-    if match:
-        return not _writer_alive(int(match["pid"]))
-    if _LEGACY_FILE.match(name) or _LEGACY_FOLDER.match(name):
-        try:
-            age = (now or time.time()) - path.lstat().st_mtime
-        except OSError:
-            return False
-        return age > LEGACY_TEMP_AGE_S
-    return False
+    match = _TEMP_NAME.match(path.name)
+    return bool(match) and not _writer_alive(int(match["pid"]))
 
 
 def sweep_temp_files(folder: str | os.PathLike[str]) -> int:
     """Remove leftover temporary files and folders of this module directly in `folder`.
 
-    Only names this module writes (`.<name>.tmp-<pid>-<hex>`) whose process no longer runs,
-    and older-style names once they are more than LEGACY_TEMP_AGE_S old, are removed; a write
-    in progress by a live process is left alone. Returns how many entries were removed.
+    Only names this module writes (`.<name>.tmp-<pid>-<hex>`) whose process no longer runs
+    are removed; a write in progress by a live process is left alone. Returns how many
+    entries were removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     removed = 0
-    now = time.time()
     for entry in os.scandir(folder):
         path = Path(entry.path)
-        if entry.name.startswith(".") and is_stale_temp(path, now):
+        if entry.name.startswith(".") and is_stale_temp(path):
             try:
                 _remove(path)
             except OSError:  # e.g. a read-only folder: leave it, never fail a run for it
@@ -140,9 +111,8 @@ def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    now = time.time()
     for leftover in target.parent.glob(f".{glob_escape(target.name)}.tmp-*"):
-        if is_stale_temp(leftover, now):
+        if is_stale_temp(leftover):
             _remove(leftover)
     tmp = temp_name(target)
     tmp.mkdir()

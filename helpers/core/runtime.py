@@ -80,8 +80,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def resolve_precision(precision: str | None, device: torch.device) -> str:
     """"auto": bf16 where supported, else fp16 on CUDA, fp32 elsewhere (autocast is CUDA-only)."""
     name = (precision or "auto").strip().lower()
-    if name == "off":  # the old spelling of fp32
-        name = "fp32"
     if name not in PRECISIONS:
         raise RuntimeUnavailable(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if device.type != "cuda":
@@ -102,11 +100,6 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
             "use 'fp16' or 'auto'"
         )
     return name
-
-
-def resolve_amp(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device`: None means no autocast (fp32)."""
-    return _DTYPES[resolve_precision(precision, device)]
 
 
 def default_workers(device: torch.device) -> int:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -40,8 +41,23 @@ import torch
 from helpers.core.io import write_json
 from helpers.core.progress import quiet_library_bars
 from helpers.core.runtime import Runtime, RuntimeUnavailable, get_runtime, synchronize
+from helpers.course.profiles import get_profile
+from helpers.course.runs import datasets, lora_settings, train_config
+from helpers.course.sources import prepared_data
+from helpers.data.dataset import make_collate
+from helpers.data.images import load_rgb
+from helpers.data.prompts import DEFAULT_PROMPT, PROMPTS
+from helpers.evaluate.predictions import evaluate_model
+from helpers.inference.loading import load_model
+from helpers.inference.mask_files import predict_files
+from helpers.inference.segmenter import Segmenter
+from helpers.model.forward import decode_prompts, segment_prompts, vision_activations
+from helpers.model.modes import MODES, apply_mode
+from helpers.train.loop import default_forward, train
+from helpers.train.losses import BCEDiceLoss
+from helpers.train.step import TrainStep, build_param_groups
+from helpers.train.validate import device_batch
 
-MODES = ("decoder", "lora", "full")
 JSON_KEYS = (
     "device",
     "precision",
@@ -94,8 +110,6 @@ FULL_SIZE_GPU = BenchSize(
 
 def _setup(quick: bool, cracks: str | None, taping: str | None, rt: Runtime):
     """(profile, manifest): demo data + tiny model, or real exports + the full-size model."""
-    from helpers.course.profiles import get_profile
-    from helpers.course.sources import prepared_data
 
     runtime = {"device": str(rt.device), "precision": rt.precision, "num_workers": rt.num_workers}
     if quick:
@@ -135,14 +149,6 @@ def _device_batch(segmenter, images: list[np.ndarray], prompts: Sequence[str]):
 
 def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: BenchSize):
     """(course loop items/s, model-only items/s) for one mode at the same batch and precision."""
-    from helpers.course.runs import datasets, lora_settings, train_config
-    from helpers.data.dataset import make_collate
-    from helpers.inference.loading import load_model
-    from helpers.model.modes import apply_mode
-    from helpers.train.loop import default_forward, train
-    from helpers.train.losses import BCEDiceLoss
-    from helpers.train.step import TrainStep, build_param_groups
-    from helpers.train.validate import device_batch
 
     base, processor = load_model(profile.model)
     torch.manual_seed(profile.seed)
@@ -175,10 +181,6 @@ def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: B
 
 def bench_evaluate(segmenter, manifest: pd.DataFrame, size: BenchSize) -> tuple[float, float]:
     """(evaluate_model images/s, model-only images/s), every image with its class's 5 prompts."""
-    from helpers.data.images import load_rgb
-    from helpers.data.prompts import PROMPTS
-    from helpers.evaluate.predictions import evaluate_model
-    from helpers.model.forward import segment_prompts
 
     rows = _rows(manifest, ("val", "test"), size.eval_images)
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,9 +206,7 @@ def bench_evaluate(segmenter, manifest: pd.DataFrame, size: BenchSize) -> tuple[
 
 def _jpegs(manifest: pd.DataFrame, folder: Path, n: int, side: int = 640) -> list[np.ndarray]:
     """n photos of the data as side x side JPEGs in `folder` (what predict reads)."""
-    import cv2
 
-    from helpers.data.images import load_rgb
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = list(manifest["image_path"])
@@ -220,9 +220,6 @@ def _jpegs(manifest: pd.DataFrame, folder: Path, n: int, side: int = 640) -> lis
 
 def bench_predict(segmenter, manifest: pd.DataFrame, size: BenchSize) -> tuple[float, float]:
     """(predict_files images/s, model-only images/s): 640x640 JPEGs in, PNGs out, 2 prompts."""
-    from helpers.data.prompts import DEFAULT_PROMPT
-    from helpers.inference.mask_files import predict_files
-    from helpers.model.forward import segment_prompts
 
     prompts = [DEFAULT_PROMPT["cracks"], DEFAULT_PROMPT["taping"]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,8 +267,6 @@ def bench_prompts(model, processor, rt: Runtime, size: BenchSize) -> dict[str, f
     where the time of one prompt goes: the vision pass (once per image, whatever the number of
     prompts) and one decoder pass (once per image and prompt). Every extra prompt costs one
     decoder pass, so 5 prompts cost (vision + 5 decoder) / (vision + 1 decoder) of one."""
-    from helpers.data.prompts import PROMPTS
-    from helpers.model.forward import decode_prompts, segment_prompts, vision_activations
 
     b = size.batch_size
     g = torch.Generator().manual_seed(0)
@@ -330,8 +325,6 @@ def run_bench(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Every measurement of the module docstring, as a nested dict (see `JSON_KEYS`)."""
-    from helpers.inference.loading import load_model
-    from helpers.inference.segmenter import Segmenter
 
     rt = get_runtime(device, precision)
     on_gpu = rt.device.type == "cuda"

@@ -18,8 +18,6 @@ A folder started with another key, or one from before the key record, is kept as
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -95,35 +93,6 @@ def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, An
         "lora": repr(lora) if lora is not None else None,
         "data": manifest[[c for c in columns if c in manifest.columns]].to_csv(index=False),
     }
-
-
-def legacy_fingerprint(key: dict[str, Any]) -> str:
-    """The fingerprint an earlier version of the course wrote into `run.json` for the same
-    settings (before runs carried a `helpers.core.cache` key record), so its finished runs are
-    recognised instead of trained again."""
-    payload = {k: v for k, v in key.items() if k != "base"}
-    payload["data"] = hashlib.sha256(str(key["data"]).encode()).hexdigest()
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _adopt_finished_legacy_run(folder: Path, key: dict[str, Any]) -> bool:
-    """Record the key of a finished run written before key records existed, if its settings
-    are these; True if adopted."""
-    info_path = folder / RUN_FILE
-    if read_record(folder) is not None or not info_path.is_file():
-        return False
-    try:
-        info = read_json(info_path)
-    except (OSError, ValueError):
-        return False
-    if not (info.get("completed") and info.get("fingerprint") == legacy_fingerprint(key)):
-        return False
-    if not (folder / "best" / "checkpoint.json").is_file():
-        return False
-    info["fingerprint"] = key_hash(key)
-    write_json(info_path, info)
-    record_key(folder, key)
-    return True
 
 
 def _bring_back(folder: Path, key: dict[str, Any]) -> bool:
@@ -264,7 +233,6 @@ def trained_model(
         info_path = folder / RUN_FILE
         base, processor = load_model(profile.model)
         if not retrain:
-            _adopt_finished_legacy_run(folder, key)
             _bring_back(folder, key)
         if not retrain and is_current(folder, key) and info_path.is_file():
             info = read_json(info_path)

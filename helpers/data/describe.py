@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from helpers.data.masks import source_id
@@ -77,15 +76,3 @@ def annotations_frame(export: Export, dataset: str) -> pd.DataFrame:
             )
     columns = ["dataset", "file_name", "kind", "box_fallback", "box_fraction", "elongation"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean width in pixels of the thin shapes of a boolean mask: area / skeleton length.
-
-    0.0 for an empty mask. For a crack outline this is the annotated crack width.
-    """
-    from skimage.morphology import skeletonize
-
-    mask = np.asarray(mask).astype(bool)
-    length = int(skeletonize(mask).sum())
-    return float(mask.sum() / length) if length else 0.0

@@ -85,11 +85,6 @@ def render_mask_and_notes(record: ImageRecord) -> tuple[np.ndarray, list[str]]:
     return np.where(out > 0, 255, 0).astype(np.uint8), notes
 
 
-def render_mask(record: ImageRecord) -> np.ndarray:
-    """The union of the record's objects as uint8 {0, 255}, shape (height, width)."""
-    return render_mask_and_notes(record)[0]
-
-
 def mask_for_image(
     record: ImageRecord, info: ImageInfo | None = None
 ) -> tuple[np.ndarray, str | None]:

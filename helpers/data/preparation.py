@@ -10,8 +10,8 @@ Writes under `out`:
     leakage.json    how much each export's own splits share source photos
     cache_key.json  the hash of what the output was built from (`helpers.core.cache`): every
                     export file's bytes, the parameters and prepare's code; ensure_prepared
-                    reuses the output while it is unchanged. Folders written before this
-                    record (with `stamp.json`) are rebuilt once.
+                    reuses the output while it is unchanged. A folder without this
+                    record is rebuilt.
 Nothing is ever written inside an export folder.
 
 Safe to interrupt and to run twice at once (`helpers.core.cache.build_once`): a run holds a lock
@@ -54,8 +54,6 @@ from helpers.data.split import export_leakage, group_sources, group_split
 PREPARE_VERSION = 3
 # What prepare writes in its output folder; anything else there is copied over on a rebuild.
 OUTPUT_NAMES = ("masks", "manifest.csv", "problems.csv", "leakage.json", KEY_FILE)
-# What earlier versions wrote there instead of the key record (dropped on a rebuild).
-FORMER_NAMES = ("stamp.json",)
 BOX_MASKS = ("rectangle", "lines", "grabcut")
 MANIFEST_COLUMNS = [
     "image_path",
@@ -88,7 +86,6 @@ _TEXT_COLUMNS = [
     "extra_name",
     "export_format",
 ]
-_ANNOTATION_SUFFIXES = {".json", ".txt", ".yaml", ".yml"}
 _HERE = Path(__file__).resolve().parent
 _CODE_FILES = [  # the code that decides the prepared masks and split (part of the cache key)
     _HERE / f"{m}.py"
@@ -183,7 +180,7 @@ def _check_out(out: Path, exports: dict[str, Path]) -> None:
         ) from None
     if out.is_dir():
         names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-        if names and not names & {*OUTPUT_NAMES, *FORMER_NAMES}:
+        if names and not names & set(OUTPUT_NAMES):
             raise ValueError(
                 f"output folder {out} is not empty and holds no prepare output "
                 f"({', '.join(sorted(names)[:3])}...); choose a new or empty folder"
@@ -336,7 +333,7 @@ def _carry_over(out: Path, build: Path) -> None:
     if not out.is_dir():
         return
     for entry in out.iterdir():
-        if entry.name in (*OUTPUT_NAMES, *FORMER_NAMES) or (build / entry.name).exists():
+        if entry.name in OUTPUT_NAMES or (build / entry.name).exists():
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.copytree(entry, build / entry.name, symlinks=True)

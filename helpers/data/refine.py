@@ -67,14 +67,6 @@ def box_region(
     return x0, y0, max(x0, x1), max(y0, y1)
 
 
-def box_mask(box_xywh: Sequence[float], shape: tuple[int, ...]) -> np.ndarray:
-    """The filled box as uint8 {0, 255} of `shape[:2]`."""
-    x0, y0, x1, y1 = box_region(box_xywh, shape)
-    mask = np.zeros(shape[:2], np.uint8)
-    mask[y0:y1, x0:x1] = 255
-    return mask
-
-
 def _check_image(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.dtype != np.uint8:

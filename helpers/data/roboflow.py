@@ -555,14 +555,6 @@ def _data_yaml(root: str | Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def yolo_class_names(root: str | Path) -> list[str]:
-    """Class names from a YOLOv8 export's data.yaml (empty when absent or unreadable)."""
-    names = _data_yaml(root).get("names") or []
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    return [str(n) for n in names] if isinstance(names, list) else []
-
-
 def yolo_class_count(root: str | Path) -> int | None:
     """How many classes a YOLOv8 export's data.yaml declares: its `names`, else `nc`; None
     when it declares neither."""

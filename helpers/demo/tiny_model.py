@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from helpers.core.cache import build_once, is_current
+from helpers.core.cache import build_once
 from helpers.core.io import write_json
 from helpers.core.paths import models_dir
 from helpers.core.runtime import Runtime
@@ -127,11 +127,6 @@ def build_pretrained_tiny_model(
 def tiny_key(settings: PretrainSettings, seed: int = TINY_SEED) -> dict:
     """What a saved tiny model is built from: the recipe version, seed and pretraining."""
     return {"tiny_version": TINY_VERSION, "seed": seed, "pretrain": settings.to_dict()}
-
-
-def tiny_is_complete(path: Path, settings: PretrainSettings) -> bool:
-    """True if `path` holds a tiny model of this recipe version built with `settings`."""
-    return is_current(path, tiny_key(settings))
 
 
 def ensure_tiny_model(

@@ -2,7 +2,7 @@
 
 Masks are 2-D numpy arrays: bool, or integers/floats holding only {0, 1} or {0, 255}.
 Prediction and truth must have the same shape; compare them at the image's own resolution
-(`helpers.inference.upsample_probs` brings 352x352 model output there).
+(`helpers.inference.segmenter.upsample_logits` brings 352x352 model output there).
 
 Empty cases, the same rule for every ratio in this module (IoU, Dice, pixel precision and
 recall, clDice, boundary F1):
@@ -10,13 +10,13 @@ recall, clDice, boundary F1):
 - prediction and truth both empty -> 1.0 (the image is "correctly empty");
 - exactly one of them empty -> 0.0.
 
-Every score here is about the foreground class only. "mIoU" in `summarise` is the mean of
-per-image foreground IoU; no background IoU is averaged in.
+Every score here is about the foreground class only. The "iou" of `mean_scores` (the mIoU) is
+the mean of per-image foreground IoU; no background IoU is averaged in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -213,56 +213,30 @@ def false_positives_near(pred: np.ndarray, truth: np.ndarray, patches: float = 1
     return float((fp & near).sum() / fp.sum())
 
 
-def pooled_iou(counts: Iterable[Sequence[int]]) -> float:
-    """Dataset-level IoU: sum(tp) / sum(tp + fp + fn) over images.
+SCORE_COLUMNS = ("iou", "dice", "cldice", "bf1", "precision", "recall")
 
-    Large masks weigh more than small ones, unlike the mean of per-image IoU. No pixels
-    predicted or true anywhere -> 1.0.
+
+def mean_scores(rows: pd.DataFrame, by: Sequence[str] | None = ("dataset",)) -> pd.DataFrame:
+    """The one aggregation of per-image scores: a row per group of `by` (one row if empty).
+
+    `rows` holds one scored image-prompt pair per row (with `image_id`). Columns, in this
+    order: `by`; images (distinct image ids); pairs (rows); threshold (its mean, when the rows
+    carry one and it is not in `by`); the mean of each of `SCORE_COLUMNS` the rows carry (so
+    "iou" is the mIoU of the foreground class: no background IoU is averaged in); pooled_iou =
+    sum tp / sum (tp + fp + fn) when the rows carry counts (large masks weigh more).
     """
-    arr = np.asarray(list(counts), dtype=np.float64).reshape(-1, 3)
-    tp, fp, fn = arr.sum(axis=0)
-    return float(rates_from_counts(tp, fp, fn)["iou"])
-
-
-def summarise(scores: pd.DataFrame, by: Sequence[str] | None = ("dataset",)) -> pd.DataFrame:
-    """Dataset-level table from per-image scores (columns of `ImageScores` plus `by`).
-
-    Columns: n_images; miou = mean of per-image foreground IoU (the background class is NOT
-    averaged in); mean_dice; pooled_iou = sum tp / sum (tp + fp + fn); mean_cldice; mean_bf1
-    (the last two only when those columns are present). `by=None` or `[]` gives one overall row.
-    """
-    needed = {"iou", "dice", "tp", "fp", "fn"}
-    missing = needed - set(scores.columns)
+    by = list(by or [])
+    missing = {"image_id", *by} - set(rows.columns)
     if missing:
         raise ValueError(f"per-image scores lack columns {sorted(missing)}")
-    by = list(by or [])
-    missing_by = set(by) - set(scores.columns)
-    if missing_by:
-        raise ValueError(f"cannot group by missing columns {sorted(missing_by)}")
-
-    def one(group: pd.DataFrame) -> pd.Series:
-        row = {
-            "n_images": len(group),
-            "miou": group["iou"].mean(),
-            "mean_dice": group["dice"].mean(),
-            "pooled_iou": pooled_iou(group[["tp", "fp", "fn"]].to_numpy()),
-        }
-        for col, out in (("cldice", "mean_cldice"), ("bf1", "mean_bf1")):
-            if col in group:
-                row[out] = group[col].mean()
-        return pd.Series(row)
-
-    if not by:
-        rows = [one(scores).to_dict()]
-    else:
-        rows = [
-            dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True),
-                 **one(group).to_dict())
-            for key, group in scores.groupby(by, sort=True)
-        ]
-    table = pd.DataFrame(rows)
-    table["n_images"] = table["n_images"].astype(int)
-    return table
+    grouped = rows.groupby(by, sort=True) if by else rows.assign(_all=0).groupby("_all")
+    out = pd.DataFrame({"images": grouped["image_id"].nunique(), "pairs": grouped.size()})
+    means = [c for c in ("threshold", *SCORE_COLUMNS) if c in rows.columns and c not in by]
+    out = out.join(grouped[means].mean())
+    if {"tp", "fp", "fn"} <= set(rows.columns):
+        sums = grouped[["tp", "fp", "fn"]].sum()
+        out["pooled_iou"] = rates_from_counts(sums["tp"], sums["fp"], sums["fn"])["iou"]
+    return out.reset_index() if by else out.reset_index(drop=True)
 
 
 def resize_truth(

@@ -3,11 +3,11 @@
 `evaluate_model` runs the model on batches of images (the vision tower once per image, the
 decoder once for all prompts), upsamples the logits to each image's own size on the model's
 device, and turns each probability map into TP/FP/FN counts at every threshold of the sweep
-grid right away, still on the device (`sweep_counts_torch`, exactly the counts of
-`sweep_counts`). Nothing is re-run per threshold, and only counts and 8-bit maps come back to
-the CPU. Images and masks are read by background threads; the probability maps are stored as
-8-bit PNGs (probability x 255) by a background writer, so galleries and post-processing can
-use them later without the model (`helpers.evaluate.stored`).
+grid right away, still on the device (`sweep_counts`). Nothing is re-run per threshold, and
+only counts and 8-bit maps come back to the CPU. Images and masks are read by background
+threads; the probability maps are stored as 8-bit PNGs (probability x 255) by a background
+writer, so galleries and post-processing can use them later without the model
+(`helpers.evaluate.stored`).
 
 The counts are taken from the probabilities *as stored* (8-bit, steps of 1/255, see
 `as_stored`), so a score read from the sweep table and the same score recomputed from the
@@ -24,7 +24,7 @@ before that record (with `evaluation.json`) are evaluated again once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from helpers.core.progress import bar
 from helpers.core.runtime import default_workers
 from helpers.data.images import load_rgb
 from helpers.data.prompts import PROMPTS, prompt_slug
-from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts_torch
+from helpers.evaluate.sweep import THRESHOLDS, counts_table, sweep_counts
 from helpers.inference.segmenter import Segmenter, as_stored, quantise
 
 SWEEP_FILE = "sweep.csv.gz"
@@ -78,49 +78,6 @@ def image_id(row: Any) -> str:
     return Path(str(row.image_path)).stem
 
 
-def prediction_records(
-    segmenter,
-    manifest: pd.DataFrame,
-    splits: Sequence[str] = ("val", "test"),
-    prompts: Mapping[str, Sequence[str]] = PROMPTS,
-    batch_size: int = 8,
-    store: str | Path | None = None,
-    progress: bool = True,
-) -> Iterator[dict[str, Any]]:
-    """Per image and prompt of its class: ids, full-resolution probs, truth (and true mask).
-
-    The NumPy path, one record at a time (for inspection and as the reference that
-    `sweep_on_device` matches); `evaluate_model` uses `sweep_on_device`.
-    """
-
-    rows = manifest[manifest["split"].isin(splits)].reset_index(drop=True)
-    progress_bar = bar(total=len(rows), desc="evaluate", enabled=progress)
-    for dataset, group in rows.groupby("dataset", sort=True):
-        names = list(prompts[dataset])
-        items = list(group.itertuples())
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            images = [load_rgb(r.image_path) for r in chunk]
-            maps = segmenter.probabilities(images, names)
-            maps = [as_stored(torch.from_numpy(np.asarray(m))).numpy() for m in maps]
-            for r, probs in zip(chunk, maps, strict=True):
-                truth, true_mask = _truth_masks(r)
-                for prompt, p in zip(names, probs, strict=True):
-                    if store is not None:
-                        write_probability(probability_path(store, r.split, image_id(r), prompt), p)
-                    yield {
-                        "image_id": image_id(r),
-                        "dataset": dataset,
-                        "prompt": prompt,
-                        "split": r.split,
-                        "probs": p,
-                        "truth": truth,
-                        "true_mask": true_mask,
-                    }
-            progress_bar.update(len(chunk))
-    progress_bar.close()
-
-
 def _truth_masks(row: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """A manifest row's label mask, and its true mask where the data has one (else None)."""
     truth = read_mask(row.mask_path) > 0
@@ -155,7 +112,7 @@ def sweep_on_device(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep tables vs the labels and vs the true masks, counted on the model's device.
 
-    Same rows and values as `sweep_table` over `prediction_records`; probability maps are
+    Rows: `KEY_COLUMNS`, threshold, counts and scores (`counts_table`); probability maps are
     written under `store` (when given) by a background writer.
     """
 
@@ -218,11 +175,11 @@ def _sweep_chunk(segmenter, chunk, dataset, names, thresholds, store, writer, ou
         ident = (image_id(row), dataset, row.split)
         record_keys = [(ident[0], dataset, prompt, row.split) for prompt in names]
         out[0].extend(record_keys)
-        out[1].append(sweep_counts_torch(probs, torch.from_numpy(truth).to(device), thresholds))
+        out[1].append(sweep_counts(probs, torch.from_numpy(truth).to(device), thresholds))
         if true_mask is not None:
             true_out[0].extend(record_keys)
             true_out[1].append(
-                sweep_counts_torch(probs, torch.from_numpy(true_mask).to(device), thresholds)
+                sweep_counts(probs, torch.from_numpy(true_mask).to(device), thresholds)
             )
         if writer is not None:
             quantised = quantise(raw).cpu().numpy()

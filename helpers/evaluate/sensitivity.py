@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.prompts import PROMPTS, class_of_prompt
+from helpers.evaluate.metrics import mean_scores
+from helpers.evaluate.sweep import apply_thresholds
 
 BLIND_BELOW = 0.1  # a sensitivity under this: the model (nearly) ignores the prompt
 
@@ -37,13 +39,9 @@ def _at_thresholds(
     table: pd.DataFrame, thresholds: Mapping[str, float], manifest: pd.DataFrame, split: str
 ) -> pd.DataFrame:
     """Rows of `split` at the threshold of each image's class, with prompt class and pixels."""
-    rows = table[table["split"] == split].copy()
-    if rows.empty:
-        raise ValueError(f"no rows for split {split!r} in the table")
+    rows = apply_thresholds(table, thresholds, split=split)
     classes = {p: class_of_prompt(p, PROMPTS) for p in rows["prompt"].unique()}
     rows["prompt_class"] = rows["prompt"].map(classes)
-    wanted = rows["dataset"].map(lambda c: float(thresholds[c]))
-    rows = rows[np.isclose(rows["threshold"].astype(float), wanted)].copy()
     ids = manifest.assign(image_id=[Path(str(p)).stem for p in manifest["image_path"]])
     pixels = (ids["width"].astype(float) * ids["height"].astype(float)).groupby(ids["image_id"])
     rows["pixels"] = rows["image_id"].map(pixels.first())
@@ -67,17 +65,10 @@ def cross_prompt_matrix(
     foreground_share. Needs rows for both classes' prompts on every image.
     """
     rows = _at_thresholds(table, thresholds, manifest, split)
-    out = (
-        rows.groupby(["dataset", "prompt_class"], sort=True)
-        .agg(
-            images=("image_id", "nunique"),
-            pairs=("image_id", "size"),
-            iou=("iou", "mean"),
-            foreground_share=("foreground_share", "mean"),
-        )
-        .reset_index()
-        .rename(columns={"dataset": "image_class"})
-    )
+    keys = ["dataset", "prompt_class"]
+    out = mean_scores(rows, keys)[[*keys, "images", "pairs", "iou"]]
+    share = rows.groupby(keys, sort=True)["foreground_share"].mean().reset_index(drop=True)
+    out = out.assign(foreground_share=share).rename(columns={"dataset": "image_class"})
     out.insert(2, "right_prompt", out["image_class"] == out["prompt_class"])
     return out
 

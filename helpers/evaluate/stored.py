@@ -82,11 +82,3 @@ def stored_scores(
                 }
             )
     return pd.DataFrame(rows)
-
-
-def mean_scores(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Means of the score columns per group, with the number of distinct images."""
-    grouped = scores.groupby(list(by), sort=True)
-    out = grouped[["iou", "dice", "cldice", "bf1", "precision", "recall"]].mean()
-    out.insert(0, "images", grouped["image_id"].nunique())
-    return out.reset_index()

@@ -1,14 +1,12 @@
 """Threshold sweeps in one pass per image, and choosing thresholds on validation only.
 
 A pixel is foreground at threshold t when `probs >= t`, compared in the dtype of `probs`
-(what `probs >= t` does for a Python float t under NumPy 2: float16 maps compare against
-t rounded to float16). `sweep_counts` gives exactly the counts of thresholding at every t.
+(float16 maps compare against t rounded to float16). `sweep_counts` gives exactly the counts
+of thresholding at every t, for all prompts of an image at once, on the probabilities' device.
 
-How: each pixel gets the number k of thresholds it reaches (`np.searchsorted`), one
-`np.bincount` splits k by truth, and reversed cumulative sums turn those histograms into
-TP and FP at every threshold; FN = |truth| - TP. No thresholding per t. `sweep_counts_torch`
-does the same on the probabilities' device (`torch.bucketize` + `torch.bincount`) for all
-prompts of an image at once and gives exactly the same counts.
+How: each pixel gets the number k of thresholds it reaches (`torch.bucketize`), one
+`torch.bincount` splits k by truth, and reversed cumulative sums turn those histograms into
+TP and FP at every threshold; FN = |truth| - TP. No thresholding per t.
 
 Scores in the tables follow the empty-case rule of `helpers.evaluate.metrics`: both empty
 -> 1.0, exactly one empty -> 0.0.
@@ -16,14 +14,14 @@ Scores in the tables follow the empty-case rule of `helpers.evaluate.metrics`: b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from helpers.evaluate.metrics import as_binary, rates_from_counts
+from helpers.evaluate.metrics import mean_scores, rates_from_counts
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 KEY_COLUMNS = ("image_id", "dataset", "prompt", "split")
@@ -31,36 +29,10 @@ METRICS = ("iou", "dice", "precision", "recall", "pooled_iou")
 
 
 def sweep_counts(
-    probs: np.ndarray, truth: np.ndarray, thresholds: Sequence[float] = THRESHOLDS
-) -> np.ndarray:
-    """(T, 3) int64 array of (tp, fp, fn) for `probs >= t` at every threshold t."""
-    p = np.asarray(probs)
-    if not np.issubdtype(p.dtype, np.floating):
-        raise ValueError(f"probs must be a float array, got dtype {p.dtype}")
-    t = as_binary(truth, "truth")
-    if p.shape != t.shape:
-        raise ValueError(f"probs shape {p.shape} does not match truth shape {t.shape}")
-    if np.isnan(p).any():
-        raise ValueError("probs contain NaN")
-    thr = np.asarray(thresholds, dtype=np.float64).astype(p.dtype)
-    if thr.ndim != 1 or thr.size == 0 or np.any(np.diff(thr) <= 0):
-        raise ValueError(f"thresholds must be strictly increasing in {p.dtype}: {thresholds}")
-    n = thr.size
-    # k = how many thresholds each pixel reaches (thr[i] <= p for i < k)
-    k = np.searchsorted(thr, p.ravel(), side="right")
-    hist = np.bincount(k + (n + 1) * t.ravel(), minlength=2 * (n + 1)).reshape(2, n + 1)
-    # pixels reaching threshold i: those with k >= i + 1
-    reach = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    fp, tp = reach[0], reach[1]
-    fn = hist[1].sum() - tp
-    return np.stack([tp, fp, fn], axis=1).astype(np.int64)
-
-
-def sweep_counts_torch(
     probs: torch.Tensor, truth: torch.Tensor, thresholds: Sequence[float] = THRESHOLDS
 ) -> torch.Tensor:
-    """(P, T, 3) int64 (tp, fp, fn) of P maps (P, H, W) against one truth (H, W), on the
-    maps' device: exactly `sweep_counts` of each map (thresholds compared in the maps' dtype)."""
+    """(P, T, 3) int64 (tp, fp, fn) of P maps (P, H, W) against one truth (H, W) at every
+    threshold, on the maps' device (thresholds compared in the maps' dtype)."""
     if not probs.is_floating_point():
         raise ValueError(f"probs must be a float tensor, got dtype {probs.dtype}")
     maps = probs[None] if probs.ndim == 2 else probs
@@ -114,43 +86,15 @@ def counts_table(
     return df[TABLE_COLUMNS]
 
 
-def sweep_table(
-    records: Iterable[Mapping[str, Any]], thresholds: Sequence[float] = THRESHOLDS
-) -> pd.DataFrame:
-    """Long table: one row per image x threshold.
-
-    Each record holds image_id, dataset, prompt, split, probs (full-resolution probability
-    map) and truth. Columns: image_id, dataset, prompt, split, threshold, tp, fp, fn, iou,
-    dice, precision, recall.
-    """
-    thr = np.asarray(thresholds, dtype=np.float64)
-    keys, counts = [], []
-    for i, rec in enumerate(records):
-        missing = [key for key in (*KEY_COLUMNS, "probs", "truth") if key not in rec]
-        if missing:
-            raise ValueError(f"record {i} lacks keys {missing}")
-        try:
-            counts.append(sweep_counts(rec["probs"], rec["truth"], thr))
-        except ValueError as err:
-            raise ValueError(f"image {rec['image_id']!r}: {err}") from err
-        keys.append([rec[key] for key in KEY_COLUMNS])
-    return counts_table(keys, np.asarray(counts).reshape(len(keys), len(thr), 3), thr)
-
-
 def threshold_curve(
     df: pd.DataFrame, split: str = "val", by: Sequence[str] | None = ("dataset",)
 ) -> pd.DataFrame:
-    """Mean per-image iou, dice, precision, recall and pooled IoU per group and threshold."""
+    """`mean_scores` of `split` per group and threshold: the scores every threshold gives."""
     rows = df[df["split"] == split]
     if rows.empty:
         present = sorted(map(str, df["split"].unique()))
         raise ValueError(f"no rows for split {split!r} (splits present: {present})")
-    keys = [*(by or []), "threshold"]
-    curve = rows.groupby(keys, sort=True)[["iou", "dice", "precision", "recall"]].mean()
-    sums = rows.groupby(keys, sort=True)[["tp", "fp", "fn"]].sum()
-    curve["pooled_iou"] = rates_from_counts(sums["tp"], sums["fp"], sums["fn"])["iou"]
-    curve["n_images"] = rows.groupby(keys, sort=True).size()
-    return curve.reset_index()
+    return mean_scores(rows, [*(by or []), "threshold"])
 
 
 def choose_thresholds(
@@ -211,25 +155,9 @@ def summary_at(
     by: Sequence[str] | None = ("dataset",),
     group_by: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Scores of `split` at the thresholds in `chosen` (picked per `by` groups, e.g. on val).
-
-    Rows are the `group_by` groups (default: the `by` groups): distinct images, scored
-    image-prompt pairs, the threshold, mean per-image IoU / Dice / precision / recall and
-    pooled IoU.
-    """
+    """`mean_scores` of `split` at the thresholds in `chosen` (picked per `by` groups, e.g. on
+    val), a row per `group_by` group (default: the `by` groups), with the split in front."""
     rows = apply_thresholds(df, chosen, split=split, by=by)
-    keys = list(group_by if group_by is not None else (by or []))
-    grouped = rows.groupby(keys, sort=True) if keys else rows.assign(_all="all").groupby("_all")
-    out = grouped.agg(
-        images=("image_id", "nunique"),
-        pairs=("image_id", "size"),
-        threshold=("threshold", "mean"),
-        iou=("iou", "mean"),
-        dice=("dice", "mean"),
-        precision=("precision", "mean"),
-        recall=("recall", "mean"),
-    )
-    sums = grouped[["tp", "fp", "fn"]].sum()
-    out["pooled_iou"] = rates_from_counts(sums["tp"], sums["fp"], sums["fn"])["iou"]
+    out = mean_scores(rows, group_by if group_by is not None else by)
     out.insert(0, "split", split)
-    return out.reset_index()
+    return out

@@ -2,8 +2,9 @@
 
     seg = Segmenter.from_pretrained("tiny")               # loads, then moves to the runtime device
     seg = Segmenter(model, processor)                     # uses the model where it already is
-    probs = seg.probabilities(images, ["segment crack", "segment taping area"])
+    probs = seg.probability_maps(images, ["segment crack", "segment taping area"])
     masks = seg.binary_masks(images, prompts, thresholds)  # thresholded on the device
+    named = seg.masks(image, prompts, settings)           # one image, post-processed
 
 One batch of images costs one vision pass and one decoder call for all its prompts
 (`helpers.model.forward.segment_prompts`). Logits are upsampled to each image's own size
@@ -52,7 +53,7 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     """Probabilities at `size` = (height, width) from (..., h, w) logits, on their device.
 
     Bilinear (`torch.nn.functional.interpolate`, align_corners=False) in float32, then a
-    sigmoid: the one upsampling rule of the project (`upsample_probs` is its NumPy face).
+    sigmoid: the one upsampling rule of the project.
     """
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"size must be (height, width) with positive values, got {size}")
@@ -60,31 +61,6 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     x = logits.detach().float().reshape(-1, 1, *logits.shape[-2:])
     out = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
     return out.reshape(*lead, *size)
-
-
-def upsample_probs(
-    values: np.ndarray | torch.Tensor, size: tuple[int, int], logits: bool = True
-) -> np.ndarray:
-    """Probabilities at `size` = (height, width) from model output at low resolution.
-
-    `values` is (h, w) or (B, h, w). Logits are upsampled bilinearly
-    (`torch.nn.functional.interpolate`, align_corners=False) and then passed through a
-    sigmoid, so scores can be computed at each image's original resolution. With
-    `logits=False` the input is taken as probabilities and converted to logits first
-    (clipped to [1e-6, 1 - 1e-6]). Returns float32 numpy of shape size or (B, *size), computed
-    on the CPU (`upsample_logits` does the same on the values' device).
-    """
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"size must be (height, width) with positive values, got {size}")
-    x = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(
-        np.asarray(values)
-    )
-    if x.ndim not in (2, 3):
-        raise ValueError(f"expected (h, w) or (B, h, w) logits, got shape {tuple(x.shape)}")
-    x = x.to(device="cpu", dtype=torch.float32)
-    if not logits:
-        x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
-    return upsample_logits(x, size).numpy()
 
 
 @dataclass
@@ -199,13 +175,27 @@ class Segmenter:
         )
         return out["pixel_values"]
 
-    @torch.inference_mode()
-    def logits_from_pixels(
-        self, pixel_values: torch.Tensor, prompts: Sequence[str]
-    ) -> torch.Tensor:
-        """Low-resolution logits (B, P, h, w), float32 on the model's device."""
+    def _logits(
+        self,
+        images: Sequence[np.ndarray] | None,
+        prompts: Sequence[str],
+        sizes: Sequence[tuple[int, int]] | None,
+        pixel_values: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, Sequence[tuple[int, int]]]:
+        """Low-resolution logits (B, P, h, w), float32 on the model's device, and the sizes
+        (height, width) to upsample them to."""
         from helpers.model.forward import segment_prompts
 
+        if pixel_values is None:
+            if images is None:
+                raise ValueError("give images or pixel_values with sizes")
+            pixel_values = self.preprocess(images)
+        if sizes is None:
+            if images is None:
+                raise ValueError("pixel_values need the images' sizes (height, width)")
+            sizes = [img.shape[:2] for img in images]
+        if len(sizes) != pixel_values.shape[0]:
+            raise ValueError(f"{len(sizes)} sizes for {pixel_values.shape[0]} images")
         prompts = check_prompts(prompts)
         tokens = self.processor.tokenizer(prompts, padding=True, return_tensors="pt")
         device = self.device
@@ -218,31 +208,7 @@ class Segmenter:
                 text_cache=self.text_cache,
                 prompts=prompts,
             )
-        return logits.float()
-
-    def logits(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> torch.Tensor:
-        """Low-resolution logits (B, P, h, w) for every prompt on every image."""
-        return self.logits_from_pixels(self.preprocess(images), prompts)
-
-    def _logits_for(
-        self,
-        images: Sequence[np.ndarray] | None,
-        prompts: Sequence[str],
-        sizes: Sequence[tuple[int, int]] | None,
-        pixel_values: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, Sequence[tuple[int, int]]]:
-        """Low-resolution logits (B, P, h, w) and the sizes (height, width) to upsample them to."""
-        if pixel_values is None:
-            if images is None:
-                raise ValueError("give images or pixel_values with sizes")
-            pixel_values = self.preprocess(images)
-        if sizes is None:
-            if images is None:
-                raise ValueError("pixel_values need the images' sizes (height, width)")
-            sizes = [img.shape[:2] for img in images]
-        if len(sizes) != pixel_values.shape[0]:
-            raise ValueError(f"{len(sizes)} sizes for {pixel_values.shape[0]} images")
-        return self.logits_from_pixels(pixel_values, prompts), sizes
+        return logits.float(), sizes
 
     @torch.inference_mode()
     def probability_maps(
@@ -256,14 +222,8 @@ class Segmenter:
 
         Give `images`, or already preprocessed `pixel_values` with the images' `sizes`.
         """
-        logits, sizes = self._logits_for(images, prompts, sizes, pixel_values)
+        logits, sizes = self._logits(images, prompts, sizes, pixel_values)
         return [upsample_logits(logits[i], tuple(size)) for i, size in enumerate(sizes)]
-
-    def probabilities(
-        self, images: Sequence[np.ndarray], prompts: Sequence[str]
-    ) -> list[np.ndarray]:
-        """Per image, a (P, H, W) float32 NumPy array of probabilities at the image's size."""
-        return [p.cpu().numpy() for p in self.probability_maps(images, prompts)]
 
     @torch.inference_mode()
     def binary_masks(
@@ -283,7 +243,7 @@ class Segmenter:
         """
         if len(thresholds) != len(prompts):
             raise ValueError(f"{len(thresholds)} thresholds for {len(prompts)} prompts")
-        logits, sizes = self._logits_for(images, prompts, sizes, pixel_values)
+        logits, sizes = self._logits(images, prompts, sizes, pixel_values)
         thr = torch.tensor(list(thresholds), dtype=torch.float32, device=logits.device)
         return [  # one image's full-size maps at a time (none kept): photos can be large
             (as_stored(upsample_logits(logits[i], tuple(size))) >= thr[:, None, None])
@@ -293,28 +253,19 @@ class Segmenter:
             for i, size in enumerate(sizes)
         ]
 
-    def masks_batch(
-        self,
-        images: Sequence[np.ndarray],
-        prompts: Sequence[str],
-        settings: PredictSettings | None = None,
-    ) -> list[dict[str, np.ndarray]]:
-        """Per image, {prompt: uint8 {0, 255} mask at the image's size}, post-processed."""
-        settings = settings or PredictSettings()
-        prompts = check_prompts(prompts)
-        chosen = [settings.for_prompt(p) for p in prompts]
-        binary = self.binary_masks(images, prompts, [t for t, _ in chosen])
-        methods = [method for _, method in chosen]
-        return [
-            {p: postprocess(m, method) for p, m, method in zip(prompts, b, methods, strict=True)}
-            for b in binary
-        ]
-
     def masks(
         self,
         image: np.ndarray,
         prompts: Sequence[str],
         settings: PredictSettings | None = None,
     ) -> dict[str, np.ndarray]:
-        """{prompt: uint8 {0, 255} mask at the image's size} for one RGB image."""
-        return self.masks_batch([image], prompts, settings)[0]
+        """{prompt: uint8 {0, 255} mask at the image's size} for one RGB image, post-processed
+        with each prompt's threshold and method from `settings`."""
+        settings = settings or PredictSettings()
+        prompts = check_prompts(prompts)
+        chosen = [settings.for_prompt(p) for p in prompts]
+        binary = self.binary_masks([image], prompts, [t for t, _ in chosen])[0]
+        return {
+            p: postprocess(m, method)
+            for p, m, (_, method) in zip(prompts, binary, chosen, strict=True)
+        }

@@ -40,11 +40,6 @@ def _device(model: CLIPSegForImageSegmentation) -> torch.device:
     return next(model.parameters()).device
 
 
-def feeding_layer_count(model: nn.Module) -> int:
-    """How many vision layers influence the logits: 1 + the last extract layer."""
-    return max(unwrap(model).extract_layers) + 1
-
-
 def _vision_parts(base: CLIPSegForImageSegmentation) -> list[nn.Module]:
     vision = base.clip.vision_model
     n = max(base.extract_layers) + 1

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -28,7 +27,6 @@ from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 from helpers.core.io import atomic_folder
 from helpers.model.forward import unwrap
 
-Mode = Literal["decoder", "lora", "full"]
 MODES: tuple[str, ...] = ("decoder", "lora", "full")
 PARTS: tuple[str, ...] = ("vision", "text", "decoder")
 MODE_FILE = "trainable.json"
@@ -119,11 +117,11 @@ class LoraSettings:
         )
 
 
+# The default places no adapter in vision layers 10 and 11, which never reach the logits.
+# `LoraSettings(vision_layers="all")` is the usual `target_modules=["q_proj", "v_proj"]`
+# placement: every q_proj / v_proj in all three parts (995,328 parameters on the full-size
+# model, 98,304 of them in those two layers).
 DEFAULT_LORA = LoraSettings()
-# The usual placement, `target_modules=["q_proj", "v_proj"]`: every q_proj / v_proj in all three
-# parts (995,328 parameters on the full-size model, 98,304 of them in vision layers 10 and 11,
-# which never reach the logits).
-ALL_QV_LORA = LoraSettings(r=16, alpha=32, dropout=0.05, vision_layers="all")
 
 
 def _layer_index(name: str, prefix: str) -> int | None:
@@ -201,15 +199,6 @@ def apply_mode(model: nn.Module, mode: str, lora: LoraSettings | None = None) ->
     settings = lora if lora is not None else DEFAULT_LORA
     with _quiet_peft():
         return get_peft_model(model, settings.lora_config(model))
-
-
-def mode_of(model: nn.Module) -> str:
-    """Best guess of the mode a model is in ("lora" if it carries adapters)."""
-    if isinstance(model, PeftModel):
-        return "lora"
-    base = unwrap(model)
-    tower_trainable = any(p.requires_grad for p in base.clip.parameters())
-    return "full" if tower_trainable else "decoder"
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -344,6 +333,15 @@ def saved_mode(folder: str | os.PathLike[str]) -> str:
     return json.loads(path.read_text(encoding="utf-8"))["mode"]
 
 
+def _checked(folder: str | os.PathLike[str], mode: str) -> Path:
+    """`folder` as a Path, after checking that `save_trainable` wrote a `mode` checkpoint there."""
+    folder = Path(folder)
+    recorded = saved_mode(folder)
+    if recorded != mode:
+        raise ValueError(f"{folder} holds a '{recorded}' checkpoint, not '{mode}'")
+    return folder
+
+
 def load_trainable(
     base_model: CLIPSegForImageSegmentation,
     mode: str,
@@ -352,28 +350,17 @@ def load_trainable(
 ) -> nn.Module:
     """Put what `save_trainable` wrote back onto `base_model` (changed in place for LoRA and
     decoder modes); returns the model in eval mode (a `PeftModel` for "lora")."""
-    folder = Path(folder)
-    recorded = saved_mode(folder)
-    if recorded != mode:
-        raise ValueError(f"{folder} holds a '{recorded}' checkpoint, not '{mode}'")
+    folder = _checked(folder, mode)
     if isinstance(base_model, PeftModel):
         raise ValueError("load_trainable needs the plain base model, not one with adapters")
-    if mode == "lora":
+    if mode == "lora":  # the adapters' own config (rank, targets) comes from the folder
         with _quiet_peft():
             model: nn.Module = PeftModel.from_pretrained(
                 base_model, folder, is_trainable=is_trainable
             )
-    elif mode == "decoder":
-        state = load_file(str(folder / DECODER_FILE))
-        base_model.decoder.load_state_dict(state, strict=True)
-        model = base_model
     else:
-        loaded = CLIPSegForImageSegmentation.from_pretrained(folder)
-        base_model.load_state_dict(loaded.state_dict(), strict=True)
-        del loaded
-        model = base_model
-    if mode != "lora":
-        model.requires_grad_(False)
+        restore_trainable(base_model, mode, folder)
+        model = base_model.requires_grad_(False)
         if is_trainable:
             model = apply_mode(model, mode)
     model.eval()
@@ -396,10 +383,7 @@ def restore_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str
     `model` is the one being trained (a `PeftModel` for "lora"); it stays on its device. This
     is how a run resumes and restores its best epoch, so a checkpoint stores its weights once.
     """
-    folder = Path(folder)
-    recorded = saved_mode(folder)
-    if recorded != mode:
-        raise ValueError(f"{folder} holds a '{recorded}' checkpoint, not '{mode}'")
+    folder = _checked(folder, mode)
     if mode == "lora":
         from peft import set_peft_model_state_dict
 
@@ -421,21 +405,3 @@ def restore_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str
         for path in files:
             state.update(_read_weights(path))
         unwrap(model).load_state_dict(state, strict=True)
-
-
-def adapter_state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the LoRA tensors as peft saves them (for comparing adapters)."""
-    from peft import get_peft_model_state_dict
-
-    state = get_peft_model_state_dict(model, save_embedding_layers=False)
-    return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def lora_parameter_count(model: nn.Module, settings: LoraSettings) -> int:
-    """LoRA parameters the settings would add, from the target layers' shapes alone."""
-    base = unwrap(model)
-    modules = dict(base.named_modules())
-    return sum(
-        settings.r * (modules[n].in_features + modules[n].out_features)
-        for n in settings.module_names(base)
-    )

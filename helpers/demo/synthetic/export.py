@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from helpers.core.cache import build_once
-from helpers.core.io import glob_escape, write_mask_png
+from helpers.core.io import write_mask_png
 from helpers.demo.synthetic.defects import (
     OUTLINE_MARGIN,
     add_screw_spots,
@@ -466,7 +465,6 @@ def generate_demo_exports(
         force=force,
         valid=_has_exports,
         before_build=lambda: _refuse_other_content(out),
-        tidy=_sweep_former_temp_folders,
     )
     return demo_paths(out)
 
@@ -492,11 +490,3 @@ def _refuse_other_content(out: Path) -> None:
         raise FileExistsError(
             f"{out} exists and is not a demo folder (no {STAMP_NAME}); refusing to replace it"
         )
-
-
-def _sweep_former_temp_folders(out: Path) -> None:
-    """Remove the half-built and replaced folders earlier versions of the generator left
-    beside `out` when killed (`.<name>.building-*`, `.<name>.old-*`); the lock is held."""
-    for pattern in (f".{glob_escape(out.name)}.building-*", f".{glob_escape(out.name)}.old-*"):
-        for leftover in out.parent.glob(pattern):
-            shutil.rmtree(leftover, ignore_errors=True)
