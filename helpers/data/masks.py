@@ -13,7 +13,8 @@ values): a polygon coordinate farther than `FAR_OUTSIDE` image sizes outside the
 uncompressed RLE whose run lengths do not add up to the image, or a compressed RLE that is not
 ASCII raises `ValueError` naming the object. A decoded RLE is checked against the export's own
 `area` and `bbox` when it gives them: one that disagrees (e.g. garbage counts that decode to
-nearly the whole image) is replaced by its box, or dropped when it has none, with a note.
+nearly the whole image), or one pycocotools cannot decode, is replaced by its box, or dropped
+when it has none, with a note.
 
 Orientation: masks are rendered at the annotation frame (the JSON's width/height). When the
 image on disk, after its EXIF orientation is applied (what `load_rgb` returns), has that same
@@ -128,12 +129,18 @@ def render_mask_and_notes(record: ImageRecord) -> tuple[np.ndarray, list[str]]:
     out = np.zeros((height, width), dtype=np.uint8)
     notes = []
     for i, ann in enumerate(record.annotations):
-        part = _annotation_mask(ann, height, width)
+        why = None
+        try:
+            part = _annotation_mask(ann, height, width)
+        except ValueError as exc:
+            if ann.kind != "rle":
+                raise
+            part, why = np.zeros_like(out), f"does not decode ({exc})"
         if part.shape != out.shape:
             raise MaskSizeError(
                 f"{record.image_path}: object mask {part.shape} differs from {out.shape}"
             )
-        why = implausible_rle(ann, part) if ann.kind == "rle" else None
+        why = why or (implausible_rle(ann, part) if ann.kind == "rle" else None)
         if why:
             label = ann.label or f"object {i}"
             if ann.bbox[2] > 0 and ann.bbox[3] > 0:
