@@ -198,8 +198,8 @@ def _polygon_parts(
     problems: list[Problem],
     size: tuple[int, int] | None = None,
 ) -> list[list[float]]:
-    """Keep the polygon parts with at least 3 finite points, some area and some of it inside
-    the image (`size` = width, height); record a problem for the rest."""
+    """Keep the polygon parts with at least 3 finite points, some area, some of it inside the
+    image (`size` = width, height) and nothing far outside it; record a problem for the rest."""
     kept = []
     for i, part in enumerate(parts):
         if not isinstance(part, list) or not _finite(part):
@@ -217,6 +217,11 @@ def _polygon_parts(
         if polygon_area(coords) <= 0:
             problems.append(Problem(file, f"{what}: polygon part {i} has no area; dropped"))
             continue
+        if size is not None and clip_box(_bounds(coords), *size) is None:
+            problems.append(
+                Problem(file, f"{what}: polygon part {i} lies outside the image; dropped")
+            )
+            continue
         if size is not None and far_outside(coords, *size):
             problems.append(
                 Problem(
@@ -225,11 +230,6 @@ def _polygon_parts(
                     f"{size[0]}x{size[1]} image (from {min(coords):g} to {max(coords):g}); "
                     "dropped",
                 )
-            )
-            continue
-        if size is not None and clip_box(_bounds(coords), *size) is None:
-            problems.append(
-                Problem(file, f"{what}: polygon part {i} lies outside the image; dropped")
             )
             continue
         kept.append(coords)
