@@ -80,12 +80,29 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def tree_files(root: str | os.PathLike[str]) -> list[Path]:
+    """Every file under `root`, sorted, following links to folders and files as a reader
+    does (a folder reached twice through links, or a link loop, is walked once)."""
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs.sort()
+        found += [Path(folder, f) for f in files if Path(folder, f).is_file()]
+    return sorted(found)
+
+
 def tree_digest(root: str | os.PathLike[str]) -> str:
-    """sha256 over every file under `root`: its relative name (as bytes, so names that are not
-    UTF-8 count too) and its content, so a file changed in place is noticed."""
+    """sha256 over every file under `root`, links followed (`tree_files`): its relative name
+    (as bytes, so names that are not UTF-8 count too) and its content, so a file changed in
+    place, also inside a linked folder, is noticed."""
     root = Path(root)
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in tree_files(root):
         h.update(os.fsencode(path.relative_to(root).as_posix()) + b"\0")
         h.update(bytes.fromhex(file_digest(path)))
     return h.hexdigest()

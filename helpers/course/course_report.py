@@ -8,11 +8,17 @@ validation; a split with fewer than `SMALL_SPLIT` photos (near-duplicate groups;
 photos are not recorded) is flagged where its numbers appear.
 The header says where each notebook ran (device, GPU, precision, peak memory) and, when a
 profile capped the evaluated images, says so before any score.
+
+Nothing is dropped silently: a notebook without a metrics file keeps its place with a line
+saying so, and every NaN or infinite number is listed under "Values to check" with its file
+and field (the command then exits 1). A metrics file that is off the schema or not complete
+JSON stops the report with one line naming the file (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +39,7 @@ from helpers.course.records import (
     ModelResults,
     NotebookResults,
     ThresholdSweep,
+    non_finite_fields,
     read_results,
 )
 from helpers.data.split import SMALL_SPLIT
@@ -427,7 +434,9 @@ def runtime_rows(metrics: Mapping[str, NotebookResults]) -> list[dict[str, Any]]
                 "device": rt.get("device", "?"),
                 "GPU": rt.get("gpu") or "-",
                 "precision": rt.get("precision", "?"),
-                "peak memory (MB)": round(float(peak)) if peak is not None else None,
+                "peak memory (MB)": round(float(peak))
+                if peak is not None and math.isfinite(peak)
+                else None,  # a NaN is listed under "Values to check"
             }
         )
     return rows
@@ -475,6 +484,36 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
 }
 
 
+def missing_sections(out_dir: str | Path, metrics: Mapping[str, NotebookResults]) -> dict[str, str]:
+    """Each course notebook without results in `out_dir`, and why its section is missing."""
+    return {
+        name: f"no metrics/{name}.json in {Path(out_dir).name}: that notebook has not run"
+        for name in SECTIONS
+        if name not in metrics
+    }
+
+
+def bad_values(out_dir: str | Path, metrics: Mapping[str, NotebookResults]) -> list[str]:
+    """Every NaN or infinite number in the results, as "<file>: <field> = nan"."""
+    folder = Path(out_dir) / "metrics"
+    return [
+        f"{folder / f'{name}.json'}: {found}"
+        for name, m in metrics.items()
+        for found in non_finite_fields(m.to_dict())
+    ]
+
+
+def _checks_section(missing: Mapping[str, str], bad: Sequence[str]) -> str:
+    lines = []
+    if missing:
+        lines += ["**Missing sections:**", ""] + [f"- {n}: {why}" for n, why in missing.items()]
+        lines.append("")
+    if bad:
+        lines += ["**Values to check** (not numbers; their table cells are empty):", ""]
+        lines += [f"- {b}" for b in bad] + [""]
+    return "\n".join(lines)
+
+
 def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path.
 
@@ -485,9 +524,15 @@ def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     metrics = read_results(out_dir)
     if not metrics:
         raise FileNotFoundError(f"no notebook metrics in {out_dir / 'metrics'}; run the notebooks")
+    missing = missing_sections(out_dir, metrics)
     parts = [_header(metrics, run or out_dir.name)]
-    parts += [part for part in (cap_note(metrics), _runtime_section(metrics)) if part]
-    for name, m in metrics.items():
+    checks = _checks_section(missing, bad_values(out_dir, metrics))
+    parts += [part for part in (checks, cap_note(metrics), _runtime_section(metrics)) if part]
+    for name in SECTIONS:
+        if name not in metrics:
+            parts.append(f"## {name}\n\n_Section missing: {missing[name]}._\n")
+            continue
+        m = metrics[name]
         parts.append(SECTIONS[name](m))
         parts += [
             f"\n![{fig}](figures/{fig})\n"
@@ -560,7 +605,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         f"wrote {report}, {len(cards)} model card(s) and {len(html)} HTML notebook(s) in "
         f"{out_dir / 'html'}"
     )
-    return 0
+    metrics = read_results(out_dir)
+    for name, why in missing_sections(out_dir, metrics).items():
+        print(f"note: section {name} missing: {why}", file=sys.stderr)
+    bad = bad_values(out_dir, metrics)
+    for line in bad:
+        print(f"error: not a number: {line}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

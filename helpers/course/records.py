@@ -6,13 +6,16 @@
 
 Notebooks fill these classes; `helpers.course.course_report` reads them back through the same
 classes, so a key that a notebook renamed or forgot is a one-line error naming the file,
-never a silently missing row. Tables are lists of records (one dict per row), as
-`DataFrame.to_dict("records")`
-gives them; per-class values are dicts keyed by class ("cracks", "taping").
+never a silently missing row. A file that is not complete JSON (truncated, half-written) is
+a `ResultsError` naming it; `non_finite_fields` names every NaN or infinite number. Tables
+are lists of records (one dict per row), as `DataFrame.to_dict("records")` gives them;
+per-class values are dicts keyed by class ("cracks", "taping").
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import types
 import typing
@@ -31,6 +34,26 @@ R = TypeVar("R", bound="NotebookResults")
 
 class ResultsError(ValueError):
     """A metrics file that does not follow the schema (one-line message naming the file)."""
+
+
+def non_finite_fields(value: Any, where: str = "") -> list[str]:
+    """The key paths (e.g. `test['cracks']['iou']`) of every NaN or infinite number in a value
+    read from JSON, with the value: `["peak_memory_mb = nan"]`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where or 'value'} = {value}"]
+    if isinstance(value, dict):
+        return [
+            found
+            for key, item in value.items()
+            for found in non_finite_fields(item, f"{where}[{key!r}]" if where else str(key))
+        ]
+    if isinstance(value, list):
+        return [
+            found
+            for i, item in enumerate(value)
+            for found in non_finite_fields(item, f"{where}[{i}]")
+        ]
+    return []
 
 
 def _type_name(hint: Any) -> str:
@@ -136,7 +159,18 @@ class NotebookResults:
     def read(cls: type[R], out_dir: str | os.PathLike[str]) -> R | None:
         """The results stored under `out_dir` (a run folder), or None if not written yet."""
         path = cls.path(out_dir)
-        return cls.from_dict(read_json(path), str(path)) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            data = read_json(path)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ResultsError(
+                f"{path} is not complete JSON ({exc}): truncated or half-written; re-run "
+                f"notebook {cls.NAME} to rewrite it"
+            ) from exc
+        if not isinstance(data, dict):
+            raise ResultsError(f"{path} holds a {type(data).__name__}, not a JSON object")
+        return cls.from_dict(data, str(path))
 
 
 

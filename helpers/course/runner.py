@@ -7,8 +7,11 @@
         -p taping_export=../shared/data/roboflow/drywall-join-detect.v2i.coco
 
 Parameters are checked against each notebook's `parameters` cell before anything runs:
-papermill itself only warns about unknown names, which silently runs the defaults. So are the
-device and precision: a run that asks for a GPU this machine lacks stops before the first
+papermill itself only warns about unknown names, which silently runs the defaults. Their
+values are checked too, before any kernel starts: a profile setting must have the profile's
+type (`helpers.course.profiles.Profile`) and lie in its range (`PARAMETER_RANGES`; e.g.
+`image_size` is a multiple of 16 from 32 up), any other parameter the type of its default.
+So are the device and precision: a run that asks for a GPU this machine lacks stops before the first
 notebook, in one line. A notebook that fails is named in one line with its error and the
 executed copy to open, and the notebooks after it do not run.
 
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +38,35 @@ from helpers.core.io import atomic_path, read_json, write_json
 from helpers.core.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir
 from helpers.core.progress import HEADLESS_ENV
 from helpers.core.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, get_runtime
-from helpers.course.profiles import get_profile
+from helpers.course.profiles import Profile, get_profile
+from helpers.course.records import type_problem
+
+# Allowed values of numeric profile settings given as -p: (lowest, highest), None = unbounded.
+PARAMETER_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, None),
+    "image_size": (32, 4096),
+    "batch_size": (1, None),
+    "eval_batch_size": (1, None),
+    "epochs": (1, None),
+    "lr": (0, None),
+    "tower_lr": (0, None),
+    "full_lr": (0, None),
+    "weight_decay": (0, None),
+    "warmup_fraction": (0, 1),
+    "patience": (1, None),
+    "negative_rate": (0, None),
+    "bce_weight": (0, None),
+    "dice_weight": (0, None),
+    "bce_pos_weight": (0, None),
+    "lora_r": (1, None),
+    "lora_alpha": (1, None),
+    "lora_dropout": (0, 1),
+    "max_steps_per_epoch": (0, None),
+    "num_workers": (0, None),
+    "eval_max_images": (1, None),
+}
+POSITIVE = ("lr", "tower_lr", "full_lr", "bce_pos_weight")  # above their lowest value, not at it
+PATCH = 16  # CLIPSeg's vision tower cuts images into 16-pixel patches
 
 NOTEBOOKS = [
     "01_data_inspection",
@@ -96,6 +129,58 @@ def check_parameters(names: list[str], params: dict[str, Any]) -> None:
         raise SystemExit(
             f"no notebook among {names} has parameter(s) {unknown}; see their parameters cells"
         )
+
+
+def _default_type(notebooks: list[str], key: str) -> type | None:
+    """The type of `key`'s default in the first of `notebooks` declaring it (None: no default)."""
+    import papermill
+
+    for name in notebooks:
+        found = papermill.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb")).get(key)
+        if found is not None:
+            try:
+                default = ast.literal_eval(found["default"])
+            except (ValueError, SyntaxError):
+                return None
+            return None if default is None else type(default)
+    return None
+
+
+def value_problem(key: str, value: Any, default_type: type | None = None) -> str | None:
+    """Why `-p key=value` cannot run, or None: the type of a profile setting (or of the
+    notebook's default) and the range of PARAMETER_RANGES."""
+    if value is None:  # a notebook's None: the profile's value
+        return None
+    hints = typing.get_type_hints(Profile)
+    if key in {f.name for f in dataclasses.fields(Profile)} and key != "extra":
+        problem = type_problem(value, hints[key], key)
+    elif default_type is not None:
+        problem = type_problem(value, default_type, key)
+    else:
+        return None
+    if problem:
+        return f"-p {key}={value!r}: {problem}"
+    low, high = PARAMETER_RANGES.get(key, (None, None))
+    if low is None and high is None:
+        return None
+    if (low is not None and value < low) or (high is not None and value > high) or (
+        key in POSITIVE and value == low
+    ):
+        lowest = f"above {low}" if key in POSITIVE else f"at least {low}"
+        allowed = lowest + (f" and at most {high}" if high is not None else "")
+        return f"-p {key}={value!r}: must be {allowed}"
+    if key == "image_size" and value % PATCH:
+        return f"-p {key}={value!r}: must be a multiple of {PATCH} (the model's patch size)"
+    return None
+
+
+def check_parameter_values(names: list[str], params: dict[str, Any]) -> None:
+    """A `ValueError` naming the first parameter whose type or range cannot run (before any
+    kernel starts)."""
+    for key, value in params.items():
+        problem = value_problem(key, value, _default_type(names, key))
+        if problem:
+            raise ValueError(problem)
 
 
 def parameters_for(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +284,7 @@ def run(
     params = injected_parameters(profile, overrides)
     run_name = str(params.get("run_name") or profile)
     check_parameters(names, params)
+    check_parameter_values(names, params)
     executed = profile_dir(run_name) / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -289,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key.strip()] = parse_value(value)
     names = select(args.only)
     declared = declared_parameters(names)
+    try:
+        check_parameter_values(names, overrides)
+    except ValueError as err:
+        fail(str(err))
     for key in ("device", "precision"):  # for the notebooks that run a model
         if getattr(args, key) is not None and key in declared:
             overrides[key] = getattr(args, key)

@@ -127,8 +127,12 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return image_info(path).size
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale 16-bit (or 32-bit integer / float) single-channel data to 0..255."""
+def _to_uint8(arr: np.ndarray, top: int | None = None) -> np.ndarray:
+    """Scale 16-bit (or 32-bit integer / float) single-channel data to 0..255.
+
+    `top` is the full-scale value when the file states its depth (65535 for 16-bit data, so a
+    dark 16-bit image stays dark); otherwise integer data above 255 is taken as 16-bit.
+    """
     if arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.floating):
@@ -136,7 +140,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
         return np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
     arr = arr.astype(np.int64)
-    top = 65535 if arr.max(initial=0) > 255 else 255
+    top = top or (65535 if arr.max(initial=0) > 255 else 255)
     return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
@@ -145,7 +149,7 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        gray = _to_uint8(np.asarray(im))
+        gray = _to_uint8(np.asarray(im), 65535 if im.mode.startswith("I;16") else None)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")

@@ -8,6 +8,14 @@ Conventions (COCO's): pixel (col, row) covers [col, col + 1) x [row, row + 1).
 - Several objects are OR-ed. The result is uint8 with values {0, 255}.
 - An object that covers no pixel of the image is not drawn; `mask_for_image` says so in its note.
 
+Geometry is checked before pycocotools sees it (its C code crashes the process on some
+values): a polygon coordinate farther than `FAR_OUTSIDE` image sizes outside the image, an
+uncompressed RLE whose run lengths do not add up to the image, or a compressed RLE that is not
+ASCII raises `ValueError` naming the object. A decoded RLE is checked against the export's own
+`area` and `bbox` when it gives them: one that disagrees (e.g. garbage counts that decode to
+nearly the whole image), or one pycocotools cannot decode, is replaced by its box, or dropped
+when it has none, with a note.
+
 Orientation: masks are rendered at the annotation frame (the JSON's width/height). When the
 image on disk, after its EXIF orientation is applied (what `load_rgb` returns), has that same
 size, the mask is used as is (Roboflow's case: it bakes orientation into the pixels). When only
@@ -27,8 +35,12 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from helpers.data.images import ImageInfo, image_info, orient_like_exif
-from helpers.data.roboflow import Annotation, ImageRecord
+from helpers.data.roboflow import FAR_OUTSIDE, Annotation, ImageRecord, far_outside
 
+# A decoded RLE agrees with the export's `area` within this fraction (plus RLE_SLACK pixels),
+# and has at most this fraction of its pixels outside the export's `bbox` (grown by RLE_SLACK).
+RLE_TOLERANCE = 0.1
+RLE_SLACK = 2
 _ROBOFLOW_NAME = re.compile(r"_(?:jpe?g|png|bmp|webp|tiff?|gif)\.rf\.", re.IGNORECASE)
 
 
@@ -48,7 +60,50 @@ def box_pixels(
     return col0, row0, max(col1, col0), max(row1, row0)
 
 
+def check_geometry(ann: Annotation, height: int, width: int) -> None:
+    """`ValueError` naming the object when its geometry must not reach pycocotools."""
+    what = ann.label or "an object"
+    if ann.kind == "polygon":
+        for coords in ann.polygons:
+            if far_outside(coords, width, height):
+                raise ValueError(
+                    f"{what}: polygon coordinates lie more than {FAR_OUTSIDE:g} image size(s) "
+                    f"outside the {width}x{height} image"
+                )
+    if ann.kind == "rle":
+        counts = (ann.rle or {}).get("counts")
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and c >= 0 for c in counts):
+                raise ValueError(f"{what}: RLE counts are not non-negative whole numbers")
+            if sum(counts) != height * width:
+                raise ValueError(
+                    f"{what}: RLE runs cover {sum(counts)} pixels, the image has {height * width}"
+                )
+        elif not (isinstance(counts, str) and counts.isascii()):
+            raise ValueError(f"{what}: RLE counts are neither a list nor an ASCII string")
+
+
+def implausible_rle(ann: Annotation, part: np.ndarray) -> str | None:
+    """Why a decoded RLE disagrees with the export's own area or bbox; None when it agrees
+    (or the export gives neither)."""
+    n = int(np.count_nonzero(part))
+    if ann.area is not None and abs(n - ann.area) > RLE_TOLERANCE * ann.area + RLE_SLACK:
+        return f"decodes to {n} pixels, the export says its area is {ann.area:g}"
+    x, y, w, h = ann.bbox
+    if n and w > 0 and h > 0:
+        col0, row0, col1, row1 = box_pixels(
+            (x - RLE_SLACK, y - RLE_SLACK, w + 2 * RLE_SLACK, h + 2 * RLE_SLACK),
+            part.shape[1],
+            part.shape[0],
+        )
+        outside = n - int(np.count_nonzero(part[row0:row1, col0:col1]))
+        if outside > RLE_TOLERANCE * n:
+            return f"{outside} of its {n} pixels lie outside the export's bbox {list(ann.bbox)}"
+    return None
+
+
 def _annotation_mask(ann: Annotation, height: int, width: int) -> np.ndarray:
+    check_geometry(ann, height, width)
     if ann.kind == "polygon":
         rles = mask_utils.frPyObjects(ann.polygons, height, width)
         return mask_utils.decode(mask_utils.merge(rles))
@@ -74,11 +129,27 @@ def render_mask_and_notes(record: ImageRecord) -> tuple[np.ndarray, list[str]]:
     out = np.zeros((height, width), dtype=np.uint8)
     notes = []
     for i, ann in enumerate(record.annotations):
-        part = _annotation_mask(ann, height, width)
+        why = None
+        try:
+            part = _annotation_mask(ann, height, width)
+        except ValueError as exc:
+            if ann.kind != "rle":
+                raise
+            part, why = np.zeros_like(out), f"does not decode ({exc})"
         if part.shape != out.shape:
             raise MaskSizeError(
                 f"{record.image_path}: object mask {part.shape} differs from {out.shape}"
             )
+        why = why or (implausible_rle(ann, part) if ann.kind == "rle" else None)
+        if why:
+            label = ann.label or f"object {i}"
+            if ann.bbox[2] > 0 and ann.bbox[3] > 0:
+                box = Annotation(kind="box", bbox=ann.bbox, box_fallback=True, label=label)
+                part = _annotation_mask(box, height, width)
+                notes.append(f"{label}: RLE {why}; its box is used instead")
+            else:
+                notes.append(f"{label}: RLE {why}; not drawn")
+                continue
         if not part.any():
             notes.append(f"{ann.label or f'object {i}'} covers no pixel of the image; not drawn")
         out |= part.astype(np.uint8)

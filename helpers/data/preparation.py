@@ -151,7 +151,24 @@ def _inputs(cracks: Path | None, taping: Path | None) -> dict[str, Path]:
                 f"{name} export {printable(str(path))} {what}; give the folder of a Roboflow "
                 "export (COCO or YOLOv8-seg)"
             )
+    if len(exports) == 2:
+        cracks, taping = exports["cracks"], exports["taping"]
+        if cracks == taping or cracks.is_relative_to(taping) or taping.is_relative_to(cracks):
+            raise ValueError(
+                f"--cracks {printable(str(cracks))} and --taping {printable(str(taping))} are "
+                "the same export (or one lies inside the other); give each class its own export"
+            )
     return exports
+
+
+def _check_distinct(key: dict) -> None:
+    """Refuse two exports with the same content (a copy given as both classes)."""
+    content = key["content"]
+    if len(content) == 2 and content["cracks"] == content["taping"]:
+        raise ValueError(
+            f"--cracks {key['exports']['cracks']} and --taping {key['exports']['taping']} "
+            "hold the same files (a copy of one export); give each class its own export"
+        )
 
 
 def _check_out(out: Path, exports: dict[str, Path]) -> None:
@@ -427,16 +444,25 @@ def ensure_prepared(
     exports = _inputs(cracks, taping)
     out = Path(out).resolve()
     key = input_key(exports, seed, fractions, seam_masks, box_masks, max_pixels)
-    build_once(
-        out,
-        key,
-        lambda build: _write_output(
-            exports, out, build, seed, fractions, seam_masks, box_masks, max_pixels
-        ),
-        force=force,
-        valid=_masks_present,
-        before_build=lambda: _check_out(out, exports),
-    )
+    _check_distinct(key)
+    try:
+        build_once(
+            out,
+            key,
+            lambda build: _write_output(
+                exports, out, build, seed, fractions, seam_masks, box_masks, max_pixels
+            ),
+            force=force,
+            valid=_masks_present,
+            before_build=lambda: _check_out(out, exports),
+        )
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:  # already names what it is about
+            raise
+        # e.g. a full disk: the error names no file, so name the output being written
+        raise OSError(
+            exc.errno, f"{exc.strerror or exc} while writing the output {out} (built beside it)"
+        ) from exc
     return load_prepared(out)
 
 

@@ -9,7 +9,13 @@ Labels are checked, and an object that fails a check is not drawn (a problem say
 category id that the export's `categories` do not list; a YOLO class id that is not a whole
 number below `nc` (or the length of `names`) in data.yaml; YOLO coordinates outside [0, 1] by
 more than COORD_TOLERANCE (values within it are clipped); a polygon or box with no area, or
-lying wholly outside the image.
+lying wholly outside the image; a polygon coordinate farther outside the image than
+FAR_OUTSIDE image sizes (pycocotools' C renderer crashes the process on such values).
+
+Tolerated: a UTF-8 byte-order mark at the start of a JSON, YAML or label file; a width or
+height written as a whole float (640.0). Two COCO image entries naming the same file are
+merged, their annotations kept together (a problem row says so). A `file_name` that leads
+outside its split folder (`../test/x.jpg`) is refused: a split never reads another's images.
 
 Coordinates are pixels of the image as stored in the export. Roboflow bakes the EXIF
 orientation into the pixels, so for its exports stored and displayed orientation agree;
@@ -35,6 +41,9 @@ YOLO_FILE = "data.yaml"
 SPLIT_ORDER = ("train", "valid", "val", "test")
 # How far outside [0, 1] a YOLO coordinate may be before the object is refused (rounding slack).
 COORD_TOLERANCE = 0.01
+# How far outside the image (in image widths/heights) a polygon coordinate may lie before the
+# part is refused: a polygon may overshoot an edge a little, never by thousands of sizes.
+FAR_OUTSIDE = 1.0
 
 
 class ExportError(ValueError):
@@ -50,6 +59,7 @@ class Annotation:
     polygons: list[list[float]] = field(default_factory=list)  # flat [x1, y1, x2, y2, ...]
     rle: dict | None = None  # COCO RLE (counts/size) when kind == "rle"
     box_fallback: bool = False  # True when the segmentation was unusable and the box is used
+    area: float | None = None  # the export's own pixel area of the object, when it gives one
     label: str = ""  # where it came from, for messages ("annotation 7", "line 3")
 
 
@@ -188,8 +198,8 @@ def _polygon_parts(
     problems: list[Problem],
     size: tuple[int, int] | None = None,
 ) -> list[list[float]]:
-    """Keep the polygon parts with at least 3 finite points, some area and some of it inside
-    the image (`size` = width, height); record a problem for the rest."""
+    """Keep the polygon parts with at least 3 finite points, some area, some of it inside the
+    image (`size` = width, height) and nothing far outside it; record a problem for the rest."""
     kept = []
     for i, part in enumerate(parts):
         if not isinstance(part, list) or not _finite(part):
@@ -212,8 +222,28 @@ def _polygon_parts(
                 Problem(file, f"{what}: polygon part {i} lies outside the image; dropped")
             )
             continue
+        if size is not None and far_outside(coords, *size):
+            problems.append(
+                Problem(
+                    file,
+                    f"{what}: polygon part {i} has coordinates far outside the "
+                    f"{size[0]}x{size[1]} image (from {min(coords):g} to {max(coords):g}); "
+                    "dropped",
+                )
+            )
+            continue
         kept.append(coords)
     return kept
+
+
+def far_outside(coords: list[float], width: int, height: int) -> bool:
+    """True when a flat polygon has a coordinate more than FAR_OUTSIDE image sizes outside the
+    image (such values crash pycocotools' renderer)."""
+    xs, ys = coords[0::2], coords[1::2]
+    mx, my = FAR_OUTSIDE * width, FAR_OUTSIDE * height
+    return (
+        min(xs) < -mx or max(xs) > width + mx or min(ys) < -my or max(ys) > height + my
+    )
 
 
 def _bounds(coords: list[float]) -> tuple[float, float, float, float]:
@@ -296,7 +326,7 @@ def coco_categories(root: str | Path) -> list[dict[str, Any]]:
 
 def _load_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is skipped
     except UnicodeDecodeError as exc:
         raise ExportError(f"{path}: not UTF-8 text ({exc})") from exc
     except json.JSONDecodeError as exc:
@@ -316,6 +346,8 @@ def _coco_annotation(
     bbox = ann.get("bbox")
     box_ok = isinstance(bbox, (list, tuple)) and len(bbox) == 4 and _finite(list(bbox))
     full_bbox = tuple(float(v) for v in bbox) if box_ok else (0.0, 0.0, 0.0, 0.0)
+    area = ann.get("area")
+    area = float(area) if _finite([area]) and area > 0 else None
     if isinstance(seg, dict):  # RLE, compressed (counts str) or uncompressed (counts list)
         size = seg.get("size")
         if list(size or []) != [rec.height, rec.width] or "counts" not in seg:
@@ -327,7 +359,7 @@ def _coco_annotation(
                 )
             )
         else:
-            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg), label=what)
+            return Annotation(kind="rle", bbox=full_bbox, rle=dict(seg), label=what, area=area)
     elif isinstance(seg, list) and seg:
         parts = _polygon_parts(seg, file, what, problems, (rec.width, rec.height))
         if parts:
@@ -336,6 +368,22 @@ def _coco_annotation(
     elif seg not in (None, []):
         problems.append(Problem(file, f"{what}: unknown segmentation {type(seg).__name__}"))
     return _box_annotation(bbox, rec.width, rec.height, file, what, problems, fallback=True)
+
+
+def _whole(value: Any) -> int | None:
+    """A positive whole number given as an int or as a float like 640.0; else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value > 0 else None
+
+
+def _inside(split_dir: Path, name: str) -> bool:
+    """True when `name` names a file inside `split_dir` (no absolute path, no way out)."""
+    if Path(name).is_absolute():
+        return False
+    return (split_dir / name).resolve().is_relative_to(split_dir.resolve())
 
 
 def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
@@ -352,6 +400,8 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
     if not known:
         problems.append(Problem(str(json_path), "no categories listed; category ids not checked"))
     by_id: dict[Any, ImageRecord] = {}
+    by_name: dict[str, tuple[Any, ImageRecord]] = {}  # NFC file name -> first id, its record
+    aliases: dict[Any, ImageRecord] = {}  # ids of repeated entries -> the first entry's record
     listed: set[str] = set()
     for img in data["images"]:
         name = img.get("file_name") if isinstance(img, dict) else None
@@ -360,12 +410,44 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             continue
         listed.add(unicodedata.normalize("NFC", name))
         where = str(split_dir / name)
-        width, height = img.get("width"), img.get("height")
-        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-            problems.append(Problem(where, f"bad width/height {width}x{height}; image skipped"))
+        if not _inside(split_dir, name):
+            problems.append(
+                Problem(where, f"file_name {name!r} leads outside the split folder; skipped")
+            )
             continue
-        if _key(img.get("id")) in by_id:
+        width, height = _whole(img.get("width")), _whole(img.get("height"))
+        if width is None or height is None:
+            problems.append(
+                Problem(
+                    where,
+                    f"bad width/height {img.get('width')!r}x{img.get('height')!r}; image skipped",
+                )
+            )
+            continue
+        if _key(img.get("id")) in by_id or _key(img.get("id")) in aliases:
             problems.append(Problem(where, f"duplicate image id {img.get('id')}; skipped"))
+            continue
+        first = by_name.get(unicodedata.normalize("NFC", name))
+        if first is not None:
+            first_id, first_rec = first
+            if (first_rec.width, first_rec.height) == (width, height):
+                aliases[_key(img.get("id"))] = first_rec
+                problems.append(
+                    Problem(
+                        where,
+                        f"image id {img.get('id')} repeats the entry of id {first_id} for the "
+                        "same file; their annotations are merged",
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        where,
+                        f"image id {img.get('id')} names the same file as id {first_id} but "
+                        f"says {width}x{height}, not {first_rec.width}x{first_rec.height}; "
+                        "this entry and its annotations are ignored",
+                    )
+                )
             continue
         path = _find_file(split_dir, name)
         if path is None:
@@ -381,13 +463,14 @@ def read_coco_split(split_dir: Path) -> tuple[list[ImageRecord], list[Problem]]:
             height=height,
             extra_name=extra_name,
         )
+        by_name[unicodedata.normalize("NFC", name)] = (img.get("id"), by_id[_key(img.get("id"))])
     images = data["images"]
     missing_ids = {_key(img.get("id")) for img in images if isinstance(img, dict)} - set(by_id)
     for ann in data.get("annotations", []):
         if not isinstance(ann, dict):
             problems.append(Problem(str(json_path), f"annotation is not an object: {ann!r}"))
             continue
-        rec = by_id.get(_key(ann.get("image_id")))
+        rec = by_id.get(_key(ann.get("image_id"))) or aliases.get(_key(ann.get("image_id")))
         if rec is None:
             if (
                 _key(ann.get("image_id")) not in missing_ids
@@ -531,7 +614,7 @@ def read_yolo_split(
         label = label_dir / f"{path.stem}.txt"
         if label.is_file():
             try:
-                text = label.read_text(encoding="utf-8")
+                text = label.read_text(encoding="utf-8-sig")  # a byte-order mark is skipped
             except UnicodeDecodeError:
                 problems.append(Problem(str(label), "not UTF-8 text; image skipped"))
                 continue
@@ -549,7 +632,7 @@ def read_yolo_split(
 
 def _data_yaml(root: str | Path) -> dict:
     try:
-        data = yaml.safe_load((Path(root) / YOLO_FILE).read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load((Path(root) / YOLO_FILE).read_text(encoding="utf-8-sig")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -15,8 +15,15 @@ Bad input never stops a run: a file that is not an image, cannot be decoded, is 
 `MIN_SIDE` pixels is skipped with its reason. `<out>/predict_run.json` is always written and
 counts only the masks that are on disk.
 
+Inputs are compared by their real paths: one file named twice (`d/x.jpg`, `d/../d/x.jpg`, a
+link) is run once. A folder inside an input folder is not searched and is listed as skipped.
+When `--out` is an input folder, the masks predict wrote there (`<stem>__<slug>.png` for this
+run's prompts or those of the `predict_run.json` there) are listed as skipped, never segmented.
+When `predict_run.json` cannot be written (a full disk), the run record is printed instead.
+
 Refused before the model loads (one line, exit code 2): output names that would collide
-(e.g. the prompts "segment crack" and "segment crack.", or two inputs with the same stem),
+(e.g. the prompts "segment crack" and "segment crack.", two inputs with the same stem, or any
+two image/prompt pairs that give the same full file name),
 prompts longer than the tokenizer's limit (77 tokens for CLIP), names too long for the file
 system, an `--out` that is a file or cannot be written, a device that is absent, and a model
 that cannot be loaded. Exact duplicate prompts are run once (with a warning); a prompt of no
@@ -148,27 +155,54 @@ def check_prompt_lengths(tokenizer, prompts: Sequence[str]) -> None:
             )
 
 
-def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files named directly or found in folders (sorted), and the inputs skipped, why."""
-    found: list[Path] = []
+def own_mask_names(out_dir: str | Path, prompts: Sequence[str]) -> Callable[[Path], bool]:
+    """A test for "a mask predict wrote in `out_dir`": a file there named `<stem>__<slug>.png`
+    for a slug of `prompts` or of the prompts recorded in `out_dir`'s earlier run file."""
+    out = Path(out_dir).resolve()
+    slugs = {prompt_slug(p) for p in prompts}
+    try:
+        earlier = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("prompts") or []
+        slugs |= {prompt_slug(p) for p in earlier if isinstance(p, str)}
+    except (OSError, ValueError, AttributeError):
+        pass
+    endings = tuple(f"__{slug}.png" for slug in slugs if slug)
+
+    def is_own(path: Path) -> bool:
+        return path.parent.resolve() == out and bool(endings) and path.name.endswith(endings)
+
+    return is_own
+
+
+def collect_images(
+    inputs: Iterable[str | Path],
+    is_own_mask: Callable[[Path], bool] | None = None,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files named directly or found in folders (sorted, each real file once), and the
+    inputs skipped, why: not images, folders inside a folder, masks `is_own_mask` names."""
+    found: dict[Path, Path] = {}  # real path -> the spelling first given
     skipped: list[tuple[str, str]] = []
+
+    def add(f: Path) -> None:
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append((str(f), "not an image file (by its extension)"))
+        elif is_own_mask is not None and is_own_mask(f):
+            skipped.append((str(f), "a mask written by predict (in --out); not segmented"))
+        else:
+            found.setdefault(f.resolve(), f)
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            for f in files:
-                if f.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append(f)
-                else:
-                    skipped.append((str(f), "not an image file (by its extension)"))
+            for f in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+                if f.is_file():
+                    add(f)
+                elif f.is_dir():
+                    skipped.append((str(f), "a folder (folders inside an input are not searched)"))
         elif path.is_file():
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                found.append(path)
-            else:
-                skipped.append((str(path), "not an image file (by its extension)"))
+            add(path)
         else:
             skipped.append((str(path), "no such file or folder"))
-    return list(dict.fromkeys(found)), skipped
+    return list(found.values()), skipped
 
 
 def check_outputs(images: Sequence[Path], prompts: Sequence[str]) -> None:
@@ -185,9 +219,16 @@ def check_outputs(images: Sequence[Path], prompts: Sequence[str]) -> None:
                 "overwrite each other; predict them into different --out folders"
             )
         stems[key] = img
+    names: dict[str, tuple[Path, str]] = {}
     for img in images:
         for p in prompts:
             name = mask_name(img, p)
+            other = names.setdefault(name.casefold(), (img, p))
+            if other != (img, p):
+                raise ValueError(
+                    f"{img.name} with prompt {p!r} and {other[0].name} with prompt {other[1]!r} "
+                    f"both give the mask name {name}; rename one image or change the prompt"
+                )
             if len(name.encode()) > NAME_LIMIT:
                 raise ValueError(
                     f"mask name {name[:40]}... for {img.name} would be {len(name.encode())} "
@@ -264,7 +305,7 @@ def predict_files(
     for note in notes:
         (warn or (lambda m: warnings.warn(m, PredictWarning, stacklevel=3)))(note)
     check_prompt_lengths(segmenter.processor.tokenizer, prompts)
-    images, skipped = collect_images(inputs)
+    images, skipped = collect_images(inputs, own_mask_names(out_dir, prompts))
     check_outputs(images, prompts)
     out_dir = check_out_dir(out_dir)
     sweep_temp_files(out_dir)  # what a killed earlier run left behind
@@ -329,8 +370,22 @@ def predict_files(
             "skipped": [{"file": f, "reason": r} for f, r in skipped],
             "max_pixels": max_pixels,
         }
-        write_json(out_dir / RUN_FILE, summary)
+        _record_run(out_dir / RUN_FILE, summary)
     return summary
+
+
+def _record_run(path: Path, summary: dict[str, Any]) -> None:
+    """Write the run record; when that fails (a full disk), print it on stderr instead and
+    say why in `summary["run_file_error"]`."""
+    try:
+        write_json(path, summary)
+    except OSError as err:
+        summary["run_file_error"] = f"cannot write {path}: {err.strerror or err}"
+        print(
+            f"error: {summary['run_file_error']}; the run record follows\n"
+            + json.dumps(summary, indent=2),
+            file=sys.stderr,
+        )
 
 
 def _processor_for(model: str, base: str | None):
@@ -438,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.source = "command line"
     try:
         prompts, notes = plan_prompts(args.prompt, settings)
-        images, _ = collect_images(args.inputs)
+        images, _ = collect_images(args.inputs, own_mask_names(args.out, prompts))
         check_outputs(images, prompts)
         runtime = get_runtime(args.device, args.precision)
     except (ValueError, RuntimeUnavailable) as err:
@@ -486,6 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"wrote {summary['masks_written']} mask(s) for {summary['images']} image(s) to {args.out}"
     )
+    if "run_file_error" in summary:
+        return 1
     return 0 if summary["masks_written"] or not summary["skipped"] else 1
 
 
