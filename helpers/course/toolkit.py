@@ -3,8 +3,9 @@
     from helpers.course.toolkit import open_course, trained_model, choose_thresholds
 
 A notebook imports exactly the names it uses, in one statement, and this table says where
-each one lives (its home module, grouped by layer as in README.md's package map). Names are
-imported on first use, so a notebook that reads exports never loads torch or transformers.
+each one lives (its home module, grouped by layer as in README.md's package map); nothing is
+defined here. A name is imported from its home only when asked for, so a notebook loads only
+the modules of the names it imports (one that reads exports never loads transformers).
 """
 
 from __future__ import annotations
