@@ -483,3 +483,19 @@ def test_toolkit_names_resolve_to_their_homes():
         assert hasattr(importlib.import_module(module), name), f"{module} has no {name}"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         toolkit.nothing  # noqa: B018
+
+
+def test_training_reads_the_settings_said_to_reach_it():
+    """READS is what justifies a training setting in 05-07's parameters: each of those that the
+    training protocol takes from the profile changes it."""
+    from helpers.course.profiles import get_profile
+    from helpers.course.runs import lora_settings, train_config
+
+    def protocol(profile):
+        return train_config(profile, "lora"), lora_settings(profile)
+
+    changed = {"epochs": 3, "batch_size": 5, "seed": 7, "lora_r": 4, "lora_alpha": 8,
+               "precision": "bf16"}
+    assert set(changed) <= TRAINING
+    for key, value in changed.items():
+        assert protocol(get_profile("demo", **{key: value})) != protocol(get_profile("demo")), key
