@@ -395,7 +395,7 @@ def bookkeeping_table() -> str:
     """Every notebook's bookkeeping, one row each (print it to report it)."""
     import pandas as pd
 
-    return pd.DataFrame({n: bookkeeping(n) for n in NAMES}).T.to_string()
+    return pd.DataFrame.from_dict({n: bookkeeping(n) for n in NAMES}, orient="index").to_string()
 
 
 def test_bookkeeping_is_at_most_30_percent_of_each_notebook():
