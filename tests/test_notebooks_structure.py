@@ -48,8 +48,8 @@ def test_runner_injects_only_declared_parameters(name):
     declared = run_notebooks.notebook_parameter_names(name)
     injected = run_notebooks.injected_parameters("demo", {})
     assert set(injected) <= declared
-    # the data parameters used for real exports exist in every notebook
-    assert {"profile", "cracks_export", "taping_export", "seed", "run_name"} <= declared
+    # every notebook reads the exports, so each can be pointed at real ones
+    assert {"profile", "cracks_export", "taping_export", "run_name"} <= declared
 
 
 def test_runner_refuses_an_unknown_parameter():
@@ -116,12 +116,17 @@ def test_notebooks_do_not_edit_sys_path_or_install(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_ends_by_writing_its_metrics_through_its_schema(name):
+def test_notebook_ends_by_recording_its_results_through_its_schema(name):
     from helpers.course.records import RESULTS
 
     code = [c for c in _cells(name) if c["cell_type"] == "code"]
-    last = "".join(code[-1]["source"])
-    assert f"results = {RESULTS[name].__name__}(" in last and "results.write(out_name)" in last
+    calls = [
+        node for node in ast.walk(ast.parse("".join(code[-1]["source"])))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "record" and isinstance(node.func.value, ast.Name)
+    ]
+    assert [c.func.value.id for c in calls] == [RESULTS[name].__name__], name
+    assert isinstance(calls[0].args[0], ast.Name) and calls[0].args[0].id == "course"
     assert "write_json" not in "".join("".join(c["source"]) for c in code)  # no ad-hoc schema
 
 
@@ -136,24 +141,20 @@ MODEL_NOTEBOOKS = [n for n in NAMES if n[:2] in {"04", "05", "06", "07"}]
 
 
 @pytest.mark.parametrize("name", MODEL_NOTEBOOKS)
-def test_model_notebooks_take_device_and_precision_and_record_the_runtime(name):
+def test_model_notebooks_take_device_and_precision_and_print_the_runtime(name, capsys):
     cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
-    lines = {
-        line.split("=")[0].strip(): line
-        for line in "".join(cell["source"]).splitlines()
-        if "=" in line
+    comments = {
+        line.split("=")[0].strip(): "#" in line for line in "".join(cell["source"]).splitlines()
     }
     for key in ("device", "precision"):
         assert key in run_notebooks.notebook_parameter_names(name), f"{name}: no {key}"
-        assert "#" in lines[key], f"{name}: {key} needs a comment"
-    code = [c for c in _cells(name) if c["cell_type"] == "code"]
-    text = "".join("".join(c["source"]) for c in code)
-    assert "device=device, precision=precision" in text  # passed into open_course
-    assert "course.runtime" in text and "print(rt)" in text
-    assert "manifest = course.manifest" in text  # capped evaluation where the profile says so
-    metrics = "".join(code[-1]["source"])
-    for recorded in ("runtime=rt.describe()", "course.peak_memory_mb()", "course.evaluation_cap()"):
-        assert recorded in metrics, f"{name}: metrics lack {recorded}"
+        assert comments[key], f"{name}: {key} needs a comment"
+    ns = _namespace(name, device="cpu", precision="fp32", with_unpacking=True)
+    course = ns["course"]
+    assert (course.cfg.device, course.cfg.precision) == ("cpu", "fp32")
+    printed = capsys.readouterr().out
+    assert str(course.runtime) in printed and course.describe() in printed
+    assert ns["manifest"] is course.manifest  # val/test capped where the profile says so
 
 
 def test_runner_kernels_draw_inline_whatever_the_caller_exported(monkeypatch):
@@ -179,24 +180,32 @@ def test_runner_kernels_store_no_frozen_progress_bars(monkeypatch, capsys):
     assert HEADLESS_ENV not in os.environ
 
 
-def _course_call(name: str) -> ast.Module:
-    """The notebook's `course = open_course(...)` statement, alone."""
+def _course_call(name: str, with_unpacking: bool = False) -> ast.Module:
+    """The notebook's `course = open_course(...)` statement, alone or with the statements after
+    it that unpack what it returned (`cfg, manifest = course.cfg, course.manifest`)."""
     for cell in _cells(name):
         if cell["cell_type"] != "code" or "open_course(" not in "".join(cell["source"]):
             continue
-        for node in ast.parse("".join(cell["source"])).body:
+        body = ast.parse("".join(cell["source"])).body
+        for i, node in enumerate(body):
             if isinstance(node, ast.Assign) and "open_course(" in ast.unparse(node.value):
-                return ast.Module(body=[node], type_ignores=[])
+                chosen, bound = [node], _binds(node)
+                for later in body[i + 1:] if with_unpacking else []:
+                    if not (isinstance(later, ast.Assign) and _only_unpacks(later, bound)):
+                        break
+                    chosen.append(later)
+                    bound |= _binds(later)
+                return ast.Module(body=chosen, type_ignores=[])
     raise AssertionError(f"{name}: no cell sets itself up with open_course(...)")
 
 
-def _namespace(name: str, **overrides) -> dict:
+def _namespace(name: str, with_unpacking: bool = False, **overrides) -> dict:
     cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
     ns: dict = {}
     exec("from helpers.course.session import open_course", ns)
     exec("".join(cell["source"]), ns)
     ns.update(overrides)
-    exec(compile(_course_call(name), name, "exec"), ns)
+    exec(compile(_course_call(name, with_unpacking), name, "exec"), ns)
     return ns
 
 
@@ -210,11 +219,16 @@ OVERRIDES = {
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("profile", ["demo", "full", "smoke"])
-def test_effective_settings_are_the_profiles_unless_overridden(name, profile):
+def test_effective_settings_are_the_profiles_unless_overridden(name, profile, monkeypatch):
     """Every profile setting in a parameters cell defaults to None and reaches the profile."""
     from dataclasses import fields
 
     from helpers.course.profiles import Profile, get_profile
+    from helpers.course.session import Course
+
+    # the settings are compared without their exports or device (some are not on this machine)
+    monkeypatch.setattr(Course, "describe", lambda self: "")
+    monkeypatch.setattr(Course, "runtime", "not resolved")
 
     declared = run_notebooks.notebook_parameter_names(name)
     settings = declared & {f.name for f in fields(Profile)}
@@ -251,7 +265,7 @@ def test_every_name_a_notebook_reads_is_imported_or_assigned(name):
         "".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code"
     )
     tree = ast.parse(code)
-    defined = set(dir(builtins))
+    defined = set(dir(builtins)) | {"display"}  # IPython's, in every kernel
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
@@ -294,3 +308,194 @@ def test_running_one_notebook_again_keeps_the_others_run_times(tmp_path):
     assert json.loads(path.read_text())["seconds"] == {"01_a": 4.0, "06_b": 7.0, "total": 11.0}
     run_notebooks.record_run_times(path, "full", {"01_a": 9.0, "total": 9.0})  # another profile
     assert json.loads(path.read_text())["seconds"] == {"01_a": 9.0, "total": 9.0}
+
+
+# -- bookkeeping: how much of a notebook's code only sets up or records ----------------------
+#
+# A code line is a non-blank line of a code cell that is not only a comment. A bookkeeping
+# line is a code line of
+#   - an import statement;
+#   - the `parameters` cell;
+#   - set-up: the statement that calls `open_course`, and the statements after it that only
+#     unpack attributes of what it returned (`cfg, rt = course.cfg, course.runtime`) or print
+#     them;
+#   - recording results: every statement that names the notebook's results class
+#     (`helpers.course.records.RESULTS`), and the statements that only pass on what those
+#     bound (`path = results.write(out_name)`, `print("wrote", path)`).
+# Every other code line (computing, plotting, showing) is the notebook's work.
+
+BOOKKEEPING_LIMIT = 0.30
+BUILTINS = set(dir(__import__("builtins")))
+
+
+def _code_lines(source: str, start: int = 1, end: int | None = None) -> int:
+    lines = source.splitlines()[start - 1:end]
+    return sum(1 for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+def _loads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _binds(node: ast.AST) -> set[str]:
+    names = (n for n in ast.walk(node) if isinstance(n, ast.Name))
+    return {n.id for n in names if isinstance(n.ctx, ast.Store)}
+
+
+def _only_unpacks(node: ast.stmt, bound: set[str]) -> bool:
+    """An assignment of attributes of set-up names, or a print of set-up names."""
+    if isinstance(node, ast.Assign):
+        values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+        return all(
+            isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name) and v.value.id in bound
+            for v in values
+        )
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        call, args = node.value, [*node.value.args, *(k.value for k in node.value.keywords)]
+        return (
+            isinstance(call.func, ast.Name) and call.func.id == "print"
+            and not any(isinstance(n, ast.Call) for a in args for n in ast.walk(a))
+            and bool(_loads(call) - {"print"}) and _loads(call) - {"print"} <= bound
+        )
+    return False
+
+
+def bookkeeping(name: str) -> dict[str, int | float]:
+    """Code lines of notebook `name` by kind of bookkeeping (see above), and their share."""
+    from helpers.course.records import RESULTS
+
+    counts = {"code": 0, "imports": 0, "parameters": 0, "setup": 0, "recording": 0}
+    setup: set[str] = set()
+    recording: set[str] = {RESULTS[name].__name__}
+    for cell in _cells(name):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        counts["code"] += _code_lines(source)
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            counts["parameters"] += _code_lines(source)
+            continue
+        for node in ast.parse(source).body:
+            lines = _code_lines(source, node.lineno, node.end_lineno)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                counts["imports"] += lines
+            elif "open_course" in _loads(node) or setup and _only_unpacks(node, setup):
+                counts["setup"] += lines
+                setup |= _binds(node)
+            elif RESULTS[name].__name__ in _loads(node) or (
+                _loads(node) & recording and _loads(node) <= recording | setup | BUILTINS
+            ):
+                counts["recording"] += lines
+                recording |= _binds(node)
+    kept = counts["imports"] + counts["parameters"] + counts["setup"] + counts["recording"]
+    return {**counts, "bookkeeping": kept, "share": round(kept / counts["code"], 3)}
+
+
+def bookkeeping_table() -> str:
+    """Every notebook's bookkeeping, one row each (print it to report it)."""
+    import pandas as pd
+
+    return pd.DataFrame.from_dict({n: bookkeeping(n) for n in NAMES}, orient="index").to_string()
+
+
+def test_bookkeeping_is_at_most_30_percent_of_each_notebook():
+    print("\n" + bookkeeping_table())
+    shares = {n: bookkeeping(n)["share"] for n in NAMES}
+    over = {n: share for n, share in shares.items() if share > BOOKKEEPING_LIMIT}
+    assert over == {}, f"bookkeeping above {BOOKKEEPING_LIMIT:.0%} of the code lines: {over}"
+
+
+# -- every parameter is used ----------------------------------------------------------------
+#
+# A parameter is used when the notebook's code (outside the parameters cell) reads it, or, for a
+# profile setting, when it reads that setting of its profile (`cfg.epochs`) or touches something
+# that reads it: the set-up's data, manifest or runtime, or a course call that takes the whole
+# profile. Passing a setting to `open_course` alone does not count.
+
+EXPORTS = {"cracks_export", "taping_export"}
+SPLIT = EXPORTS | {"seed"}  # the prepared manifest holds a seeded split
+RUNTIME = {"device", "precision"}
+TRAINING = SPLIT | RUNTIME | {
+    "model", "epochs", "batch_size", "lora_r", "lora_alpha", "image_size", "negative_rate",
+}
+# What reads which settings: attributes of the course (helpers/course/session.py) and the course
+# calls that take the whole profile (helpers/course/sources.py, helpers/course/runs.py).
+READS = {
+    "sources": EXPORTS, "prepared": SPLIT, "prepared_manifest": SPLIT, "manifest": SPLIT,
+    "runtime": RUNTIME, "prepared_data": SPLIT, "load_model": {"model"},
+    "load_processor": {"model"}, "lora_settings": {"lora_r", "lora_alpha"},
+    "datasets": SPLIT | {"image_size", "negative_rate"}, "trained_model": TRAINING,
+}
+
+
+def unused_parameters(cells: list[dict]) -> list[str]:
+    """Parameters of a notebook's cells that nothing in its code uses (see above)."""
+    from helpers.course.session import settings_names
+
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    declared = {t.id for node in ast.parse("".join(tagged[0]["source"])).body for t in node.targets}
+    code = ast.parse("\n".join(
+        "".join(c["source"]) for c in cells if c["cell_type"] == "code" and c not in tagged
+    ))
+    loads = _loads(code)
+    attributes = {
+        (n.value.id, n.attr) for n in ast.walk(code)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }
+    touched = loads | {attr for owner, attr in attributes if owner == "course"}
+    read = {attr for owner, attr in attributes if owner == "cfg"} | {
+        n.attr for n in ast.walk(code)
+        if isinstance(n, ast.Attribute) and ast.unparse(n.value) == "course.cfg"
+    }
+    read |= set().union(*(READS.get(t, set()) for t in touched))
+    unused = [
+        p for p in declared - {"profile", "run_name"}
+        if (p not in read if p in settings_names() else p not in loads)
+    ]
+    return sorted(unused)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_parameter_is_used(name):
+    assert unused_parameters(_cells(name)) == [], name
+
+
+def test_an_unused_parameter_is_found():
+    def cell(source, tags=()):
+        return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source}
+
+    cells = [
+        cell("profile = 'demo'\nrun_name = None\nn_examples = 2\nepochs = None\nseed = None\n"
+             "image_size = None", ["parameters"]),
+        cell("course = open_course(globals())\nmanifest = course.prepared_manifest\n"
+             "print(n_examples, course.cfg.image_size)"),
+    ]
+    # seed: the prepared manifest's split; image_size: read from the profile
+    assert unused_parameters(cells) == ["epochs"]
+
+
+def test_toolkit_names_resolve_to_their_homes():
+    import importlib
+
+    from helpers.course import toolkit
+
+    for name, module in toolkit.HOME.items():
+        assert hasattr(importlib.import_module(module), name), f"{module} has no {name}"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        toolkit.nothing  # noqa: B018
+
+
+def test_training_reads_the_settings_said_to_reach_it():
+    """READS is what justifies a training setting in 05-07's parameters: each of those that the
+    training protocol takes from the profile changes it."""
+    from helpers.course.profiles import get_profile
+    from helpers.course.runs import lora_settings, train_config
+
+    def protocol(profile):
+        return train_config(profile, "lora"), lora_settings(profile)
+
+    changed = {"epochs": 3, "batch_size": 5, "seed": 7, "lora_r": 4, "lora_alpha": 8,
+               "precision": "bf16"}
+    assert set(changed) <= TRAINING
+    for key, value in changed.items():
+        assert protocol(get_profile("demo", **{key: value})) != protocol(get_profile("demo")), key

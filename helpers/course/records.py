@@ -1,7 +1,8 @@
 """What each notebook measures, as typed results: the schema of `outputs/<run>/metrics/*.json`.
 
+    ThresholdSweep.record(course, mode=mode, ...)  # outputs/<run>/metrics/05_threshold_sweep.json
     results = ThresholdSweep(profile=cfg.name, data=src.name, ...)
-    results.write(out_name)                      # outputs/<run>/metrics/05_threshold_sweep.json
+    results.write(out_name)                      # the same, every field given
     ThresholdSweep.read(out_dir)                 # back, checked against this schema
 
 Notebooks fill these classes; `helpers.course.course_report` reads them back through the same
@@ -19,11 +20,15 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from helpers.core.io import read_json, write_json
+
+if TYPE_CHECKING:
+    from helpers.course.session import Course
 
 Records = list[dict[str, Any]]
 PerClass = dict[str, Any]
@@ -102,6 +107,32 @@ def type_problem(value: Any, hint: Any, where: str) -> str | None:
     return None
 
 
+def plain(value: Any, hint: Any = Any) -> Any:
+    """`value` as the schema's type `hint` stores it: a DataFrame as records (one dict per row)
+    for a table, else as a dict of rows (`{index: {column: value}}`); a Series as a dict; a path
+    as a string; a NumPy scalar as a Python number; the values of a dict likewise. An empty
+    table or Series for a field that may be None (nothing measured) is stored as None."""
+    import numpy as np
+    import pandas as pd
+
+    optional = type(None) in typing.get_args(hint)
+    if isinstance(value, (pd.DataFrame, pd.Series)) and value.empty and optional:
+        return None
+    if isinstance(value, pd.DataFrame):
+        table = typing.get_origin(hint) is list or Records in typing.get_args(hint)
+        return value.to_dict(orient="records" if table else "index")
+    if isinstance(value, pd.Series):
+        return value.to_dict()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict) and typing.get_origin(hint) is dict:
+        value_hint = typing.get_args(hint)[1]
+        return {k: plain(v, value_hint) for k, v in value.items()}
+    return value
+
+
 @dataclass(kw_only=True)
 class NotebookResults:
     """Fields every notebook records: which profile and which data."""
@@ -149,6 +180,34 @@ class NotebookResults:
                     f"notebook {cls.NAME} to rewrite it"
                 )
         return cls(**data)
+
+    @classmethod
+    def record(cls: type[R], course: Course, **values: Any) -> R:
+        """Write this notebook's results for `course`, and say where.
+
+        The fields every run shares come from the course unless given: `profile` and `data`,
+        every field named like a profile setting (`model`, `seed`, `image_size`, ...), and for
+        a notebook that runs a model its `runtime`, `peak_memory_mb` and `evaluation_cap`.
+        Values may be given as pandas and NumPy objects (`plain` stores them as JSON types).
+        """
+        shared: dict[str, Callable[[], Any]] = {
+            "profile": lambda: course.cfg.name,
+            "data": lambda: course.sources.name,
+            "runtime": lambda: course.runtime.describe(),
+            "peak_memory_mb": course.peak_memory_mb,
+            "evaluation_cap": course.evaluation_cap,
+        }
+        names = {f.name for f in fields(cls)}
+        for name in names - set(values):
+            if name in shared:
+                values[name] = shared[name]()
+            elif hasattr(course.cfg, name):
+                values[name] = getattr(course.cfg, name)
+        hints = typing.get_type_hints(cls)
+        results = cls(**{k: plain(v, hints.get(k, Any)) for k, v in values.items()})
+        path = results.write(course.out_name)
+        print("wrote", path.relative_to(path.parents[2]))  # <run>/metrics/<NAME>.json
+        return results
 
     @classmethod
     def path(cls, out_dir: str | os.PathLike[str]) -> Path:

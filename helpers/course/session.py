@@ -1,17 +1,19 @@
 """One call that gives a notebook everything it sets up: profile, sources, manifest, output
 folder and runtime.
 
-    course = open_course(profile, run_name, seed=seed, epochs=epochs, device=device)
+    course = open_course(globals())  # profile, run_name and the settings of the parameters cell
     cfg, manifest = course.cfg, course.manifest
 
 Every setting left at None (or "") is the profile's value, so a notebook's `parameters` cell
-defaults to None and states only what it overrides. Data, manifest and runtime are resolved on
+defaults to None and states only what it overrides. `Course.record` writes the notebook's
+results with the fields every run shares. Data, manifest and runtime are resolved on
 first use: a notebook that never touches a model never picks a device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -101,12 +103,35 @@ class Course:
         )
 
 
-def open_course(profile: str = "demo", run_name: str | None = None, **settings: Any) -> Course:
-    """The named profile with `settings` applied (None or "" keep the profile's value), and the
-    run's output folder (`run_name`, or the profile's name)."""
-    cfg = get_profile(profile, **settings)
+def settings_names() -> set[str]:
+    """Profile settings a notebook's `parameters` cell may override."""
+    return {f.name for f in fields(Profile)} - {"name", "extra"}
+
+
+def open_course(parameters: Mapping[str, Any] | None = None, /, **settings: Any) -> Course:
+    """Set a notebook up from its parameters, and print what it runs on.
+
+        course = open_course(globals())   # in a notebook, right after the parameters cell
+        course = open_course(profile="full", epochs=2)
+
+    Reads `profile` (default "demo"), `run_name` (the output folder; default the profile's
+    name) and every profile setting (`helpers.course.profiles.Profile`) found in `parameters`
+    and `settings` (which win); other names are ignored. None or "" keep the profile's value.
+    Prints the run's description, and the runtime where a `device` or `precision` is given:
+    notebooks that run a model declare both, the others never pick a device.
+    """
+    given = {**(parameters or {}), **settings}
+    wanted = settings_names()
+    chosen = {k: v for k, v in given.items() if k in wanted}
+    for key, value in chosen.items():
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            raise TypeError(f"parameter {key} = {value!r} is not a plain value")
+    profile = given.get("profile") or "demo"
+    cfg = get_profile(profile, **chosen)
     base = get_profile(profile)
-    overrides = {
-        k: getattr(cfg, k) for k in settings if getattr(cfg, k) != getattr(base, k)
-    }
-    return Course(cfg=cfg, out_name=run_name or profile, overrides=overrides)
+    overrides = {k: getattr(cfg, k) for k in chosen if getattr(cfg, k) != getattr(base, k)}
+    course = Course(cfg=cfg, out_name=given.get("run_name") or profile, overrides=overrides)
+    if "device" in chosen or "precision" in chosen:
+        print(course.runtime)  # the one device/precision policy (helpers.core.runtime)
+    print(course.describe())
+    return course

@@ -1,0 +1,87 @@
+"""Everything the course notebooks call, importable from one place and listed here by name.
+
+    from helpers.course.toolkit import open_course, trained_model, choose_thresholds
+
+A notebook imports exactly the names it uses, in one statement, and this table says where
+each one lives (its home module, grouped by layer as in README.md's package map); nothing is
+defined here. A name is imported from its home only when asked for, so a notebook loads only
+the modules of the names it imports (one that reads exports never loads transformers).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+HOMES: dict[str, tuple[str, ...]] = {
+    # core
+    "helpers.core.io": ("read_json", "read_mask"),
+    # data
+    "helpers.data.dataset": ("JointSegmentationDataset", "make_collate"),
+    "helpers.data.describe": (
+        "annotations_frame", "export_summary", "records_frame", "variants_per_source",
+    ),
+    "helpers.data.images": ("load_rgb",),
+    "helpers.data.prompts": ("DEFAULT_PROMPT", "PROMPTS", "class_of_prompt"),
+    "helpers.data.roboflow": ("coco_categories", "read_export"),
+    "helpers.data.split": ("SMALL_SPLIT", "export_leakage", "split_sizes"),
+    # model
+    "helpers.model.architecture": ("full_size_config",),
+    "helpers.model.modes": ("apply_mode", "count_parameters", "mode_sizes"),
+    # train
+    "helpers.train.gradcheck": ("gradient_report",),
+    "helpers.train.validate": ("default_forward", "evaluate_segmentation"),
+    # demo
+    "helpers.demo.tiny_model": ("ensure_tiny_model",),
+    # inference
+    "helpers.inference.loading": ("load_model", "load_processor"),
+    "helpers.inference.mask_files": ("PredictSettings",),
+    "helpers.inference.postprocess": ("CHOICE_MARGIN", "METHODS", "choose_method"),
+    # evaluate
+    "helpers.evaluate.bootstrap": ("LEVEL", "N_RESAMPLES", "photo_bootstrap"),
+    "helpers.evaluate.failures": (
+        "FAIL_IOU", "failure_counts", "refinement_quality", "root_cause_table", "taxonomy",
+    ),
+    "helpers.evaluate.metrics": ("iou", "mean_scores"),
+    "helpers.evaluate.predictions": (
+        "evaluate_model", "image_id", "probability_path", "read_probability",
+    ),
+    "helpers.evaluate.sensitivity": (
+        "BLIND_BELOW", "cross_prompt_scores", "describe_by_class", "prompt_embedding_similarity",
+    ),
+    "helpers.evaluate.stored": ("stored_scores",),
+    "helpers.evaluate.sweep": (
+        "apply_thresholds", "choose_thresholds", "summary_at", "threshold_curve",
+    ),
+    # course
+    "helpers.course.records": (
+        "DataInspection", "MaskRendering", "JointDataset", "LoraTraining", "ThresholdSweep",
+        "ModeComparison", "FailureAnalysis",
+    ),
+    "helpers.course.runs": (
+        "datasets", "folder_size_mb", "lora_settings", "train_config", "trained_model",
+    ),
+    "helpers.course.session": ("open_course",),
+    "helpers.course.smoke_cap": ("evaluation_manifest",),
+    "helpers.course.sources": ("prepared_data",),
+    "helpers.course.viz": (
+        "CLASS_COLOURS", "CLASS_PALETTE", "denormalise", "draw_annotations", "evenly_spaced",
+        "image_grid", "overlay", "save_figure",
+    ),
+}
+
+HOME: dict[str, str] = {name: module for module, names in HOMES.items() for name in names}
+__all__ = sorted(HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Import `name` from its home module on first use."""
+    if name not in HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(HOME[name]), name)
+    globals()[name] = value  # the next lookup finds it directly
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
