@@ -40,8 +40,8 @@ import torch
 from helpers.core.io import write_json
 from helpers.core.progress import quiet_library_bars
 from helpers.core.runtime import Runtime, RuntimeUnavailable, get_runtime, synchronize
+from helpers.model.modes import MODES
 
-MODES = ("decoder", "lora", "full")
 JSON_KEYS = (
     "device",
     "precision",
@@ -135,13 +135,14 @@ def _device_batch(segmenter, images: list[np.ndarray], prompts: Sequence[str]):
 
 def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: BenchSize):
     """(course loop items/s, model-only items/s) for one mode at the same batch and precision."""
+    from helpers.core.distributed import forward_module
     from helpers.course.runs import datasets, lora_settings, train_config
     from helpers.data.dataset import make_collate
     from helpers.inference.loading import load_model
     from helpers.model.modes import apply_mode
     from helpers.train.loop import default_forward, train
     from helpers.train.losses import BCEDiceLoss
-    from helpers.train.step import TrainStep, build_param_groups
+    from helpers.train.step import TrainStep, make_optimizer
     from helpers.train.validate import device_batch
 
     base, processor = load_model(profile.model)
@@ -159,11 +160,12 @@ def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: B
         result = train(model, train_ds, None, cfg, tmp, collate, progress=False)
     course = float(result.log["items_per_s"].iloc[-1])  # the second (warm) epoch
 
-    optimizer = torch.optim.AdamW(build_param_groups(model, cfg), lr=cfg.lr)
+    optimizer = make_optimizer(model, mode, cfg.lr, cfg.tower_lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, pos_weight=cfg.bce_pos_weight)
     step = TrainStep(
-        model, default_forward, criterion, cfg, optimizer, scheduler, rt.grad_scaler(), rt
+        forward_module(model, default_forward), criterion, optimizer, scheduler,
+        rt.grad_scaler(), rt, cfg.grad_clip,
     )
     train_ds.set_epoch(1)
     batch = device_batch(collate([train_ds[i] for i in range(size.batch_size)]), rt.device)
