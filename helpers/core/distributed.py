@@ -81,15 +81,21 @@ class Forward(nn.Module):
         return self.forward_fn(self.model, batch)
 
 
-def forward_module(model: nn.Module, forward_fn: Callable[[nn.Module, dict], Any]) -> nn.Module:
-    """The training forward: plain in one process, `DistributedDataParallel` in several."""
+def forward_module(
+    model: nn.Module, forward_fn: Callable[[nn.Module, dict], Any], some_unused: bool = False
+) -> nn.Module:
+    """The training forward: plain in one process, `DistributedDataParallel` in several.
+
+    `some_unused`: some trainable weights never reach the output (full fine-tuning trains the
+    whole CLIP model, whose image projection segmentation does not use), so DDP must look
+    for them every step.
+    """
     module = Forward(model, forward_fn)
     if world()[1] == 1:
         return module
     device = next(model.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
-    # find_unused_parameters: a mode may train weights a segmentation forward never reaches
-    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=some_unused)
 
 
 def train_sampler(dataset: Dataset, seed: int) -> DistributedSampler:

@@ -508,10 +508,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as err:
         fail(_one_line(err))
+    reports = is_main()  # under torchrun, rank 0 reports for every process
     stop()
-    for item in summary["skipped"] if is_main() else []:
+    for item in summary["skipped"] if reports else []:
         print(f"skipped {item['file']}: {item['reason']}", file=sys.stderr)
-    if is_main():
+    if reports:
         print(f"wrote {summary['masks_written']} mask(s) for {summary['images']} image(s) to "
               f"{args.out}")
     return 0 if summary["masks_written"] or not summary["skipped"] else 1

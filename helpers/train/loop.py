@@ -152,7 +152,7 @@ def training_step(
     scheduler = cosine_with_warmup(optimizer, total_steps, cfg.warmup_fraction)
     parts = Resumable(model, cfg.mode, optimizer, scheduler, rt.grad_scaler())
     criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, pos_weight=cfg.bce_pos_weight)
-    forward = distributed.forward_module(model, forward_fn)
+    forward = distributed.forward_module(model, forward_fn, some_unused=cfg.mode == "full")
     step = TrainStep(forward, criterion, optimizer, scheduler, parts.scaler, rt, cfg.grad_clip)
     return step, parts
 
