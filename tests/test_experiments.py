@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from helpers.core.cache import key_hash
 from helpers.course.profiles import get_profile
@@ -39,6 +41,45 @@ def test_fingerprint_follows_mask_content_and_training_settings() -> None:
     assert key != fingerprint(heavier_bce, _manifest(0.02))
     heavier = get_profile("demo", bce_weight=demo.bce_weight + 1)
     assert train_config(heavier, "lora").bce_weight == demo.bce_weight + 1
+
+
+def _changed(value):
+    """Another valid value of a setting's type."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 3
+    if isinstance(value, float):
+        return value / 2
+    if value is None:
+        return 3
+    return {"auto": "fp32"}.get(value, value)
+
+
+@pytest.mark.parametrize("mode", ["decoder", "lora", "full"])
+def test_every_profile_setting_the_loop_uses_reaches_its_config(mode: str) -> None:
+    """A changed profile value shows up in `train_config`; none is dropped or renamed."""
+    from dataclasses import fields
+
+    from helpers.course.profiles import Profile
+    from helpers.course.runs import LOOP_ONLY
+    from helpers.train.config import TrainConfig
+
+    loop_fields = {f.name for f in fields(TrainConfig)}
+    profile_fields = {f.name for f in fields(Profile)}
+    assert not LOOP_ONLY & profile_fields  # a loop-only setting the profile holds is dropped
+    assert loop_fields - LOOP_ONLY <= profile_fields
+    demo = get_profile("demo")
+    lr_field = {"full": "full_lr"}.get(mode, "lr")
+    for name in sorted((loop_fields - LOOP_ONLY) | {lr_field}):
+        source = name if name in profile_fields and name != "lr" else lr_field
+        profile = get_profile("demo", **{source: _changed(getattr(demo, source))})
+        cfg = train_config(profile, mode)
+        target = "lr" if source == lr_field else name
+        if name == "tower_lr" and mode != "full":
+            assert cfg.tower_lr is None  # only full fine-tuning trains the towers
+            continue
+        assert getattr(cfg, target) == getattr(profile, source), (mode, name)
 
 
 def _tiny_manifest(tmp_path) -> pd.DataFrame:
@@ -111,19 +152,30 @@ def test_an_interrupted_run_resumes_and_only_a_finished_one_is_reused(tmp_path, 
 
     rows = _runs_in(tmp_path, monkeypatch)
     profile = get_profile("demo", epochs=2, batch_size=2, max_steps_per_epoch=1, device="cpu")
-    real_train = loop.train
-    monkeypatch.setattr(loop, "train", lambda *a, **k: real_train(*a, stop_after_epochs=1, **k))
-    first = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
-    folder = tmp_path / "r" / "decoder"
-    assert not first.info["completed"] and not read_record(folder).done
-    first_epoch = first.log.iloc[0].to_dict()
+    real_save = loop.save_state
 
-    monkeypatch.setattr(loop, "train", real_train)
+    class Killed(Exception):
+        """Stands in for a process killed right after epoch 1's checkpoint."""
+
+    def save_then_die(*args):
+        real_save(*args)
+        raise Killed
+
+    monkeypatch.setattr(loop, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        experiments.trained_model(profile, "decoder", rows, "r", progress=False)
+    folder = tmp_path / "r" / "decoder"
+    first = json.loads((folder / "run.json").read_text())
+    assert not first["completed"] and not read_record(folder).done
+    first_epoch = pd.read_csv(folder / "log.csv").iloc[0].to_dict()
+    assert first_epoch["epoch"] == 1
+
+    monkeypatch.setattr(loop, "save_state", real_save)
     second = experiments.trained_model(profile, "decoder", rows, "r", progress=False)
     assert not second.from_cache and second.info["completed"] and read_record(folder).done
     assert list(second.log["epoch"]) == [1, 2]
     assert second.log.iloc[0].to_dict() == first_epoch  # resumed after epoch 1, not retrained
-    assert second.info["fingerprint"] == first.info["fingerprint"]
+    assert second.info["fingerprint"] == first["fingerprint"]
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["decoder"]  # none kept aside
 
     third = experiments.trained_model(profile, "decoder", rows, "r", progress=False)

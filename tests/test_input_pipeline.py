@@ -169,8 +169,7 @@ def test_train_validate_and_gradient_report_put_batches_on_the_model_device(
     collate = make_collate(processor.tokenizer)
     cfg = loop.TrainConfig(mode="decoder", epochs=1, batch_size=2, patience=None,
                            precision="fp32")
-    loop.train(model, Data(), Data(), cfg, tmp_path, collate, save_fn=lambda m, f: None,
-               progress=False)
+    loop.train(model, Data(), Data(), cfg, tmp_path, collate, progress=False)
     batch = collate([Data()[i] for i in range(2)])
     gradcheck.gradient_report(model, batch, "course")
     assert {w for w, _ in seen} == {"train", "validate", "gradient"}

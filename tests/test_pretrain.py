@@ -121,17 +121,23 @@ def test_pretraining_runs_through_the_training_loop_and_repeats(monkeypatch):
     assert any(not torch.equal(weights[k], start[k]) for k in weights)
 
 
-def test_pretraining_schedule_warms_up_then_decays():
-    from helpers.demo.pretrain import warmup_cosine
+def test_pretraining_uses_the_loops_schedule_with_its_warmup():
+    """The loop's own linear warm-up over `settings.warmup` steps, then cosine decay, at one
+    learning rate for every weight."""
+    from helpers.core.runtime import get_runtime
+    from helpers.demo.pretrain import STEPS_PER_EPOCH, pretrain_config
     from helpers.demo.shapes import PretrainSettings
+    from helpers.train.step import cosine_with_warmup
 
-    settings = PretrainSettings(steps=10, warmup=2, lr=1.0)
+    settings = PretrainSettings(steps=2 * STEPS_PER_EPOCH, warmup=10, lr=1.0)
+    cfg = pretrain_config(settings, get_runtime("cpu", "fp32"))
+    assert cfg.epochs * STEPS_PER_EPOCH == settings.steps and cfg.tower_lr == cfg.lr
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
-    scheduler = warmup_cosine(settings)(optimizer, settings.steps)
+    scheduler = cosine_with_warmup(optimizer, settings.steps, cfg.warmup_fraction)
     lrs = []
     for _ in range(settings.steps):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 0.1
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.5) and lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False)) and lrs[-1] < 0.01

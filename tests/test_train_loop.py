@@ -10,6 +10,7 @@ square. Two "classes" with fixed prompts stand in for cracks and taping.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ import torch
 from torch.utils.data import Dataset
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
+import helpers.train.loop as loop
 from helpers.core.runtime import RuntimeUnavailable, get_runtime
 from helpers.train.checkpoint import (
     STATE_FILE,
-    TRAINABLE_FILE,
     CheckpointError,
     find_checkpoint,
     load_meta,
@@ -120,8 +121,25 @@ def stock_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor
     return out.logits
 
 
-def save_nothing(model: torch.nn.Module, folder: Path) -> None:
-    """Portable-weights hook: the checkpoint's trainable.safetensors is enough here."""
+DECODER_FILE = "decoder.safetensors"  # what a "decoder" checkpoint holds
+
+
+class Interrupted(Exception):
+    """Stands in for a process killed right after a checkpoint."""
+
+
+def run_interrupted(out_dir: Path, cfg: TrainConfig, after: int = 1, **kwargs: Any) -> None:
+    """Train until epoch `after` is checkpointed, then die as a killed process would."""
+    real = loop.save_state
+
+    def save_then_die(*args: Any) -> None:
+        real(*args)
+        if args[1].epoch == after:
+            raise Interrupted
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(Interrupted):
+        mp.setattr(loop, "save_state", save_then_die)
+        run(out_dir, cfg, **kwargs)
 
 
 def config(**overrides: Any) -> TrainConfig:
@@ -136,7 +154,6 @@ def config(**overrides: Any) -> TrainConfig:
 def run(out_dir: Path, cfg: TrainConfig, **kwargs: Any) -> tuple[TrainResult, torch.nn.Module]:
     model = kwargs.pop("model", None) or tiny_clipseg()
     kwargs.setdefault("forward_fn", stock_forward)
-    kwargs.setdefault("save_fn", save_nothing)
     train_ds = kwargs.pop("train_ds", None) or SquaresDataset(16, seed=1)
     result = train(
         model, train_ds, SquaresDataset(6, seed=2), cfg, out_dir, collate, progress=False,
@@ -161,7 +178,7 @@ def test_loss_decreases_on_a_learnable_task(tmp_path: Path) -> None:
     losses = result.log["train_loss"].to_numpy()
     assert losses[-1] < 0.8 * losses[0]
     assert result.log["val_miou"].max() > result.log["val_miou"].iloc[0]
-    assert result.completed and not result.stopped_early
+    assert not result.stopped_early
 
 
 def test_log_files_and_checkpoints(uninterrupted: tuple[TrainResult, dict, Path]) -> None:
@@ -185,8 +202,8 @@ def test_log_files_and_checkpoints(uninterrupted: tuple[TrainResult, dict, Path]
     assert csv["lr"].iloc[-1] < csv["lr"].max() * 0.1
     last, best = find_checkpoint(out / "last"), find_checkpoint(out / "best")
     assert last is not None and best is not None
-    assert (last / STATE_FILE).is_file() and (last / TRAINABLE_FILE).is_file()
-    assert (best / TRAINABLE_FILE).is_file() and not (best / STATE_FILE).exists()
+    assert (last / STATE_FILE).is_file() and (last / DECODER_FILE).is_file()
+    assert (best / DECODER_FILE).is_file() and not (best / STATE_FILE).exists()
     assert load_meta(last)["epoch"] == 3
     assert load_meta(best)["epoch"] == result.best_epoch
     assert result.best_metric == pytest.approx(csv["val_miou"].max())
@@ -199,13 +216,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(
 ) -> None:
     result_a, params_a, _ = uninterrupted
     cfg = config(restore_best=False)
-    first, _ = run(tmp_path, cfg, stop_after_epochs=1)
-    assert not first.completed and first.log["epoch"].tolist() == [1]
+    run_interrupted(tmp_path, cfg, after=1)
+    assert pd.read_csv(tmp_path / "log.csv")["epoch"].tolist() == [1]
     # a new process would build a fresh model and dataset; the checkpoint supplies the rest
     torch.manual_seed(12345)  # the global RNG state of the new process is irrelevant
     train_ds = SquaresDataset(16, seed=1)
     result_b, model_b = run(tmp_path, cfg, train_ds=train_ds)
-    assert result_b.completed
     assert train_ds.epochs_seen == [2, 3]
     volatile = ["seconds", "items_per_s", "peak_mem_mb"]
     pd.testing.assert_frame_equal(
@@ -221,29 +237,23 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     assert again.log["epoch"].tolist() == [1, 2, 3]
 
 
-def test_resume_false_starts_over(tmp_path: Path) -> None:
-    run(tmp_path, config(epochs=2, max_steps_per_epoch=1), stop_after_epochs=1)
-    result, _ = run(tmp_path, config(epochs=2, max_steps_per_epoch=1), resume=False)
-    assert result.log["epoch"].tolist() == [1, 2]
-    assert result.log["step"].tolist() == [1, 2]
-
-
 def test_resume_with_another_config_is_refused(tmp_path: Path) -> None:
-    run(tmp_path, config(epochs=2, max_steps_per_epoch=1), stop_after_epochs=1)
+    run_interrupted(tmp_path, config(epochs=2, max_steps_per_epoch=1))
     with pytest.raises(ValueError, match=r"another TrainConfig \(lr"):
         run(tmp_path, config(epochs=2, max_steps_per_epoch=1, lr=1e-4))
 
 
-def test_early_stopping_on_a_plateau(tmp_path: Path) -> None:
+def test_early_stopping_on_a_plateau(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scores = iter([0.2, 0.5, 0.5, 0.4, 0.9, 0.9])
 
-    def scripted(model: Any, loader: Any, forward_fn: Any) -> dict[str, float]:
+    def scripted(*args: Any, **kwargs: Any) -> dict[str, float]:
         return {"miou": next(scores)}
 
+    monkeypatch.setattr(loop, "evaluate_segmentation", scripted)
     cfg = config(epochs=6, patience=2, max_steps_per_epoch=1)
     model = tiny_clipseg()
-    result, _ = run(tmp_path, cfg, evaluate_fn=scripted, model=model)
-    assert result.stopped_early and result.completed
+    result, _ = run(tmp_path, cfg, model=model)
+    assert result.stopped_early
     assert result.log["epoch"].tolist() == [1, 2, 3, 4]
     assert result.best_epoch == 2 and result.best_metric == pytest.approx(0.5)
     assert result.log["improved"].tolist() == [True, True, False, False]
@@ -251,9 +261,9 @@ def test_early_stopping_on_a_plateau(tmp_path: Path) -> None:
     # restore_best: the model holds the weights of epoch 2, not epoch 4
     from safetensors.torch import load_file
 
-    best = load_file(str(tmp_path / "best" / TRAINABLE_FILE))
+    best = load_file(str(tmp_path / "best" / DECODER_FILE))
     for name, value in trainable(model).items():
-        torch.testing.assert_close(value, best[name], atol=0, rtol=0)
+        torch.testing.assert_close(value, best[name.removeprefix("decoder.")], atol=0, rtol=0)
 
 
 def test_evaluation_scores_per_class_and_skips_negatives() -> None:
@@ -314,14 +324,9 @@ def test_lora_with_default_forward_and_save_resumes_exactly(tmp_path: Path) -> N
 
     cfg = config(mode="lora", epochs=2, max_steps_per_epoch=2, lr=1e-2, restore_best=False)
     start = trainable(lora_model())
-    whole, model_a = run(
-        tmp_path / "a", cfg, model=lora_model(), forward_fn=None, save_fn=None
-    )
-    run(tmp_path / "b", cfg, model=lora_model(), forward_fn=None, save_fn=None,
-        stop_after_epochs=1)
-    resumed, model_b = run(
-        tmp_path / "b", cfg, model=lora_model(), forward_fn=None, save_fn=None
-    )
+    whole, model_a = run(tmp_path / "a", cfg, model=lora_model(), forward_fn=None)
+    run_interrupted(tmp_path / "b", cfg, model=lora_model(), forward_fn=None)
+    resumed, model_b = run(tmp_path / "b", cfg, model=lora_model(), forward_fn=None)
     params_a, params_b = trainable(model_a), trainable(model_b)
     for name in params_a:
         torch.testing.assert_close(params_b[name], params_a[name], atol=0, rtol=0, msg=name)
@@ -346,7 +351,7 @@ WEIGHT_FILES = {
 def test_a_course_checkpoint_stores_its_weights_once_and_resumes_exactly(
     tmp_path: Path, mode: str
 ) -> None:
-    """No trainable.safetensors beside the mode's own files; resume and best read those."""
+    """Only the mode's own weight files; resume and best read those."""
     modes = pytest.importorskip("helpers.model.modes")
 
     def model() -> torch.nn.Module:
@@ -355,9 +360,9 @@ def test_a_course_checkpoint_stores_its_weights_once_and_resumes_exactly(
         return modes.apply_mode(tiny_clipseg(), mode, lora)
 
     cfg = config(mode=mode, epochs=2, max_steps_per_epoch=2, lr=1e-2, restore_best=True)
-    whole, model_a = run(tmp_path / "a", cfg, model=model(), forward_fn=None, save_fn=None)
-    run(tmp_path / "b", cfg, model=model(), forward_fn=None, save_fn=None, stop_after_epochs=1)
-    resumed, model_b = run(tmp_path / "b", cfg, model=model(), forward_fn=None, save_fn=None)
+    whole, model_a = run(tmp_path / "a", cfg, model=model(), forward_fn=None)
+    run_interrupted(tmp_path / "b", cfg, model=model(), forward_fn=None)
+    resumed, model_b = run(tmp_path / "b", cfg, model=model(), forward_fn=None)
     for folder in ("last", "best"):
         files = sorted(p.name for p in (tmp_path / "b" / folder).glob("*.safetensors"))
         assert files == [WEIGHT_FILES[mode]], (folder, files)
@@ -375,32 +380,37 @@ def test_a_damaged_adapter_is_named_in_one_line(tmp_path: Path) -> None:
         return modes.apply_mode(tiny_clipseg(), "lora", modes.LoraSettings(r=2, alpha=4))
 
     cfg = config(mode="lora", epochs=2, max_steps_per_epoch=1)
-    run(tmp_path, cfg, model=model(), forward_fn=None, save_fn=None, stop_after_epochs=1)
+    run_interrupted(tmp_path, cfg, model=model(), forward_fn=None)
     path = tmp_path / "last" / WEIGHT_FILES["lora"]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     with pytest.raises(CheckpointError) as err:
-        run(tmp_path, cfg, model=model(), forward_fn=None, save_fn=None)
+        run(tmp_path, cfg, model=model(), forward_fn=None)
     assert str(path) in str(err.value) and "damaged" in str(err.value)
     assert "\n" not in str(err.value)
 
 
-def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
-    cfg = config(epochs=3, max_steps_per_epoch=1)
-    run(tmp_path, cfg, stop_after_epochs=1)
+def test_failed_checkpoint_write_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import helpers.train.state as state
 
-    def failing_save(model: torch.nn.Module, folder: Path) -> None:
-        (folder / "partial.bin").write_bytes(b"half")
+    cfg = config(epochs=3, max_steps_per_epoch=1)
+    run_interrupted(tmp_path, cfg)
+
+    def failing_save(model: torch.nn.Module, mode: str, folder: Path) -> None:
+        (Path(folder) / "partial.bin").write_bytes(b"half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
-        run(tmp_path, cfg, save_fn=failing_save)
+    with monkeypatch.context() as mp, pytest.raises(OSError, match="disk full"):
+        mp.setattr(state, "save_trainable", failing_save)
+        run(tmp_path, cfg)
     assert load_meta(tmp_path / "last")["epoch"] == 1
     assert not (tmp_path / "last" / "partial.bin").exists()
     assert not list(tmp_path.glob(".*"))
     # a crash between the two renames of a swap leaves the old folder beside the target
     (tmp_path / "last").rename(tmp_path / ".last.old")
     result, _ = run(tmp_path, cfg)
-    assert result.completed and result.log["epoch"].tolist() == [1, 2, 3]
+    assert result.log["epoch"].tolist() == [1, 2, 3]
 
 
 def test_rng_snapshot_and_epoch_generators() -> None:
@@ -423,24 +433,25 @@ def test_rng_snapshot_and_epoch_generators() -> None:
 
 def test_a_run_without_a_complete_last_checkpoint_is_never_wiped(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    run(out, config(epochs=2), stop_after_epochs=1)
+    run_interrupted(out, config(epochs=2))
     (out / "last" / "checkpoint.json").unlink()  # e.g. killed while writing it
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(CheckpointError) as err:
         run(out, config(epochs=2))
     message = str(err.value)
-    assert str(out / "last" / "checkpoint.json") in message and "resume=False" in message
+    assert str(out / "last" / "checkpoint.json") in message and "remove the run folder" in message
     assert "\n" not in message
     assert sorted(p.name for p in out.iterdir()) == before  # best/, logs: all still there
     assert (out / "best" / "checkpoint.json").is_file()
-    result, _ = run(out, config(epochs=2), resume=False)  # asked to start over
-    assert result.completed and result.log["epoch"].tolist() == [1, 2]
+    shutil.rmtree(out)  # asked to start over
+    result, _ = run(out, config(epochs=2))
+    assert result.log["epoch"].tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("damaged", ["trainable.safetensors", "training_state.pt"])
+@pytest.mark.parametrize("damaged", [DECODER_FILE, "training_state.pt"])
 def test_a_truncated_checkpoint_file_is_named_in_one_line(tmp_path: Path, damaged: str) -> None:
     out = tmp_path / "run"
-    run(out, config(epochs=2), stop_after_epochs=1)
+    run_interrupted(out, config(epochs=2))
     path = out / "last" / damaged
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     with pytest.raises(CheckpointError) as err:

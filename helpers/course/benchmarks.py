@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from helpers.core.distributed import forward_module
 from helpers.core.io import write_json
 from helpers.core.progress import quiet_library_bars
 from helpers.core.runtime import Runtime, RuntimeUnavailable, get_runtime, synchronize
@@ -55,7 +56,7 @@ from helpers.model.forward import decode_prompts, segment_prompts, vision_activa
 from helpers.model.modes import MODES, apply_mode
 from helpers.train.loop import default_forward, train
 from helpers.train.losses import BCEDiceLoss
-from helpers.train.step import TrainStep, build_param_groups
+from helpers.train.step import TrainStep, make_optimizer
 from helpers.train.validate import device_batch
 
 JSON_KEYS = (
@@ -165,11 +166,12 @@ def bench_train(profile, manifest: pd.DataFrame, rt: Runtime, mode: str, size: B
         result = train(model, train_ds, None, cfg, tmp, collate, progress=False)
     course = float(result.log["items_per_s"].iloc[-1])  # the second (warm) epoch
 
-    optimizer = torch.optim.AdamW(build_param_groups(model, cfg), lr=cfg.lr)
+    optimizer = make_optimizer(model, mode, cfg.lr, cfg.tower_lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, pos_weight=cfg.bce_pos_weight)
     step = TrainStep(
-        model, default_forward, criterion, cfg, optimizer, scheduler, rt.grad_scaler(), rt
+        forward_module(model, default_forward), criterion, optimizer, scheduler,
+        rt.grad_scaler(), rt, cfg.grad_clip,
     )
     train_ds.set_epoch(1)
     batch = device_batch(collate([train_ds[i] for i in range(size.batch_size)]), rt.device)

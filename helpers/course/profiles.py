@@ -45,7 +45,7 @@ class Profile:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    max_steps_per_epoch: int = 0  # 0 = whole epoch
+    max_steps_per_epoch: int | None = None  # cap on batches per epoch; None: the whole epoch
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cuda", "mps" or "cpu"
     precision: str = "auto"  # "auto" (bf16 or fp16 autocast on CUDA, fp32 elsewhere) or one of them
     num_workers: int | None = None  # DataLoader workers; None: the runtime's choice for the device

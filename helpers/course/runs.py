@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,28 +35,30 @@ from helpers.course.profiles import Profile
 RUN_FILE = "run.json"
 
 
-def train_config(profile: Profile, mode: str, **overrides: Any):
-    """The `TrainConfig` of the course protocol for one mode (overrides win)."""
-    from helpers.train.loop import TrainConfig
+# The loop's settings that no profile holds: they keep `TrainConfig`'s defaults.
+LOOP_ONLY = frozenset(
+    {"mode", "grad_clip", "min_delta", "eval_every", "threshold", "restore_best", "deterministic"}
+)
 
-    full = mode == "full"
-    values: dict[str, Any] = {
-        "mode": mode,
-        "epochs": profile.epochs,
-        "batch_size": profile.batch_size,
-        "lr": profile.full_lr if full else profile.lr,
-        "tower_lr": profile.tower_lr if full else None,
-        "weight_decay": profile.weight_decay,
-        "warmup_fraction": profile.warmup_fraction,
-        "bce_weight": profile.bce_weight,
-        "dice_weight": profile.dice_weight,
-        "bce_pos_weight": profile.bce_pos_weight,
-        "patience": profile.patience,
-        "seed": profile.seed,
-        "max_steps_per_epoch": profile.max_steps_per_epoch or None,
-        "precision": profile.precision,
-        "num_workers": profile.num_workers,
+
+def train_config(profile: Profile, mode: str, **overrides: Any):
+    """The `TrainConfig` of the course protocol for one mode (overrides win).
+
+    Every other field is read from the profile under its own name, so a field of both cannot
+    be left behind (a loop field the profile lacks fails here, by name); the learning rates
+    depend on the mode: full fine-tuning trains at `full_lr`, its towers at `tower_lr`.
+    """
+    from helpers.train.config import TrainConfig
+
+    values = {
+        f.name: getattr(profile, f.name) for f in fields(TrainConfig) if f.name not in LOOP_ONLY
     }
+    full = mode == "full"
+    values.update(
+        mode=mode,
+        lr=profile.full_lr if full else profile.lr,
+        tower_lr=profile.tower_lr if full else None,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -79,11 +82,13 @@ def run_key(profile: Profile, cfg, manifest: pd.DataFrame, lora) -> dict[str, An
     the same file names is not mistaken for the old; `tiny` counts with its recipe version.
     Its `helpers.core.cache.key_hash` is the run's fingerprint.
     """
+    from helpers.core.distributed import world
     from helpers.demo.tiny_model import TINY, TINY_VERSION
     from helpers.inference.loading import base_model_key
 
     columns = ["image_path", "mask_path", "split", "dataset", "mask_fraction"]
-    return {
+    processes = world()[1]  # the global batch and data order depend on it
+    return ({"processes": processes} if processes > 1 else {}) | {
         "model": profile.model,
         "base": base_model_key(profile.model),  # a rebuilt tiny or random base: a new run
         "tiny_version": TINY_VERSION if profile.model == TINY else None,
@@ -213,14 +218,12 @@ def trained_model(
 
     The run lives in `outputs/<run>/models/<name or mode>/`. The model is trained and
     returned on `get_runtime(profile.device, profile.precision, profile.num_workers)`.
+    Under torchrun every rank trains its share and only rank 0 writes (`helpers.train`).
     """
-    import torch
-
-    from helpers.core.runtime import PeakMemory, get_runtime
-    from helpers.data.dataset import make_collate
+    from helpers.core import distributed
+    from helpers.core.runtime import get_runtime
     from helpers.inference.loading import load_model
-    from helpers.model.modes import apply_mode, count_parameters, load_trainable
-    from helpers.train.loop import train
+    from helpers.model.modes import load_trainable
 
     rt = get_runtime(profile.device, profile.precision, profile.num_workers)
     overrides = {"precision": rt.precision, "num_workers": rt.num_workers, **overrides}
@@ -228,63 +231,86 @@ def trained_model(
     lora = lora_settings(profile) if mode == "lora" else None
     folder = run_folder(run, name or mode)
     key = run_key(profile, cfg, manifest, lora)
-    fingerprint = key_hash(key)
-    with folder_lock(folder):  # a second run of the same folder waits, never interleaves
-        info_path = folder / RUN_FILE
+    with folder_lock(folder) if distributed.is_main() else nullcontext():
         base, processor = load_model(profile.model)
-        if not retrain:
+        if distributed.is_main() and not retrain:
             _bring_back(folder, key)
-        if not retrain and is_current(folder, key) and info_path.is_file():
-            info = read_json(info_path)
+        distributed.barrier()  # every rank sees what rank 0 brought back
+        if not retrain and is_current(folder, key) and (folder / RUN_FILE).is_file():
+            info = read_json(folder / RUN_FILE)
             model = load_trainable(base, mode, folder / "best").to(rt.device).eval()
             log = pd.read_csv(folder / "log.csv")
             return TrainedModel(mode, model, processor, folder, log, info, rt, from_cache=True)
+        if distributed.is_main():
+            _start_run(folder, key, profile.model, retrain)
+        distributed.barrier()  # every rank sees the prepared folder
+        return _train_run(profile, mode, manifest, cfg, lora, folder, key, (base, processor),
+                          rt, progress)
 
-        started = read_record(folder)
-        ours = started is not None and started.key == fingerprint
-        if folder.exists() and retrain and ours:
-            shutil.rmtree(folder)  # asked to start this run over
-        elif folder.is_dir() and any(folder.iterdir()) and not ours:
-            # Other settings: a resumed run would mix two protocols. Keep the old run beside.
-            kept = _keep_aside(folder, started.key if started else "unrecorded")
-            print(f"{folder} was trained with other settings; kept it as {kept.name}")
-        record_key(folder, key, done=False)  # an unfinished run of this key from now on
-        write_json(
-            info_path, {"fingerprint": fingerprint, "completed": False, "base_model": profile.model}
-        )
-        torch.manual_seed(profile.seed)
-        model = apply_mode(base, mode, lora).to(rt.device)
-        peak = PeakMemory(rt.device)
-        counts = count_parameters(model)
-        train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
-        collate = make_collate(processor.tokenizer)
-        result = train(model, train_ds, val_ds, cfg, folder, collate, progress=progress)
+
+def _start_run(folder: Path, key: dict[str, Any], model_name: str, retrain: bool) -> None:
+    """Prepare `folder` for a run of `key`: resume ours, start over when asked to, keep a run
+    with other settings aside; record the run as started."""
+    fingerprint = key_hash(key)
+    started = read_record(folder)
+    ours = started is not None and started.key == fingerprint
+    if folder.exists() and retrain and ours:
+        shutil.rmtree(folder)  # asked to start this run over
+    elif folder.is_dir() and any(folder.iterdir()) and not ours:
+        # Other settings: a resumed run would mix two protocols. Keep the old run beside.
+        kept = _keep_aside(folder, started.key if started else "unrecorded")
+        print(f"{folder} was trained with other settings; kept it as {kept.name}")
+    record_key(folder, key, done=False)  # an unfinished run of this key from now on
+    info = {"fingerprint": fingerprint, "completed": False, "base_model": model_name}
+    write_json(folder / RUN_FILE, info)
+
+
+def _train_run(
+    profile: Profile, mode: str, manifest: pd.DataFrame, cfg, lora, folder: Path,
+    key: dict[str, Any], loaded: tuple[Any, Any], rt, progress: bool,
+) -> TrainedModel:
+    """Train the run in `folder` (resuming what is there) and record it as finished."""
+    import torch
+
+    from helpers.core import distributed
+    from helpers.core.runtime import PeakMemory
+    from helpers.data.dataset import make_collate
+    from helpers.model.modes import apply_mode, count_parameters
+    from helpers.train.loop import train
+
+    base, processor = loaded
+    torch.manual_seed(profile.seed)
+    model = apply_mode(base, mode, lora).to(rt.device)
+    peak = PeakMemory(rt.device)
+    counts = count_parameters(model)
+    train_ds, val_ds = datasets(profile, manifest, processor.image_processor)
+    result = train(model, train_ds, val_ds, cfg, folder, make_collate(processor.tokenizer),
+                   progress=progress)
+    info = {
+        "fingerprint": key_hash(key),
+        "completed": True,
+        "mode": mode,
+        "base_model": profile.model,
+        "profile": profile.name,
+        "train_config": cfg.to_dict(),
+        "lora": None if lora is None else {k: getattr(lora, k) for k in ("r", "alpha", "dropout")},
+        "parameters": counts,
+        "best_epoch": result.best_epoch,
+        "best_val_miou": result.best_metric,
+        "stopped_early": result.stopped_early,
+        "seconds": result.seconds,
+        "runtime": rt.describe(),
+        "peak_memory_mb": round(peak.mb(), 1),
+        "train_images": len(train_ds),
+        "val_images": len(val_ds),
+    }
+    if distributed.is_main():
         processor.save_pretrained(folder / "best")  # the checkpoint is usable on its own
-        info = {
-            "fingerprint": fingerprint,
-            "completed": bool(result.completed),
-            "mode": mode,
-            "base_model": profile.model,
-            "profile": profile.name,
-            "train_config": cfg.to_dict(),
-            "lora": None
-            if lora is None
-            else {"r": lora.r, "alpha": lora.alpha, "dropout": lora.dropout},
-            "parameters": counts,
-            "best_epoch": result.best_epoch,
-            "best_val_miou": result.best_metric,
-            "stopped_early": result.stopped_early,
-            "seconds": result.seconds,
-            "runtime": rt.describe(),
-            "peak_memory_mb": round(peak.mb(), 1),
-            "train_images": len(train_ds),
-            "val_images": len(val_ds),
-        }
-        write_json(info_path, info)
-        if result.completed:
-            record_key(folder, key)  # last: the run is reused from now on
-        model.eval()
-        return TrainedModel(mode, model, processor, folder, result.log, info, rt)
+        write_json(folder / RUN_FILE, info)
+        record_key(folder, key)  # last: the run is reused from now on
+    distributed.barrier()
+    model.eval()
+    return TrainedModel(mode, model, processor, folder, result.log, info, rt)
 
 
 def folder_size_mb(folder: str | Path) -> float:

@@ -5,14 +5,13 @@ two prompts: a present shape, and another shape present or absent. The forward r
 vision tower once per image and decodes both prompts, so the prompt must choose.
 
 Items come from one generator seeded with `settings.seed`, in the order they are asked for
-(the examples are all fresh, so the shuffle does not matter), with AdamW on every weight, a
-linear warm-up over `settings.warmup` steps and cosine decay: the same batches, optimizer
-and schedule as the tiny model's original pretraining, so its weights are unchanged.
+(the examples are all fresh, so the shuffle does not matter), with the loop's own optimizer
+and schedule: AdamW on every weight at one learning rate, a linear warm-up over
+`settings.warmup` steps and cosine decay.
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from torch.utils.data import Dataset
 
 from helpers.core.runtime import Runtime, get_runtime
 from helpers.demo.shapes import PretrainSettings, shapes_batch, shapes_iou, to_pixel_values
-from helpers.train.loop import TrainConfig, train
+from helpers.train.config import TrainConfig
+from helpers.train.loop import train
 
 # Steps per log row (one "epoch" of the loop) when the step count allows.
 STEPS_PER_EPOCH = 50
@@ -85,21 +85,6 @@ def _steps_per_epoch(settings: PretrainSettings) -> int:
     return STEPS_PER_EPOCH if steps % STEPS_PER_EPOCH == 0 else steps
 
 
-def warmup_cosine(settings: PretrainSettings):
-    """`scheduler_fn` for `train`: lr x (step + 1) / warmup, then a cosine from 1 to 0."""
-
-    def lr_at(step: int) -> float:
-        if step < settings.warmup:
-            return (step + 1) / settings.warmup
-        t = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return 0.5 * (1 + math.cos(math.pi * t))
-
-    def make(optimizer: torch.optim.Optimizer, total: int):
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-
-    return make
-
-
 def pretrain_config(settings: PretrainSettings, runtime: Runtime) -> TrainConfig:
     """The `TrainConfig` of pretraining: every weight, AdamW, BCE (shape pixels x3) + Dice."""
     return TrainConfig(
@@ -107,6 +92,7 @@ def pretrain_config(settings: PretrainSettings, runtime: Runtime) -> TrainConfig
         epochs=settings.steps // _steps_per_epoch(settings),
         batch_size=settings.batch_size,
         lr=settings.lr,
+        tower_lr=settings.lr,  # one learning rate for every weight
         weight_decay=0.01,
         warmup_fraction=min(0.99, settings.warmup / settings.steps),
         grad_clip=1.0,
@@ -143,14 +129,10 @@ def pretrain_tiny(
     model.requires_grad_(True)
     model.to(rt.device)
 
-    def one_group(m: nn.Module, c: TrainConfig) -> list[dict]:
-        return [{"params": list(m.parameters()), "weight_decay": c.weight_decay, "lr": c.lr}]
-
     with tempfile.TemporaryDirectory(prefix="tiny-pretraining-") as tmp:
         result = train(
             model, data, None, cfg, Path(tmp), PairCollate(processor), forward_fn=pair_forward,
-            save_fn=lambda m, folder: None, resume=False, progress=progress,
-            param_groups_fn=one_group, scheduler_fn=warmup_cosine(settings),
+            progress=progress,
         )
     model.eval()
     model.requires_grad_(False)

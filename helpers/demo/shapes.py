@@ -235,6 +235,7 @@ def to_pixel_values(images: np.ndarray, image_processor) -> torch.Tensor:
 @torch.no_grad()
 def shapes_iou(model: nn.Module, processor, size: int = 160, n: int = 96, seed: int = 1) -> dict:
     """Mean IoU per shape kind on fresh examples (prompt names a present shape; threshold 0.5)."""
+    from helpers.core.overlap import iou_from_counts
     from helpers.core.runtime import model_device
     from helpers.model.forward import segment
 
@@ -254,8 +255,7 @@ def shapes_iou(model: nn.Module, processor, size: int = 160, n: int = 96, seed: 
     for p, prob, target in zip(prompts, probs, targets, strict=True):
         kind = next(k for k, names in SHAPE_PROMPTS.items() if p in names)
         pred, truth = prob >= 0.5, target > 0
-        union = np.logical_or(pred, truth).sum()
-        scores.setdefault(kind, []).append(
-            float(np.logical_and(pred, truth).sum() / union) if union else 1.0
-        )
+        tp = int(np.count_nonzero(pred & truth))
+        fp, fn = int(np.count_nonzero(pred)) - tp, int(np.count_nonzero(truth)) - tp
+        scores.setdefault(kind, []).append(float(iou_from_counts(tp, fp, fn)))
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(scores.items())}

@@ -28,7 +28,7 @@ TINY_SEED = 0
 
 
 # Bumped whenever the tiny recipe changes, so a stale saved copy is rebuilt.
-TINY_VERSION = 2
+TINY_VERSION = 3
 
 
 PRETRAIN_FILE = "tiny_pretraining.json"

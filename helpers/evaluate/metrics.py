@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from skimage.morphology import skeletonize
 
+from helpers.core.overlap import dice_from_counts, iou_from_counts
 from helpers.inference.postprocess import as_binary
 
 MODEL_SIZE = (352, 352)
@@ -55,8 +56,8 @@ def rates_from_counts(tp, fp, fn) -> dict[str, np.ndarray]:
     tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
     both_empty = (tp + fp + fn) == 0
     return {
-        "iou": _ratio(tp, tp + fp + fn, both_empty),
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn, both_empty),
+        "iou": iou_from_counts(tp, fp, fn),
+        "dice": dice_from_counts(tp, fp, fn),
         "precision": _ratio(tp, tp + fp, both_empty),
         "recall": _ratio(tp, tp + fn, both_empty),
     }

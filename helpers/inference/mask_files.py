@@ -50,6 +50,7 @@ import torch
 from PIL import Image
 
 from helpers.core.background import BackgroundWriter, read_ahead
+from helpers.core.distributed import gather, is_main, start_from_env, stop, world
 from helpers.core.io import sweep_temp_files, write_json, write_mask_png
 from helpers.core.progress import bar, quiet_library_bars
 from helpers.core.runtime import (
@@ -307,6 +308,7 @@ def predict_files(
     check_prompt_lengths(segmenter.processor.tokenizer, prompts)
     images, skipped = collect_images(inputs, own_mask_names(out_dir, prompts))
     check_outputs(images, prompts)
+    images, skipped = shard_inputs(images, skipped)
     out_dir = check_out_dir(out_dir)
     sweep_temp_files(out_dir)  # what a killed earlier run left behind
     chosen = [settings.for_prompt(p) for p in prompts]
@@ -370,8 +372,30 @@ def predict_files(
             "skipped": [{"file": f, "reason": r} for f, r in skipped],
             "max_pixels": max_pixels,
         }
-        _record_run(out_dir / RUN_FILE, summary)
+        summary = merge_records(gather(summary))
+        if is_main():
+            _record_run(out_dir / RUN_FILE, summary)
     return summary
+
+
+def shard_inputs(
+    images: list[Path], skipped: list[tuple[str, str]]
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """This process's share under torchrun: every world-size-th image from its rank on (all of
+    them in one process); the inputs skipped before the model are reported by rank 0 only."""
+    rank, size = world()
+    return images[rank::size], skipped if rank == 0 else []
+
+
+def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run record from every process's: counts summed, skipped files listed together."""
+    merged = dict(records[0])
+    for key in ("images", "masks_written"):
+        merged[key] = sum(r[key] for r in records)
+    merged["skipped"] = sorted(
+        (item for r in records for item in r["skipped"]), key=lambda item: item["file"]
+    )
+    return merged
 
 
 def _record_run(path: Path, summary: dict[str, Any]) -> None:
@@ -495,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prompts, notes = plan_prompts(args.prompt, settings)
         images, _ = collect_images(args.inputs, own_mask_names(args.out, prompts))
         check_outputs(images, prompts)
-        runtime = get_runtime(args.device, args.precision)
+        runtime = get_runtime(start_from_env(args.device), args.precision)
     except (ValueError, RuntimeUnavailable) as err:
         fail(_one_line(err))
     try:
@@ -517,10 +541,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # missing, truncated or corrupt weights
         fail(f"cannot load the model {args.model}: {_one_line(err)}")
     workers = args.workers if args.workers is not None else max(1, runtime.num_workers)
+    rank, size = world()
     print(
+        f"process {rank + 1} of {size}: " if size > 1 else "",
         f"predicting on {runtime.device}, precision {runtime.precision}, "
         f"{workers} reading thread(s)",
         file=sys.stderr,
+        sep="",
     )
     try:
         summary = predict_files(
@@ -536,11 +563,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as err:
         fail(_one_line(err))
-    for item in summary["skipped"]:
+    reports = is_main()  # under torchrun, rank 0 reports for every process
+    stop()
+    for item in summary["skipped"] if reports else []:
         print(f"skipped {item['file']}: {item['reason']}", file=sys.stderr)
-    print(
-        f"wrote {summary['masks_written']} mask(s) for {summary['images']} image(s) to {args.out}"
-    )
+    if reports:
+        print(f"wrote {summary['masks_written']} mask(s) for {summary['images']} image(s) to "
+              f"{args.out}")
     if "run_file_error" in summary:
         return 1
     return 0 if summary["masks_written"] or not summary["skipped"] else 1

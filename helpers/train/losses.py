@@ -61,7 +61,8 @@ class BCEDiceLoss(nn.Module):
         self.pos_weight = float(pos_weight)
 
     def components(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The unweighted parts: `bce` and `dice` (= 1 - mean per-image soft Dice)."""
+        """The weighted `loss` and its unweighted parts `bce` and `dice` (= 1 - mean
+        per-image soft Dice)."""
         if logits.shape != targets.shape:
             raise ValueError(
                 f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ"
@@ -73,11 +74,11 @@ class BCEDiceLoss(nn.Module):
             pos_weight = torch.tensor(self.pos_weight, device=logits.device)
         bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
         dice = 1.0 - soft_dice_per_image(torch.sigmoid(logits), targets, self.smooth).mean()
-        return {"bce": bce, "dice": dice}
+        loss = self.bce_weight * bce + self.dice_weight * dice
+        return {"loss": loss, "bce": bce, "dice": dice}
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        parts = self.components(logits, targets)
-        return self.bce_weight * parts["bce"] + self.dice_weight * parts["dice"]
+        return self.components(logits, targets)["loss"]
 
     def extra_repr(self) -> str:
         return (

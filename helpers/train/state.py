@@ -1,16 +1,15 @@
 """Bookkeeping beside the training loop: progress, early stopping, resume, the epoch log.
 
 `RunState` is what a run knows between epochs (epoch, step, best score, epochs without
-improvement, log rows). `save_state` / `resume_state` write and read it with the optimizer,
-scheduler, grad scaler and RNG states inside the `last` checkpoint, so a resumed run ends with
-the same weights and log as an uninterrupted one.
+improvement, log rows); `Resumable` is what else a checkpoint restores (weights, optimizer,
+schedule, grad scaler). `save_state` / `resume_or_start` write and read both, with every
+rank's RNG states, inside the `last` checkpoint, so a resumed run ends with the same weights
+and log as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from helpers.core.distributed import barrier, gather, is_main, world
 from helpers.core.io import write_json, write_text
+from helpers.model.modes import restore_trainable, save_trainable
 from helpers.train.checkpoint import (
     META_FILE,
     RESTART_HINT,
@@ -75,7 +76,7 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], last: Pa
     if diffs:
         raise ValueError(
             f"{last} was written with another TrainConfig ({'; '.join(diffs)}); "
-            "pass resume=False to start over or use another out_dir"
+            "remove the folder to start over or use another out_dir"
         )
 
 
@@ -87,25 +88,45 @@ def earlier_run(out_dir: Path) -> Path | None:
     return None
 
 
-def clear_run(out_dir: Path) -> None:
-    """Remove the checkpoints and logs of an earlier run in `out_dir` (a fresh start)."""
-    for stale in (out_dir / "last", out_dir / "best"):
-        if stale.exists():
-            shutil.rmtree(stale)
-    for name in ("log.json", "log.csv"):
-        (out_dir / name).unlink(missing_ok=True)
+@dataclass
+class Resumable:
+    """What a `last` checkpoint restores besides the progress: the weights (as the mode's
+    portable files), the optimizer, the schedule and the fp16 grad scaler."""
+
+    model: nn.Module
+    mode: str
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+
+    def save_weights(self, folder: Path) -> None:
+        save_trainable(self.model, self.mode, folder)
+
+    def load_weights(self, folder: Path) -> None:
+        """Copy the weights stored in `folder` into the model, in place and exactly."""
+        try:
+            restore_trainable(self.model, self.mode, folder)
+        except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: shapes differ
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{folder}: {first}; {RESTART_HINT}") from err
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
 
 
-def resume_state(
-    out_dir: Path,
-    config: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler | None,
-    load_fn: Callable[[nn.Module, Path], Any],
-) -> RunState | None:
-    """Restore model, optimizer, scheduler, scaler and RNGs from `out_dir/last`; None if none."""
+def resume_or_start(out_dir: Path, config: dict[str, Any], parts: Resumable) -> RunState:
+    """The run's state: restored from `out_dir/last` (weights, optimizer, schedule, scaler and
+    this rank's RNGs), or a fresh one when `out_dir` holds no earlier run."""
     last = find_checkpoint(out_dir / "last")
     if last is None:
         left = earlier_run(out_dir)
@@ -114,15 +135,13 @@ def resume_state(
                 f"{out_dir / 'last' / META_FILE} is missing but {left} is there from an earlier "
                 f"run, so it can neither resume nor silently start over; {RESTART_HINT}"
             )
-        return None
+        return RunState()
     saved = load_training_state(last)
     check_resume_config(saved["config"], config, last)
-    load_fn(model, last)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if scaler is not None and saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    restore_rng_state(saved["rng"])
+    parts.load_weights(last)
+    parts.load_state_dict(saved)
+    rng = saved["rng"]
+    restore_rng_state(rng[min(world()[0], len(rng) - 1)] if isinstance(rng, list) else rng)
     return RunState(
         epoch=int(saved["epoch"]),
         step=int(saved["step"]),
@@ -134,39 +153,34 @@ def resume_state(
     )
 
 
-def save_state(
-    out_dir: Path,
-    state: RunState,
-    config: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler | None,
-    save_fn: Callable[[nn.Module, Path], Any] | None,
-    trainable_file: bool | None = None,
-) -> None:
-    """After an epoch: `best/` if it improved, `last/` with the full training state, the log."""
-    row = state.rows[-1]
-    if row["improved"]:
-        meta = {"epoch": state.epoch, "metric": MONITOR, "value": state.best_metric}
-        save_checkpoint(out_dir / "best", model, meta, save_fn, trainable_file=trainable_file)
-    training_state = {
-        "config": config,
-        "epoch": state.epoch,
-        "step": state.step,
-        "best_metric": state.best_metric,
-        "best_epoch": state.best_epoch,
-        "bad_epochs": state.bad_epochs,
-        "stopped_early": state.stopped_early,
-        "log": state.rows,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": capture_rng_state(),
-    }
-    meta = {"epoch": state.epoch, "metric": MONITOR, "value": row.get(f"val_{MONITOR}")}
-    save_checkpoint(out_dir / "last", model, meta, save_fn, training_state, trainable_file)
-    write_log(out_dir, state.rows)
+def save_state(out_dir: Path, state: RunState, config: dict[str, Any], parts: Resumable) -> None:
+    """After an epoch: `best/` if it improved, `last/` with the full training state, the log.
+
+    Every rank's RNG state goes into `last`; only rank 0 writes, and every rank waits until
+    it has, so a rank killed later finds a complete checkpoint of this epoch.
+    """
+    rng = gather(capture_rng_state())
+    if is_main():
+        row = state.rows[-1]
+        if row["improved"]:
+            meta = {"epoch": state.epoch, "metric": MONITOR, "value": state.best_metric}
+            save_checkpoint(out_dir / "best", parts.save_weights, meta)
+        training_state = {
+            "config": config,
+            "epoch": state.epoch,
+            "step": state.step,
+            "best_metric": state.best_metric,
+            "best_epoch": state.best_epoch,
+            "bad_epochs": state.bad_epochs,
+            "stopped_early": state.stopped_early,
+            "log": state.rows,
+            **parts.state_dict(),
+            "rng": rng,
+        }
+        meta = {"epoch": state.epoch, "metric": MONITOR, "value": row.get(f"val_{MONITOR}")}
+        save_checkpoint(out_dir / "last", parts.save_weights, meta, training_state)
+        write_log(out_dir, state.rows)
+    barrier()
 
 
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,38 +1,42 @@
 """One optimisation step of the training loop, and the optimizer and schedule it steps.
 
-- `build_param_groups`: AdamW parameter groups (the mode's, from `helpers.model.modes`);
+- `make_optimizer`: AdamW over the mode's parameter groups (`helpers.model.modes`);
 - `cosine_with_warmup`: linear warm-up, then cosine decay to 0;
 - `TrainStep`: forward at the runtime's precision, BCE + Dice, backward, gradient clipping and
   the optimizer step, with the fp16 `GradScaler` bookkeeping in `optimizer_step`.
+
+Everything here takes plain values, not the loop's `TrainConfig`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from helpers.model.modes import parameter_groups
 from helpers.train.losses import BCEDiceLoss
-from helpers.train.validate import ForwardFn, match_size
-
-if TYPE_CHECKING:
-    from helpers.train.loop import TrainConfig
+from helpers.train.validate import match_size
 
 
-def build_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """The mode's AdamW parameter groups (`helpers.model.modes.parameter_groups`)."""
-    from helpers.model.modes import parameter_groups
+def make_optimizer(
+    model: nn.Module, mode: str, lr: float, tower_lr: float | None, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW over the mode's parameter groups (towers at `tower_lr` in "full" mode)."""
+    groups = parameter_groups(model, mode, lr, tower_lr, weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
-    return list(parameter_groups(model, cfg.mode, cfg.lr, cfg.tower_lr, cfg.weight_decay))
 
-
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> Any:
-    """Linear warm-up over `cfg.warmup_fraction` of `total` steps, then cosine decay to 0."""
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, total: int, warmup_fraction: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_fraction` of `total` steps, then cosine decay to 0."""
     from transformers import get_cosine_schedule_with_warmup
 
-    return get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total), total)
+    return get_cosine_schedule_with_warmup(optimizer, round(warmup_fraction * total), total)
 
 
 def lr_of_main_group(optimizer: torch.optim.Optimizer) -> float:
@@ -67,29 +71,28 @@ def optimizer_step(
 class TrainStep:
     """One optimisation step on a batch that is on the model's device.
 
-    Forward at the runtime's precision, BCE + Dice against the soft labels, backward, gradient
+    `forward(batch) -> logits` (the model's forward; `DistributedDataParallel` under torchrun),
+    at the runtime's precision; BCE + Dice against the soft labels, backward, gradient
     clipping, optimizer and scheduler step. Returns (loss, bce, dice) as a detached tensor on
     the device, so the loop never waits for the GPU.
     """
 
-    model: nn.Module
-    forward_fn: ForwardFn
+    forward: Callable[[dict[str, Any]], torch.Tensor]
     criterion: BCEDiceLoss
-    cfg: TrainConfig
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler | None
     runtime: Any
+    grad_clip: float | None
 
     def __post_init__(self) -> None:
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def __call__(self, batch: dict[str, Any]) -> torch.Tensor:
         labels = batch["labels"]
         with self.runtime.autocast():
-            logits = match_size(self.forward_fn(self.model, batch), labels)
+            logits = match_size(self.forward(batch), labels)
         parts = self.criterion.components(logits, labels)
-        loss = self.cfg.bce_weight * parts["bce"] + self.cfg.dice_weight * parts["dice"]
-        optimizer_step(loss, self.optimizer, self.params, self.cfg.grad_clip, self.scaler)
+        optimizer_step(parts["loss"], self.optimizer, self.params, self.grad_clip, self.scaler)
         self.scheduler.step()
-        return torch.stack([loss, parts["bce"], parts["dice"]]).detach()
+        return torch.stack([parts["loss"], parts["bce"], parts["dice"]]).detach()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.core.distributed import gather
+from helpers.core.overlap import dice_from_counts, iou_from_counts
 from helpers.core.progress import bar
 from helpers.core.runtime import Runtime, model_device, to_device
 from helpers.data.augment import finish_batch
@@ -49,15 +51,10 @@ def match_size(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def binary_scores(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image IoU and Dice of boolean (B, H, W) masks; both empty counts as 1.0."""
-    dims = (1, 2)
-    inter = (pred & truth).sum(dims).double()
-    p, t = pred.sum(dims).double(), truth.sum(dims).double()
-    union = p + t - inter
-    empty = union == 0
-    iou = torch.where(empty, torch.ones_like(inter), inter / union.clamp_min(1))
-    dice = torch.where(empty, torch.ones_like(inter), 2 * inter / (p + t).clamp_min(1))
-    return iou, dice
+    """Per-image IoU and Dice of boolean (B, H, W) masks (`helpers.core.overlap`)."""
+    tp = (pred & truth).sum((1, 2)).double()
+    fp, fn = pred.sum((1, 2)).double() - tp, truth.sum((1, 2)).double() - tp
+    return iou_from_counts(tp, fp, fn), dice_from_counts(tp, fp, fn)
 
 
 @torch.no_grad()  # not inference_mode: cached text embeddings may be reused in training
@@ -77,15 +74,15 @@ def evaluate_segmentation(
     class (`batch["datasets"]`, e.g. "cracks", "taping"). `miou` / `mdice` are the mean
     over classes of those per-class means (no background class). Negative pairs
     (`is_negative`) are skipped. `loss` is the mean criterion value over the scored images.
-    `runtime` gives the autocast precision (None: fp32).
+    `runtime` gives the autocast precision (None: fp32). Under torchrun each rank scores its
+    shard of the loader and the sums are merged, so every rank returns the same scores.
     Returns keys `iou_<class>`, `dice_<class>`, `miou`, `mdice` and (with a criterion) `loss`.
     """
     was_training = model.training
     model.eval()
     device = model_device(model)
-    ious: dict[str, list[float]] = {}
-    dices: dict[str, list[float]] = {}
-    loss_sum, n_scored = 0.0, 0
+    sums: dict[str, list[float]] = {}  # class -> [IoU sum, Dice sum, images]
+    loss_sum = 0.0
     try:
         for batch in bar(loader, desc="validate", leave=False, enabled=progress):
             keep = ~torch.as_tensor(batch["is_negative"]).bool() if "is_negative" in batch else None
@@ -105,19 +102,28 @@ def evaluate_segmentation(
                 loss_sum += float(criterion(logits, labels)) * len(names)
             iou, dice = binary_scores(torch.sigmoid(logits) >= threshold, labels >= 0.5)
             for name, i, d in zip(names, iou.tolist(), dice.tolist(), strict=True):
-                ious.setdefault(name, []).append(i)
-                dices.setdefault(name, []).append(d)
-            n_scored += len(names)
+                total = sums.setdefault(name, [0.0, 0.0, 0])
+                total[0], total[1], total[2] = total[0] + i, total[1] + d, total[2] + 1
     finally:
         model.train(was_training)
+    return _means(gather((sums, loss_sum)), criterion is not None)
+
+
+def _means(per_rank: list[tuple[dict[str, list[float]], float]], with_loss: bool) -> dict:
+    """Per-class and overall means of every rank's sums (the same numbers on every rank)."""
+    sums: dict[str, list[float]] = {}
+    for rank_sums, _ in per_rank:
+        for name, values in rank_sums.items():
+            sums[name] = [a + b for a, b in zip(sums.get(name, [0.0, 0.0, 0]), values, strict=True)]
+    n_scored = sum(n for _, _, n in sums.values())
     if n_scored == 0:
         raise ValueError("the validation set has no positive (non-negative) images to score")
     out: dict[str, float] = {}
-    if criterion is not None:
-        out["loss"] = loss_sum / n_scored
-    for name in sorted(ious):
-        out[f"iou_{name}"] = sum(ious[name]) / len(ious[name])
-        out[f"dice_{name}"] = sum(dices[name]) / len(dices[name])
-    out["miou"] = sum(out[f"iou_{n}"] for n in ious) / len(ious)
-    out["mdice"] = sum(out[f"dice_{n}"] for n in dices) / len(dices)
+    if with_loss:
+        out["loss"] = sum(loss for _, loss in per_rank) / n_scored
+    for name in sorted(sums):
+        out[f"iou_{name}"] = sums[name][0] / sums[name][2]
+        out[f"dice_{name}"] = sums[name][1] / sums[name][2]
+    out["miou"] = sum(out[f"iou_{n}"] for n in sums) / len(sums)
+    out["mdice"] = sum(out[f"dice_{n}"] for n in sums) / len(sums)
     return out
