@@ -75,21 +75,22 @@ def threshold_stability(
     draws, summary = [], []
     for cls in sorted(chosen):
         part = val[val["dataset"] == cls]
-        by_photo = dict(tuple(part.groupby(part["image_id"].map(photo_of), sort=True)))
-        photos = list(by_photo)
+        # row positions of each photo's rows; a photo drawn twice has its rows twice, so it
+        # weighs twice in the mean `choose_thresholds` maximises
+        positions = part.reset_index(drop=True).groupby(
+            part["image_id"].map(photo_of).to_numpy(), sort=True
+        ).indices
+        photos = sorted(positions)
         picks = photo_picks(rng, len(photos), n_resamples)
         for i, row in enumerate(picks):
-            # each drawn copy of a photo is its own "image", so a photo drawn twice weighs twice
-            sample = pd.concat(
-                [by_photo[photos[j]].assign(image_id=lambda f, k=k: f["image_id"] + f"#{k}")
-                 for k, j in enumerate(row)],
-                ignore_index=True,
-            )
+            sample = part.iloc[np.concatenate([positions[photos[j]] for j in row])]
             t = choose_thresholds(sample, split="val", metric=metric)[cls]
             draws.append({"dataset": cls, "resample": i, "threshold": t,
                           "test_iou": float(test_curve.loc[(cls, t)])})
         mine = pd.DataFrame([d for d in draws if d["dataset"] == cls])
-        t_low, t_high = np.percentile(mine["threshold"], tails)
+        # the interval's ends on the sweep grid: the chosen thresholds are grid values
+        t_low = np.percentile(mine["threshold"], tails[0], method="lower")
+        t_high = np.percentile(mine["threshold"], tails[1], method="higher")
         i_low, i_high = np.percentile(mine["test_iou"], tails)
         median = _snap(float(np.median(mine["threshold"])), grid)
         steps = int(round((t_high - t_low) / step))
