@@ -172,3 +172,19 @@ def test_false_positives_near_are_measured_in_model_patches():
     pred[300:310, 127:137] = True  # 17-27 px right: beyond a patch across
     assert false_positives_near(pred, truth) == pytest.approx((50 + 20) / (50 + 20 + 100))
     assert np.isnan(false_positives_near(truth, truth))  # no false positive: nothing to measure
+
+
+def test_missed_shape_gives_orientation_and_width_of_what_was_missed():
+    from helpers.evaluate.metrics import missed_shape
+
+    truth = np.zeros((60, 60), bool)
+    truth[5:55, 20:23] = True  # a vertical seam 3 px wide
+    pred = np.zeros_like(truth)
+    orientation, width = missed_shape(pred, truth)
+    assert orientation == "vertical" and 2.5 <= width <= 3.5
+    assert missed_shape(pred, truth.T)[0] == "horizontal"
+    assert missed_shape(pred, np.eye(60, dtype=bool))[0] == "diagonal"
+    square = np.zeros_like(truth)
+    square[10:30, 10:30] = True
+    assert missed_shape(pred, square)[0] == "compact"
+    assert missed_shape(truth, truth)[0] == ""  # nothing missed

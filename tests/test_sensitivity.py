@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from helpers.evaluate.sensitivity import (
+    FORMS,
     cross_prompt_matrix,
     describe_sensitivity,
     per_image_sensitivity,
     prompt_sensitivity,
+    sensitivity_forms,
+    wrong_prompt_localisation,
 )
 
 THRESHOLDS = {"cracks": 0.3, "taping": 0.4}
@@ -133,3 +137,73 @@ def test_prompt_embedding_similarity_separates_within_from_across_classes(monkey
     monkeypatch.setattr(forward, "text_embeddings", lambda m, i, a: torch.ones(len(i), 3))
     same = prompt_embedding_similarity(None, tokenizer)
     assert same["within"] == pytest.approx(1.0) and same["across"] == pytest.approx(1.0)
+
+
+def counts_table(counts: dict[tuple[str, str], tuple[int, int, int]],
+                 thresholds=(0.3, 0.4)) -> pd.DataFrame:
+    """Sweep rows with `counts[(image, prompt)] = (tp, fp, fn)` at every threshold."""
+    rows = []
+    for (image, prompt), (tp, fp, fn) in counts.items():
+        for t in thresholds:
+            rows.append({"image_id": image, "dataset": "cracks" if image[0] == "c" else "taping",
+                         "prompt": prompt, "split": "test", "threshold": t, "tp": tp, "fp": fp,
+                         "fn": fn, "iou": 0.0})
+    return pd.DataFrame(rows)
+
+
+EMPTY_WALL = pd.concat([MANIFEST, pd.DataFrame({
+    "image_path": ["/x/c2.jpg"], "dataset": ["cracks"], "width": [10], "height": [10],
+})], ignore_index=True)
+
+
+def test_a_prompt_blind_model_scores_zero_in_every_form():
+    # the same pixels whatever the prompt, on the object and off it; one threshold for both
+    blind = counts_table({("c1", CRACK): (6, 4, 2), ("c1", TAPE): (6, 4, 2),
+                          ("c2", CRACK): (0, 3, 0), ("c2", TAPE): (0, 3, 0),
+                          ("t1", CRACK): (5, 0, 1), ("t1", TAPE): (5, 0, 1)})
+    forms = sensitivity_forms(blind, {"cracks": 0.3, "taping": 0.3}, EMPTY_WALL)
+    assert list(forms.index) == [*FORMS[:3], "deployed_blind", "on_object"]
+    assert (forms[["cracks", "taping", "all"]] == 0.0).all().all()
+    # its wrong prompt lies on the object as much as its right one does
+    assert wrong_prompt_localisation(blind, THRESHOLDS, EMPTY_WALL)["cracks"] == pytest.approx(
+        (6 + 0) / (10 + 3))
+
+
+def test_a_false_alarm_on_an_empty_wall_counts_only_on_all_images():
+    t = counts_table({("c1", CRACK): (8, 0, 2), ("c1", TAPE): (0, 0, 10),
+                      ("c2", CRACK): (0, 0, 0), ("c2", TAPE): (0, 12, 0),  # false alarm
+                      ("t1", CRACK): (0, 0, 9), ("t1", TAPE): (9, 0, 0)})
+    forms = sensitivity_forms(t, THRESHOLDS, EMPTY_WALL)
+    assert forms.loc["labelled", "cracks"] == 1.0 and forms.loc["labelled", "images"] == 2
+    assert forms.loc["all", "cracks"] == pytest.approx((1.0 - 1.0) / 2)
+    assert forms.loc["all", "all"] == pytest.approx((1.0 - 1.0 + 1.0) / 3)
+    assert forms.loc["on_object", "all"] == 1.0
+
+
+def test_the_right_object_under_the_wrong_prompt_scores_zero_on_object():
+    # the wrong prompt marks less, but all of it on the crack: not prompt-aware
+    t = counts_table({("c1", CRACK): (10, 10, 0), ("c1", TAPE): (10, 0, 0),
+                      ("t1", CRACK): (0, 0, 9), ("t1", TAPE): (9, 0, 0)})
+    forms = sensitivity_forms(t, THRESHOLDS, MANIFEST)
+    assert forms.loc["labelled", "cracks"] == pytest.approx((20 - 10) / 30)
+    assert forms.loc["on_object", "cracks"] == 0.0
+    loc = wrong_prompt_localisation(t, THRESHOLDS, MANIFEST)
+    assert loc["cracks"] == 1.0 and np.isnan(loc["taping"])
+
+
+def test_deployed_thresholds_each_prompt_at_its_own_class_threshold():
+    # probabilities that are the same for both prompts: 20 pixels at 0.3, 10 at 0.4
+    rows = []
+    for image, dataset in (("c1", "cracks"), ("t1", "taping")):
+        for prompt in (CRACK, TAPE):
+            for thr, n in ((0.3, 20), (0.4, 10)):
+                rows.append({"image_id": image, "dataset": dataset, "prompt": prompt,
+                             "split": "test", "threshold": thr, "tp": n, "fp": 0, "fn": 30 - n,
+                             "iou": 0.0})
+    forms = sensitivity_forms(pd.DataFrame(rows), THRESHOLDS, MANIFEST)
+    assert forms.loc["labelled", "all"] == 0.0
+    # cracks (0.3): R = 20 under the crack prompt, W = 10 under the taping prompt (0.4)
+    assert forms.loc["deployed", "cracks"] == pytest.approx(10 / 30)
+    assert forms.loc["deployed", "taping"] == pytest.approx(-10 / 30)
+    # a blind model gives exactly this at these thresholds: the threshold gap, not the prompt
+    assert forms.loc["deployed_blind"].equals(forms.loc["deployed"])

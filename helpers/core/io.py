@@ -225,9 +225,37 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def json_clean(data: Any) -> Any:
+    """`data` with every NaN or infinite number (float, numpy scalar or array element, pandas
+    missing value) replaced by None, and numpy values, tuples and paths as plain JSON values."""
+    if isinstance(data, dict):
+        return {k: json_clean(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_clean(v) for v in data]
+    if isinstance(data, np.ndarray):
+        return json_clean(data.tolist())
+    if isinstance(data, np.generic):
+        data = data.item()
+    if isinstance(data, float):
+        return data if np.isfinite(data) else None
+    if data is not None and not isinstance(data, (str, int, bool, Path)) and _is_missing(data):
+        return None
+    return str(data) if isinstance(data, Path) else data
+
+
+def _is_missing(value: Any) -> bool:
+    """True for pandas' NA and NaT (without importing pandas here)."""
+    try:
+        return bool(value != value)  # the missing values are unequal to themselves
+    except (TypeError, ValueError):
+        return type(value).__name__ in {"NAType", "NaTType"}
+
+
 def write_json(target: str | os.PathLike[str], data: Any) -> Path:
-    """Write JSON atomically (numpy scalars and paths are converted)."""
-    return write_text(target, json.dumps(data, indent=2, default=json_default) + "\n")
+    """Write strict JSON atomically: NaN and infinities become null (`json_clean`), so no
+    file holds a value other JSON readers reject; numpy values and paths are converted."""
+    text = json.dumps(json_clean(data), indent=2, default=json_default, allow_nan=False)
+    return write_text(target, text + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

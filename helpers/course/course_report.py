@@ -494,10 +494,10 @@ def missing_sections(out_dir: str | Path, metrics: Mapping[str, NotebookResults]
 
 
 def bad_values(out_dir: str | Path, metrics: Mapping[str, NotebookResults]) -> list[str]:
-    """Every NaN or infinite number in the results, as "<file>: <field> = nan"."""
-    folder = Path(out_dir) / "metrics"
+    """Every NaN or infinite number in the results, as "metrics/<file>: <field> = nan" (the
+    file named inside the run folder `out_dir`)."""
     return [
-        f"{folder / f'{name}.json'}: {found}"
+        f"metrics/{name}.json: {found}"
         for name, m in metrics.items()
         for found in non_finite_fields(m.to_dict())
     ]

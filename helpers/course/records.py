@@ -101,6 +101,8 @@ def type_problem(value: Any, hint: Any, where: str) -> str | None:
             if problem:
                 return problem
         return None
+    if hint is float and value is None:
+        return None  # a missing number: strict JSON writes NaN as null (`write_json`)
     allowed = {float: (int, float), int: (int,), str: (str,)}.get(hint, (hint,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
         return f"{where} is {type(value).__name__}, not {_type_name(hint)}"
@@ -130,6 +132,20 @@ def plain(value: Any, hint: Any = Any) -> Any:
     if isinstance(value, dict) and typing.get_origin(hint) is dict:
         value_hint = typing.get_args(hint)[1]
         return {k: plain(v, value_hint) for k, v in value.items()}
+
+
+def missing_as_nan(value: Any, hint: Any) -> Any:
+    """`value` (read from JSON, checked) with null where `hint` wants a float read back as NaN,
+    the missing number it was written from; in dicts and lists of floats too."""
+    if hint is float:
+        return float("nan") if value is None else value
+    origin = typing.get_origin(hint)
+    if origin is dict and isinstance(value, dict):
+        value_hint = (typing.get_args(hint) or (Any, Any))[1]
+        return {k: missing_as_nan(v, value_hint) for k, v in value.items()}
+    if origin is list and isinstance(value, list):
+        (item_hint,) = typing.get_args(hint) or (Any,)
+        return [missing_as_nan(v, item_hint) for v in value]
     return value
 
 
@@ -179,7 +195,7 @@ class NotebookResults:
                     f"{where} does not match the {cls.__name__} schema ({problem}); re-run "
                     f"notebook {cls.NAME} to rewrite it"
                 )
-        return cls(**data)
+        return cls(**{name: missing_as_nan(value, hints[name]) for name, value in data.items()})
 
     @classmethod
     def record(cls: type[R], course: Course, **values: Any) -> R:

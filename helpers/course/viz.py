@@ -1,4 +1,5 @@
-"""Figures shared by the notebooks: overlays, sample grids, histograms."""
+"""Figures shared by the notebooks: overlays, sample grids, probability maps with a colour
+bar, count axes with integer ticks, and bootstrap error bars."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 CLASS_COLOURS = {"cracks": (255, 60, 60), "taping": (40, 160, 255)}  # RGB, one per class
 # The same colours for matplotlib / seaborn (`palette=CLASS_PALETTE`), so a class looks the same
@@ -101,3 +104,83 @@ def denormalise(pixel_values, image_processor) -> np.ndarray:
     std = np.asarray(image_processor.image_std, dtype=np.float32)[:, None, None]
     img = (arr * std + mean) * 255.0
     return img.transpose(1, 2, 0).clip(0, 255).astype(np.uint8)
+
+
+def probability_grid(
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    size: float = 3.0,
+    suptitle: str | None = None,
+    cmap: str = "viridis",
+    threshold: float | None = None,
+):
+    """Probability maps on one fixed 0-1 scale with a shared colour bar; returns the figure.
+
+    Every panel uses vmin=0, vmax=1, so equal colours mean equal probabilities across panels;
+    with `threshold`, the colour bar marks it (the line between foreground and background).
+    """
+    n = len(maps)
+    if n == 0:
+        raise ValueError("probability_grid needs at least one map")
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols + 0.8, size * nrows), squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    shown = None
+    for i, probs in enumerate(maps):
+        ax = axes.flat[i]
+        shown = ax.imshow(np.asarray(probs, dtype=np.float32), cmap=cmap, vmin=0.0, vmax=1.0)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    bar = fig.colorbar(shown, ax=axes, shrink=0.8, label="probability")
+    if threshold is not None:
+        bar.ax.axhline(threshold, color="white", linewidth=1.5)
+        bar.ax.set_yticks(sorted({0.0, 0.5, 1.0, round(float(threshold), 2)}))
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def integer_ticks(ax, axis: str = "y"):
+    """Whole-number ticks on a count axis ("x", "y" or "both"): no "2.5 images"."""
+    if axis not in ("x", "y", "both"):
+        raise ValueError(f"axis must be 'x', 'y' or 'both', got {axis!r}")
+    if axis in ("x", "both"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if axis in ("y", "both"):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
+def bootstrap_bars(boot: pd.DataFrame, ax=None, value: str = "iou", label: str = "test mIoU"):
+    """Bars of `value` per mode (groups) and class (colours) with the bootstrap interval as
+    error bars, y axis from 0; `boot` is `helpers.evaluate.bootstrap.photo_bootstrap`'s table
+    (columns mode, dataset, `value`, `value`_low, `value`_high, level). Returns the axes."""
+    needed = {"mode", "dataset", value, f"{value}_low", f"{value}_high"}
+    missing = sorted(needed - set(boot.columns))
+    if missing:
+        raise ValueError(f"bootstrap table lacks columns {missing}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * boot["mode"].nunique() + 2, 3.5))
+    modes = list(dict.fromkeys(boot["mode"]))
+    classes = sorted(boot["dataset"].unique())
+    width = 0.8 / len(classes)
+    x = np.arange(len(modes))
+    for k, cls in enumerate(classes):
+        part = boot[boot["dataset"] == cls].set_index("mode").reindex(modes)
+        mid = part[value].to_numpy(dtype=float)
+        err = np.vstack([mid - part[f"{value}_low"], part[f"{value}_high"] - mid])
+        ax.bar(x + (k - (len(classes) - 1) / 2) * width, mid, width, yerr=err, capsize=3,
+               label=cls, color=CLASS_PALETTE.get(cls))
+    ax.set_xticks(x, modes)
+    top = float(np.nanmax(boot[f"{value}_high"]))
+    ax.set_ylim(0, min(1.0, top * 1.15) if top > 0 else 1.0)  # scores lie in [0, 1]
+    level = f"{round(100 * float(boot['level'].iloc[0]))} % " if "level" in boot else ""
+    ax.set_ylabel(f"{label} ({level}interval over photos)" if level else label)
+    ax.legend(fontsize=8)
+    return ax

@@ -25,6 +25,14 @@ N_RESAMPLES = 2000
 LEVEL = 0.9  # a 90 % interval
 
 
+def photo_picks(rng: np.random.Generator, n_photos: int, n_resamples: int) -> np.ndarray:
+    """(n_resamples, n_photos) photo indices drawn with replacement: one bootstrap sample of
+    the photos per row (resampling photos, not images, for the reason above)."""
+    if n_photos < 1:
+        raise ValueError("no photos to resample")
+    return rng.integers(0, n_photos, size=(n_resamples, n_photos))
+
+
 def photo_bootstrap(
     scores: Mapping[str, pd.DataFrame],
     photo_of: Mapping[str, str],
@@ -65,7 +73,7 @@ def photo_bootstrap(
             elif not by_photo.index.equals(photos):
                 raise ValueError(f"{name!r} was scored on other {cls} photos than the others")
             sums[name], counts[name] = by_photo["sum"].to_numpy(), by_photo["count"].to_numpy()
-        picks = rng.integers(0, len(photos), size=(n_resamples, len(photos)))
+        picks = photo_picks(rng, len(photos), n_resamples)
         means = {n: sums[n][picks].sum(1) / counts[n][picks].sum(1) for n in scores}
         for name in scores:
             low, high = np.percentile(means[name], tails)

@@ -13,12 +13,17 @@ whose measured criterion it meets (scores from `helpers.evaluate.stored.stored_s
 | over-segmentation: halo | precision < `LOW`, recall >= `LOW`, >= `HALO_SHARE` of FP near |
 | over-segmentation: elsewhere | precision < `LOW`, recall >= `LOW`, < `HALO_SHARE` of FP near |
 | under-segmentation | recall < `LOW`, precision >= `LOW`: only part of the object found |
-| wrong place | precision and recall both < `LOW`: predicted mostly where the object is not |
+| coarse mask on the object | precision and recall both < `LOW`, >= `HALO_SHARE` of FP near |
+| wrong place | precision and recall both < `LOW`, < `HALO_SHARE` of FP near: mostly elsewhere |
 | unexplained | none of the above (precision and recall both >= `LOW`, IoU still low) |
 
 "FP near" is the share of false-positive pixels within one model patch (16 px of the 352 px
 input) of the labelled object (`fp_near_share`): a halo around the object is the coarse patch
 grid at work, false positives elsewhere are other structures read as the object.
+
+Each category's cause is written from its own rows (`cause_sentence`): where its false
+positives lie, the orientation and width of what it missed (`missed_shape`), and, where the
+rows carry `label_kind` ("box" or "polygon"), which labels it failed on.
 
 True seams are known on the demo data only, so the box-label category needs them. The
 thresholds are module constants, so a reader can change them and see the counts move.
@@ -47,57 +52,49 @@ CATEGORIES = (
     "over-segmentation: halo",
     "over-segmentation: elsewhere",
     "under-segmentation",
+    "coarse mask on the object",
     "wrong place",
     "unexplained",
 )
 UNEXPLAINED = "unexplained"
 PASSED = "passed"
 
-# Root cause and what would fix it, per category (the table the notebook shows is built from
-# these and the measured counts, so a category that never occurs is not blamed).
-CAUSES: dict[str, tuple[str, str]] = {
-    "false alarm on an empty image": (
-        "crack-like structures (scratches, stains, shadows, seams) read as the object",
-        "hard negatives: more such images as negative pairs; a higher threshold for the class",
-    ),
-    "missed object": (
-        "faint or very thin objects: a 1-2 px crack is a fraction of a 16 px patch at 352 px",
-        "tile large photos and predict per tile; a lower threshold; a thin-structure loss",
-    ),
-    "penalty from the box label": (
-        "the label is a rectangle, the prediction a thin seam: IoU punishes a correct answer",
-        "refine boxes into seam masks (section 4) or annotate seams with polygons",
-    ),
-    "boundary offset": (
-        "the outline is found but misplaced by a pixel or two: low-resolution (352 px) logits "
-        "upsampled to the photo",
-        "predict at a higher resolution or on tiles; boundary-aware losses",
-    ),
-    "over-segmentation: halo": (
-        "a rim predicted around the object: the decoder predicts on a coarse grid of image "
-        "patches, so its masks are about a patch wide, wider than a thin crack or seam and its "
-        "label",
-        "predict at a higher resolution or on tiles, so a patch covers fewer photo pixels; a "
-        "loss that weighs false positives more (a higher bce_weight than the profile's, or a "
-        "Tversky loss); where 05 finds the validation threshold far from the one test would "
-        "pick, a larger validation split",
-    ),
-    "over-segmentation: elsewhere": (
-        "other structures of the photo (edges, texture, the other class's marks) read as the "
-        "object, more than a patch away from it",
-        "hard negatives: images with such structures as negative pairs; a loss that weighs false "
-        "positives more (a higher bce_weight); removing small components (05) where the "
-        "spurious parts are small",
-    ),
-    "under-segmentation": (
-        "only part of the object found: branches and faint segments are lost",
-        "a lower threshold; Dice or clDice in the loss; longer training",
-    ),
-    "wrong place": (
-        "the model highlights something else in the image",
-        "more varied training images and negatives; check the prompt is understood",
-    ),
-    "unexplained": ("both precision and recall moderate; no single cause", "inspect the images"),
+# The measured criterion of each category, in words (the module docstring's table).
+CRITERIA: dict[str, str] = {
+    "false alarm on an empty image": "no labelled pixel, some predicted",
+    "missed object": f"labelled pixels, none predicted or recall < {MISS_RECALL}",
+    "penalty from the box label": f"IoU against the true seam >= IoU against the box + {BOX_GAIN}",
+    "boundary offset": f"boundary F1 (2 px) >= {BOUNDARY_BF1}",
+    "over-segmentation: halo": f"precision < {LOW}, recall >= {LOW}, >= {HALO_SHARE:.0%} of FP "
+    "within a patch of the object",
+    "over-segmentation: elsewhere": f"precision < {LOW}, recall >= {LOW}, < {HALO_SHARE:.0%} of "
+    "FP within a patch of the object",
+    "under-segmentation": f"recall < {LOW}, precision >= {LOW}",
+    "coarse mask on the object": f"precision and recall < {LOW}, >= {HALO_SHARE:.0%} of FP within "
+    "a patch of the object",
+    "wrong place": f"precision and recall < {LOW}, < {HALO_SHARE:.0%} of FP within a patch of the "
+    "object",
+    "unexplained": f"precision and recall >= {LOW}, IoU < {FAIL_IOU}",
+}
+
+# What would help, per category (the table shows it only for categories that occur).
+FIXES: dict[str, str] = {
+    "false alarm on an empty image": "hard negatives: more such images as negative pairs; a "
+    "higher threshold for the class",
+    "missed object": "tile large photos and predict per tile; a lower threshold; a "
+    "thin-structure loss",
+    "penalty from the box label": "refine boxes into seam masks (section 4) or annotate seams "
+    "with polygons",
+    "boundary offset": "predict at a higher resolution or on tiles; boundary-aware losses",
+    "over-segmentation: halo": "predict at a higher resolution or on tiles; a loss that weighs "
+    "false positives more (a higher bce_weight, or a Tversky loss)",
+    "over-segmentation: elsewhere": "hard negatives: images with such structures as negative "
+    "pairs; removing small components (05) where the spurious parts are small",
+    "under-segmentation": "a lower threshold; Dice or clDice in the loss; longer training",
+    "coarse mask on the object": "predict at a higher resolution or on tiles; a thin-structure "
+    "loss",
+    "wrong place": "more varied training images and negatives; check the prompt is understood",
+    "unexplained": "inspect the images",
 }
 
 
@@ -127,6 +124,10 @@ def categorise(row, true_iou: float | None = None) -> str:
     if low_r and not low_p:
         return "under-segmentation"
     if low_p and low_r:
+        # a mask whose false positives hug the object lies on it: coarse, not misplaced
+        near = row.fp_near_share
+        if near is not None and np.isfinite(near) and near >= HALO_SHARE:
+            return "coarse mask on the object"
         return "wrong place"
     return UNEXPLAINED
 
@@ -167,17 +168,100 @@ def failure_counts(tax: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def root_cause_table(counts: pd.DataFrame) -> pd.DataFrame:
-    """Categories that occur, most frequent first, with counts per class, root cause and fix."""
+def _share(mask: pd.Series) -> str:
+    return f"{mask.mean():.0%}"
+
+
+def cause_sentence(rows: pd.DataFrame) -> str:
+    """What one category's failing rows measure, in a sentence: how many, where their false
+    positives lie, the orientation and width of what they missed, and their label types."""
+    parts = [f"{len(rows)} image{'s' if len(rows) != 1 else ''}"]
+    near = rows["fp_near_share"].dropna() if "fp_near_share" in rows else pd.Series(dtype=float)
+    if len(near):
+        parts.append(
+            f"false positives within a patch of the object in {_share(near >= HALO_SHARE)} of "
+            f"them (median share of FP near {near.median():.0%}), elsewhere in the rest"
+        )
+    elif (rows["truth_fraction"] == 0).all():
+        cover = rows["pred_fraction"].median()
+        parts.append(f"no labelled object; the mask covers a median {cover:.1%} of the image")
+    if "missed_orientation" in rows:
+        missed = rows[rows["missed_orientation"].fillna("").ne("")]
+        if len(missed):
+            counts = missed["missed_orientation"].value_counts()
+            shapes = ", ".join(f"{n} {name}" for name, n in counts.items())
+            parts.append(
+                f"what was missed: {shapes} (median width {missed['missed_width'].median():.1f} px)"
+            )
+    if "label_kind" in rows and rows["label_kind"].notna().any():
+        kinds = rows["label_kind"].value_counts()
+        parts.append("labels: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    return "; ".join(parts)
+
+
+def root_cause_table(counts: pd.DataFrame, tax: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Categories that occur, most frequent first, with counts per class, the criterion, the
+    measured cause (`cause_sentence` of the category's rows of `tax`, when given) and a fix."""
     per_class = counts[[c for c in CATEGORIES if c in counts.columns]].T
     per_class = per_class[per_class.sum(axis=1) > 0]
     per_class = per_class.loc[per_class.sum(axis=1).sort_values(ascending=False).index]
     table = per_class.copy()
     table.columns = [f"{c} images" for c in table.columns]
-    table["root cause"] = [CAUSES[c][0] for c in table.index]
-    table["fix"] = [CAUSES[c][1] for c in table.index]
+    table["criterion"] = [CRITERIA[c] for c in table.index]
+    if tax is not None:
+        table["measured"] = [cause_sentence(tax[tax["category"] == c]) for c in table.index]
+    table["fix"] = [FIXES[c] for c in table.index]
     table.index.name = "failure"
     return table
+
+
+def failure_conclusion(counts: pd.DataFrame) -> str:
+    """A conclusion sentence from `failure_counts`, with the criterion of the leading category."""
+    cats = [c for c in CATEGORIES if c in counts.columns]
+    total = counts[cats].sum()
+    failing = int(counts["failing"].sum())
+    images = int(counts["images"].sum())
+    if failing == 0:
+        return f"No image of {images} fails (IoU >= {FAIL_IOU} and no false alarm)."
+    top = total.sort_values(ascending=False, kind="stable").index[0]
+    n = int(total[top])
+    explained = failing - int(total.get(UNEXPLAINED, 0))
+    per_class = ", ".join(f"{cls} {int(counts.loc[cls, top])}" for cls in counts.index)
+    return (
+        f"{failing} of {images} images fail (IoU < {FAIL_IOU}, or a false alarm on an empty "
+        f"image); the most common category is {top!r} with {n} ({n / failing:.0%}; {per_class}), "
+        f"criterion: {CRITERIA[top]}; the categories explain {explained} of the {failing}."
+    )
+
+
+def gallery_picks(
+    tax: pd.DataFrame, photo_of: dict[str, str], n: int = 8, seed: int = 0
+) -> pd.DataFrame:
+    """Failing rows for a gallery: at most one image per photo (`group_id`), worst IoU first
+    within a photo, spread over the categories that occur (round robin, most frequent first),
+    false alarms on empty images included. Deterministic for a seed."""
+    failing = tax[tax["category"] != PASSED].copy()
+    if failing.empty:
+        return failing
+    missing = sorted(set(failing["image_id"]) - set(photo_of))
+    if missing:
+        raise KeyError(f"image {missing[0]!r} has no photo (group id)")
+    failing["group_id"] = failing["image_id"].map(photo_of)
+    rng = np.random.default_rng(seed)
+    failing["_order"] = rng.permutation(len(failing))
+    failing = failing.sort_values(["iou", "_order"]).drop_duplicates("group_id")
+    queues = {
+        cat: list(group.index)
+        for cat, group in sorted(
+            failing.groupby("category"), key=lambda kv: (-len(kv[1]), CATEGORIES.index(kv[0]))
+        )
+    }
+    picked: list = []
+    while len(picked) < n and any(queues.values()):
+        for cat in queues:
+            if queues[cat] and len(picked) < n:
+                picked.append(queues[cat].pop(0))
+    return failing.loc[picked].drop(columns="_order").reset_index(drop=True)
 
 
 def refinement_quality(manifest: pd.DataFrame, refined: pd.DataFrame) -> pd.DataFrame:

@@ -214,6 +214,39 @@ def false_positives_near(pred: np.ndarray, truth: np.ndarray, patches: float = 1
     return float((fp & near).sum() / fp.sum())
 
 
+ELONGATED = 2.0  # a region this many times longer than wide has an orientation
+
+
+def missed_shape(pred: np.ndarray, truth: np.ndarray) -> tuple[str, float]:
+    """Orientation and mean width (pixels) of the labelled pixels the prediction missed (FN).
+
+    Orientation, from the second moments of the missed pixels: "vertical" or "horizontal"
+    (major axis within 30 degrees of the image's axis), "diagonal", or "compact" when the
+    region is less than `ELONGATED` times longer than wide; ("", NaN) when nothing is missed.
+    Width = missed pixels / skeleton length (about the stroke width of a line).
+    """
+    p, t = _pair(pred, truth)
+    fn = t & ~p
+    if not fn.any():
+        return "", float("nan")
+    ys, xs = np.nonzero(fn)
+    width = float(fn.sum() / max(1, int(_skeleton(fn).sum())))
+    if len(xs) < 2:
+        return "compact", width
+    mu20, mu02 = np.var(xs), np.var(ys)
+    mu11 = float(np.mean((xs - xs.mean()) * (ys - ys.mean())))
+    spread = np.sqrt(((mu20 - mu02) / 2) ** 2 + mu11**2)
+    major, minor = (mu20 + mu02) / 2 + spread, (mu20 + mu02) / 2 - spread
+    if major < ELONGATED**2 * max(minor, 1 / 12):  # 1/12: the variance of one pixel's width
+        return "compact", width
+    angle = abs(np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)))  # 0 = along x
+    if angle <= 30:
+        return "horizontal", width
+    if angle >= 60:
+        return "vertical", width
+    return "diagonal", width
+
+
 SCORE_COLUMNS = ("iou", "dice", "cldice", "bf1", "precision", "recall")
 
 

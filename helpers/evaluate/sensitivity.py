@@ -18,6 +18,23 @@ photo). From those rows of a sweep table (`helpers.evaluate.predictions`):
 Every prompt on an image is thresholded at the same threshold, the one chosen on validation
 for the image's class, so that the prompt is the only thing that changes: a model that returns
 the same probabilities whatever the prompt scores exactly 0.
+
+One figure can flatter, so `sensitivity_forms` reports four (`FORMS`):
+
+- **labelled**: the figure above (images whose label marks something);
+- **all**: every image, so a false alarm under the wrong prompt on an empty wall counts
+  (s = -1 there when the right prompt rightly marks nothing);
+- **deployed**: each prompt's pixels thresholded at its *own* class's threshold, as `predict`
+  does, over every image. Here a prompt-blind model is not 0 when the classes' thresholds
+  differ: `deployed_blind` gives what a model returning the right prompt's probabilities for
+  every prompt would score at these thresholds, the reference this form is read against;
+- **on_object**: s computed from the predicted pixels that lie on the image's label (TP), over
+  the labelled images: a model that marks the right object whatever the prompt scores 0 here,
+  however little the wrong prompt marks elsewhere.
+
+`wrong_prompt_localisation` says where the wrong prompt's mask lies: the share of its pixels
+on the image's label. A high share means the model marks the right object for the wrong
+prompt: it finds the object, but not because of the prompt.
 """
 
 from __future__ import annotations
@@ -33,15 +50,22 @@ from helpers.evaluate.metrics import mean_scores
 from helpers.evaluate.sweep import apply_thresholds
 
 BLIND_BELOW = 0.1  # a sensitivity under this: the model (nearly) ignores the prompt
+FORMS = ("labelled", "all", "deployed", "on_object")
 
 
 def _at_thresholds(
-    table: pd.DataFrame, thresholds: Mapping[str, float], manifest: pd.DataFrame, split: str
+    table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    manifest: pd.DataFrame,
+    split: str,
+    deployed: bool = False,
 ) -> pd.DataFrame:
-    """Rows of `split` at the threshold of each image's class, with prompt class and pixels."""
-    rows = apply_thresholds(table, thresholds, split=split)
-    classes = {p: class_of_prompt(p, PROMPTS) for p in rows["prompt"].unique()}
-    rows["prompt_class"] = rows["prompt"].map(classes)
+    """Rows of `split` at the threshold of each image's class (with `deployed`: of each
+    prompt's class, as `predict` thresholds), with prompt class and pixels."""
+    classes = {p: class_of_prompt(p, PROMPTS) for p in table["prompt"].unique()}
+    table = table.assign(prompt_class=table["prompt"].map(classes))
+    by = ("prompt_class",) if deployed else ("dataset",)
+    rows = apply_thresholds(table, thresholds, split=split, by=by)
     ids = manifest.assign(image_id=[Path(str(p)).stem for p in manifest["image_path"]])
     pixels = (ids["width"].astype(float) * ids["height"].astype(float)).groupby(ids["image_id"])
     rows["pixels"] = rows["image_id"].map(pixels.first())
@@ -73,28 +97,123 @@ def cross_prompt_matrix(
     return out
 
 
+def _contrast(right: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+    """(R - W) / (R + W), and 0 where both are 0."""
+    total = right + wrong
+    return np.divide(right - wrong, total, out=np.zeros_like(total, dtype=float), where=total > 0)
+
+
+def _per_image(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per image, from rows at some thresholds: mean predicted and on-label pixels under the
+    right and the wrong class's prompts, the sensitivity of each, and whether it is labelled."""
+    rows = rows.assign(right=rows["prompt_class"] == rows["dataset"])
+    keys = ["image_id", "dataset", "right"]
+    mean = rows.groupby(keys)[["predicted", "tp"]].mean().unstack("right")
+    if True not in mean["predicted"].columns or False not in mean["predicted"].columns:
+        raise ValueError("the table needs rows for the right and the wrong class's prompts")
+    mean = mean.dropna()
+    label = (rows["tp"] + rows["fn"]).groupby([rows["image_id"], rows["dataset"]]).max()
+    right, wrong = mean["predicted"][True].to_numpy(), mean["predicted"][False].to_numpy()
+    right_on, wrong_on = mean["tp"][True].to_numpy(), mean["tp"][False].to_numpy()
+    return pd.DataFrame(
+        {"right_pixels": right, "wrong_pixels": wrong, "sensitivity": _contrast(right, wrong),
+         "right_on_label": right_on, "wrong_on_label": wrong_on,
+         "on_object": _contrast(right_on, wrong_on),
+         "labelled": label.reindex(mean.index).to_numpy() > 0},
+        index=mean.index,
+    ).reset_index()
+
+
 def per_image_sensitivity(
     table: pd.DataFrame,
     thresholds: Mapping[str, float],
     manifest: pd.DataFrame,
     split: str = "test",
+    deployed: bool = False,
 ) -> pd.DataFrame:
-    """Per image: predicted pixels under right and wrong prompts, and s = (R - W) / (R + W)."""
-    rows = _at_thresholds(table, thresholds, manifest, split)
-    rows["right"] = rows["prompt_class"] == rows["dataset"]
-    mean = rows.groupby(["image_id", "dataset", "right"])["predicted"].mean().unstack("right")
-    if True not in mean.columns or False not in mean.columns:
-        raise ValueError("the table needs rows for the right and the wrong class's prompts")
-    mean = mean.dropna()
-    label = (rows["tp"] + rows["fn"]).groupby([rows["image_id"], rows["dataset"]]).max()
-    right, wrong = mean[True].to_numpy(), mean[False].to_numpy()
-    total = right + wrong
-    s = np.divide(right - wrong, total, out=np.zeros_like(total, dtype=float), where=total > 0)
-    return pd.DataFrame(
-        {"right_pixels": right, "wrong_pixels": wrong, "sensitivity": s,
-         "labelled": label.reindex(mean.index).to_numpy() > 0},
-        index=mean.index,
-    ).reset_index()
+    """Per image: predicted pixels under right and wrong prompts, s = (R - W) / (R + W), the
+    same from the pixels on the label (`on_object`), and whether the label marks something.
+    With `deployed`, each prompt is thresholded at its own class's threshold."""
+    return _per_image(_at_thresholds(table, thresholds, manifest, split, deployed=deployed))
+
+
+def _means(per_image: pd.DataFrame, column: str) -> dict[str, float]:
+    """Mean of `column` per image class and over all images ("all")."""
+    if per_image.empty:
+        return {"all": float("nan")}
+    out = {str(k): float(v) for k, v in per_image.groupby("dataset")[column].mean().items()}
+    out["all"] = float(per_image[column].mean())
+    return out
+
+
+def _labelled(per_image: pd.DataFrame) -> pd.DataFrame:
+    """The labelled images of each class; a class without any keeps all its images."""
+    kept = [
+        group[group["labelled"]] if group["labelled"].any() else group
+        for _, group in per_image.groupby("dataset")
+    ]
+    return pd.concat(kept) if kept else per_image
+
+
+def _blind_deployed(
+    table: pd.DataFrame, thresholds: Mapping[str, float], split: str
+) -> pd.DataFrame:
+    """Per image, the deployed sensitivity of a prompt-blind copy of the model: every prompt
+    gets the right prompt's probabilities, thresholded at the prompt's own class's threshold."""
+    classes = {p: class_of_prompt(p, PROMPTS) for p in table["prompt"].unique()}
+    rows = table[(table["split"] == split) & (table["prompt"].map(classes) == table["dataset"])]
+    # one copy of the right-prompt rows per prompt class, as if that class's prompt gave them
+    copies = [rows.assign(prompt_class=cls) for cls in sorted(set(classes.values()))]
+    both = pd.concat(copies, ignore_index=True)
+    picked = apply_thresholds(both, thresholds, split=split, by=("prompt_class",))
+    picked["predicted"] = picked["tp"] + picked["fp"]
+    return _per_image(picked)
+
+
+def sensitivity_forms(
+    table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    manifest: pd.DataFrame,
+    split: str = "test",
+) -> pd.DataFrame:
+    """Prompt sensitivity in each of `FORMS` (module docstring), and `deployed_blind`, the
+    deployed form's value for a prompt-blind copy of the model: a row per form, columns per
+    image class and "all" (means over the images the form counts) and `images`."""
+    same = per_image_sensitivity(table, thresholds, manifest, split)
+    deployed = per_image_sensitivity(table, thresholds, manifest, split, deployed=True)
+    labelled = _labelled(same)
+    parts = {
+        "labelled": (labelled, "sensitivity"),
+        "all": (same, "sensitivity"),
+        "deployed": (deployed, "sensitivity"),
+        "deployed_blind": (_blind_deployed(table, thresholds, split), "sensitivity"),
+        "on_object": (labelled, "on_object"),
+    }
+    rows = [
+        {"form": form, **_means(frame, column), "images": len(frame)}
+        for form, (frame, column) in parts.items()
+    ]
+    return pd.DataFrame(rows).set_index("form")
+
+
+def wrong_prompt_localisation(
+    table: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    manifest: pd.DataFrame,
+    split: str = "test",
+) -> dict[str, float]:
+    """Per image class and "all": the share of the wrong prompts' predicted pixels that lie on
+    the image's label (pooled over images, at the image class's threshold); NaN where the wrong
+    prompts mark nothing. Near 1: the wrong prompt marks the right object (not prompt-aware)."""
+    per_image = per_image_sensitivity(table, thresholds, manifest, split)
+
+    def share(frame: pd.DataFrame) -> float:
+        marked = frame["wrong_pixels"].sum()
+        return float(frame["wrong_on_label"].sum() / marked) if marked > 0 else float("nan")
+
+    out = {str(cls): share(group) for cls, group in per_image.groupby("dataset")}
+    out["all"] = share(per_image)
+    return out
 
 
 def prompt_sensitivity(
@@ -106,16 +225,7 @@ def prompt_sensitivity(
     """Mean sensitivity per image class and over all of them ("all"), over the images whose
     label marks something (module docstring)."""
     per_image = per_image_sensitivity(table, thresholds, manifest, split)
-    kept = [
-        group[group["labelled"]] if group["labelled"].any() else group
-        for _, group in per_image.groupby("dataset")
-    ]
-    if not kept:
-        return {"all": float("nan")}
-    scored = pd.concat(kept)
-    out = {str(k): float(v) for k, v in scored.groupby("dataset")["sensitivity"].mean().items()}
-    out["all"] = float(scored["sensitivity"].mean())
-    return out
+    return _means(_labelled(per_image), "sensitivity")
 
 
 def describe_by_class(sensitivity: Mapping[str, float]) -> str:

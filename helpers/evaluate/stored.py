@@ -15,7 +15,13 @@ import pandas as pd
 
 from helpers.core.io import read_mask
 from helpers.data.prompts import PROMPTS
-from helpers.evaluate.metrics import MODEL_SIZE, false_positives_near, resize_truth, score_image
+from helpers.evaluate.metrics import (
+    MODEL_SIZE,
+    false_positives_near,
+    missed_shape,
+    resize_truth,
+    score_image,
+)
 from helpers.evaluate.predictions import image_id, probability_path, read_probability
 from helpers.inference.postprocess import postprocess
 
@@ -32,8 +38,9 @@ def stored_scores(
     resolution: str = "full",
     truth: str = "mask_path",
 ) -> pd.DataFrame:
-    """Per image and prompt: IoU, Dice, clDice, boundary F1 (2 px), precision, recall, and
-    `fp_near_share`, the share of false positives within one model patch of the object.
+    """Per image and prompt: IoU, Dice, clDice, boundary F1 (2 px), precision, recall,
+    `fp_near_share`, the share of false positives within one model patch of the object, and
+    the orientation and width of what was missed (`missed_shape`).
 
     `thresholds` maps a class to its threshold (chosen on validation). `resolution` "full"
     scores at the image's own size; "model" resizes probabilities to 352x352 (bilinear) and
@@ -60,6 +67,7 @@ def stored_scores(
             t = float(thresholds[r.dataset])
             pred = postprocess(probs >= t, method) > 0
             s = score_image(pred, reference)
+            orientation, width = missed_shape(pred, reference)
             rows.append(
                 {
                     "image_id": image_id(r),
@@ -79,6 +87,8 @@ def stored_scores(
                     "pred_fraction": float(pred.mean()),
                     "truth_fraction": float(reference.mean()),
                     "fp_near_share": false_positives_near(pred, reference),
+                    "missed_orientation": orientation,
+                    "missed_width": width,
                 }
             )
     return pd.DataFrame(rows)

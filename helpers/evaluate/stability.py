@@ -1,0 +1,131 @@
+"""How much the chosen threshold depends on which photos happened to be in validation.
+
+`choose_thresholds` picks, per class, the threshold with the best mean validation IoU. With
+few validation photos that choice is itself a draw: other photos of the same walls could pick
+another threshold, and the test IoU would move with it. `threshold_stability` measures this:
+it resamples each class's validation *photos* (`group_id`, as `photo_bootstrap` does for the
+test split) with replacement, re-chooses the threshold on every sample with
+`choose_thresholds`, and records the chosen threshold and the test IoU it gives.
+
+The rule the course recommends when validation is too small to choose (the bootstrap choices
+spread over more than one step of the sweep): take the **median of the bootstrap choices**
+(snapped to the sweep's grid) instead of the single best threshold. It is the choice that
+moves least with the validation photos; its test IoU is measured by the same function, beside
+the single choice's, so a notebook shows both rather than asserting the rule helps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from helpers.evaluate.bootstrap import LEVEL, photo_picks
+from helpers.evaluate.sweep import choose_thresholds, threshold_curve
+
+N_RESAMPLES = 200
+RULE = (
+    "when the bootstrap choices of a class spread over more than one sweep step, use the "
+    "median of the bootstrap choices (snapped to the sweep grid) instead of the single best "
+    "validation threshold"
+)
+
+
+def _snap(value: float, grid: np.ndarray) -> float:
+    """The grid value nearest `value` (the lower one on a tie)."""
+    return float(grid[np.argmin(np.abs(grid - value) + 1e-9 * grid)])
+
+
+def threshold_stability(
+    table: pd.DataFrame,
+    photo_of: Mapping[str, str],
+    n_resamples: int = N_RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+    metric: str = "iou",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, draws) of re-choosing each class's threshold on resampled validation photos.
+
+    `table` is a per-image sweep table (`helpers.evaluate.sweep`; splits "val" and "test",
+    one row per image, prompt and threshold); `photo_of` maps an image id to its photo
+    (group id). `draws` has a row per class and resample: the threshold chosen on that sample
+    and the test IoU (mean over test image-prompt pairs, `mean_scores`) at it. `summary` has a
+    row per class: val_photos; `chosen` (on all validation photos) and its `test_iou`; the
+    bootstrap choices' median, `threshold_low`/`threshold_high` (the `level` percentile
+    interval) and `threshold_std`; the interval and std of the test IoU over resamples;
+    `steps` (how many sweep steps the interval spans); `median_threshold` (the `RULE`'s
+    choice) and its `median_test_iou`; `recommended` (the threshold the rule gives: the single
+    choice when the interval spans at most one step, else the median). Deterministic for a seed.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    val = table[table["split"] == "val"]
+    missing = sorted(set(val["image_id"]) - set(photo_of))
+    if missing:
+        raise KeyError(f"image {missing[0]!r} has no photo (group id)")
+    chosen = choose_thresholds(table, split="val", metric=metric)
+    test_curve = threshold_curve(table, split="test").set_index(["dataset", "threshold"])["iou"]
+    grid = np.sort(table["threshold"].astype(float).unique())
+    step = float(np.min(np.diff(grid))) if len(grid) > 1 else 1.0
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    rng = np.random.default_rng(seed)
+    draws, summary = [], []
+    for cls in sorted(chosen):
+        part = val[val["dataset"] == cls]
+        # row positions of each photo's rows; a photo drawn twice has its rows twice, so it
+        # weighs twice in the mean `choose_thresholds` maximises
+        positions = part.reset_index(drop=True).groupby(
+            part["image_id"].map(photo_of).to_numpy(), sort=True
+        ).indices
+        photos = sorted(positions)
+        picks = photo_picks(rng, len(photos), n_resamples)
+        for i, row in enumerate(picks):
+            sample = part.iloc[np.concatenate([positions[photos[j]] for j in row])]
+            t = choose_thresholds(sample, split="val", metric=metric)[cls]
+            draws.append({"dataset": cls, "resample": i, "threshold": t,
+                          "test_iou": float(test_curve.loc[(cls, t)])})
+        mine = pd.DataFrame([d for d in draws if d["dataset"] == cls])
+        # the interval's ends on the sweep grid: the chosen thresholds are grid values
+        t_low = np.percentile(mine["threshold"], tails[0], method="lower")
+        t_high = np.percentile(mine["threshold"], tails[1], method="higher")
+        i_low, i_high = np.percentile(mine["test_iou"], tails)
+        median = _snap(float(np.median(mine["threshold"])), grid)
+        steps = int(round((t_high - t_low) / step))
+        summary.append({
+            "dataset": cls, "val_photos": len(photos), "resamples": n_resamples,
+            "chosen": chosen[cls], "test_iou": float(test_curve.loc[(cls, chosen[cls])]),
+            "threshold_median": float(np.median(mine["threshold"])),
+            "threshold_low": float(t_low), "threshold_high": float(t_high),
+            "threshold_std": float(mine["threshold"].std(ddof=0)), "steps": steps,
+            "test_iou_low": float(i_low), "test_iou_high": float(i_high),
+            "test_iou_std": float(mine["test_iou"].std(ddof=0)),
+            "median_threshold": median, "median_test_iou": float(test_curve.loc[(cls, median)]),
+            "recommended": chosen[cls] if steps <= 1 else median, "level": level,
+        })
+    return pd.DataFrame(summary), pd.DataFrame(draws)
+
+
+def describe_stability(summary: pd.DataFrame) -> str:
+    """One sentence per class, written from `threshold_stability`'s summary."""
+    out = []
+    for r in summary.itertuples():
+        pct = round(100 * r.level)
+        spread = (
+            f"every resample of its {r.val_photos} validation photos chose {r.chosen:.2f}"
+            if r.steps == 0
+            else f"resampling its {r.val_photos} validation photos moves the choice over "
+            f"{r.threshold_low:.2f}-{r.threshold_high:.2f} ({pct} % of resamples), and the "
+            f"test IoU over {r.test_iou_low:.3f}-{r.test_iou_high:.3f}"
+        )
+        advice = (
+            "validation is large enough to choose"
+            if r.steps <= 1
+            else f"by the rule (median of the bootstrap choices) use {r.median_threshold:.2f}, "
+            f"test IoU {r.median_test_iou:.3f} against {r.test_iou:.3f} at the single choice "
+            f"{r.chosen:.2f}"
+        )
+        out.append(f"{r.dataset}: {spread}; {advice}.")
+    return " ".join(out)
