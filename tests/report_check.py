@@ -19,6 +19,9 @@ def _leaves(value: Any) -> Iterator[float]:
         return
     if isinstance(value, (int, float)):
         yield float(value)
+    elif isinstance(value, str):  # a recorded sentence: its numbers are recorded values too
+        for token in NUMBER.findall(value):
+            yield float(token.replace(",", ""))
     elif isinstance(value, dict):
         for v in value.values():
             yield from _leaves(v)
