@@ -60,7 +60,8 @@ def test_held_out_prompts_are_scored_at_the_training_prompts_thresholds(
 
     sweep, _ = evaluate_model(segmenter, manifest, tmp_path / "store", "tiny", ("val", "test"),
                               {c: [*TRAINED[c], *HELD[c]] for c in TRAINED}, progress=False)
-    chosen = choose_thresholds(sweep[sweep["prompt"].isin(["segment crack", "segment taping area"])])
+    trained_rows = sweep["prompt"].isin(["segment crack", "segment taping area"])
+    chosen = choose_thresholds(sweep[trained_rows])
     for row in table.itertuples():
         assert row.threshold == pytest.approx(chosen[row.dataset])
         rows = sweep[(sweep["split"] == "test") & (sweep["prompt"] == row.prompt)
