@@ -40,7 +40,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     # evaluate
     "helpers.evaluate.bootstrap": ("LEVEL", "N_RESAMPLES", "photo_bootstrap"),
     "helpers.evaluate.failures": (
-        "FAIL_IOU", "failure_conclusion", "failure_counts", "refinement_quality", "root_cause_table", "taxonomy",
+        "FAIL_IOU", "failure_conclusion", "failure_counts", "refinement_quality",
+        "root_cause_table", "taxonomy",
     ),
     "helpers.evaluate.metrics": ("iou", "mean_scores"),
     "helpers.evaluate.predictions": (

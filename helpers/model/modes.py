@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,11 +66,17 @@ class LoraSettings:
     def vision_layer_indices(self, model: nn.Module) -> list[int]:
         """Indices of the vision layers that receive adapters."""
         base = unwrap(model)
-        n_layers = len(base.clip.vision_model.encoder.layers)
+        return self.vision_layers_for(
+            len(base.clip.vision_model.encoder.layers), base.extract_layers
+        )
+
+    def vision_layers_for(self, n_layers: int, extract_layers: Sequence[int]) -> list[int]:
+        """Indices of the vision layers that receive adapters in a tower of `n_layers` whose
+        `extract_layers` feed the decoder (e.g. from a `CLIPSegConfig`, without a model)."""
         if self.vision_layers == "all":
             return list(range(n_layers))
         if self.vision_layers == "feeding":
-            return list(range(max(base.extract_layers) + 1))
+            return list(range(max(extract_layers) + 1))
         bad = [i for i in self.vision_layers if not 0 <= i < n_layers]
         if bad:
             raise ValueError(f"vision layers {bad} out of range 0..{n_layers - 1}")
