@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.core.io import read_json
-from helpers.core.paths import metrics_dir, profile_dir
+from helpers.core.paths import metrics_dir, profile_dir, resolve
 from helpers.course import runner as run_notebooks
 from helpers.course.course_report import build_report, export_html
 
@@ -48,7 +48,7 @@ def test_05_chooses_thresholds_on_validation_and_writes_predict_defaults(execute
     images = {(r["dataset"], r["prompt"]): r["images"] for r in m["per_prompt_test"]}
     for cls in ("cracks", "taping"):
         assert len({n for (d, _), n in images.items() if d == cls}) == 1  # paired: same images
-    settings = read_json(m["predict_settings"])
+    settings = read_json(resolve(m["predict_settings"]))  # named relative to the repository
     assert settings["threshold"] == m["thresholds_chosen_on_val"]
     assert settings["postprocess"] == m["postprocess_chosen_on_val"]
 

@@ -54,6 +54,15 @@ def models_dir() -> Path:
     return path
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """How outputs name a path: relative to the repository when it lies in or beside it (so an
+    executed notebook, a metrics file or a report names no machine path), else its last part."""
+    p = Path(path).expanduser().resolve()
+    if p == PROJECT_ROOT or PROJECT_ROOT.parent in p.parents:
+        return Path(os.path.relpath(p, PROJECT_ROOT)).as_posix()
+    return p.name
+
+
 def resolve(path: str | os.PathLike[str]) -> Path:
     """Resolve a path given in a notebook parameter: relative paths are taken from the root."""
     p = Path(path).expanduser()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from helpers.core.io import read_json, write_json
+from helpers.core.paths import shown
 
 if TYPE_CHECKING:
     from helpers.course.session import Course
@@ -128,7 +129,7 @@ def plain(value: Any, hint: Any = Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
+        return shown(value)  # relative to the repository: no machine path in a metrics file
     if isinstance(value, dict) and typing.get_origin(hint) is dict:
         value_hint = typing.get_args(hint)[1]
         return {k: plain(v, value_hint) for k, v in value.items()}

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.io import atomic_path, read_json, write_json
-from helpers.core.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir
+from helpers.core.paths import NOTEBOOKS_DIR, metrics_dir, profile_dir, shown
 from helpers.core.progress import HEADLESS_ENV
 from helpers.core.runtime import DEVICES, PRECISIONS, RuntimeUnavailable, get_runtime
 from helpers.course.profiles import Profile, get_profile
@@ -311,6 +311,7 @@ def run(
                     f"{str(err.evalue).splitlines()[0] if err.evalue else ''} (the executed "
                     f"notebook with the traceback: {executed / f'{name}.ipynb'})"
                 ) from err
+        name_paths_by_role(executed / f"{name}.ipynb")
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"   {seconds[name]:.1f} s", flush=True)
         if store_expected:
@@ -319,6 +320,20 @@ def run(
     seconds["total"] = round(sum(seconds.values()), 1)
     record_run_times(metrics_dir(run_name) / "run_times.json", profile, seconds)
     return seconds
+
+
+def name_paths_by_role(executed: Path) -> None:
+    """Write papermill's record of the input and output notebooks relative to the repository,
+    so an executed notebook (and its HTML) names no machine path."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    record = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if record.get(key):
+            record[key] = shown(record[key])
+    with atomic_path(executed) as tmp:
+        nbformat.write(nb, tmp)
 
 
 def record_run_times(path: Path, profile: str, seconds: dict[str, float]) -> None:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from helpers.core.cache import is_current, key_hash, read_record, record_key
 from helpers.core.io import folder_lock, read_json, write_json
-from helpers.core.paths import profile_dir
+from helpers.core.paths import profile_dir, shown
 from helpers.course.profiles import Profile
 
 RUN_FILE = "run.json"
@@ -150,7 +150,9 @@ class TrainedModel:
 
     def describe(self) -> str:
         """One line: how the model came to be (trained now, or loaded from which run)."""
-        how = f"loaded from the finished run in {self.folder}" if self.from_cache else "trained now"
+        how = "trained now"
+        if self.from_cache:
+            how = f"loaded from the finished run in {shown(self.folder)}"
         threshold = self.info["train_config"]["threshold"]
         return (
             f"{self.mode}: {how}; best epoch {self.info['best_epoch']} by the loop's validation "

@@ -16,6 +16,7 @@ from typing import Any
 HOMES: dict[str, tuple[str, ...]] = {
     # core
     "helpers.core.io": ("read_json", "read_mask"),
+    "helpers.core.paths": ("shown",),
     # data
     "helpers.data.dataset": ("JointSegmentationDataset", "make_collate"),
     "helpers.data.describe": (

@@ -36,6 +36,7 @@ import torch
 from helpers.core.background import BackgroundWriter, read_ahead
 from helpers.core.cache import is_current, record_key
 from helpers.core.io import atomic_path, folder_lock, read_mask
+from helpers.core.paths import shown
 from helpers.core.progress import bar
 from helpers.core.runtime import default_workers
 from helpers.data.images import load_rgb
@@ -230,8 +231,8 @@ def evaluate_model(
     with folder_lock(store):  # a second evaluation of the same store waits for this one
         if is_current(store, wanted):
             if progress:
-                print(f"evaluation loaded from {store}: stored earlier for this model, these "
-                      "images and prompts (cached)")
+                print(f"evaluation loaded from {shown(store)}: stored earlier for this model, "
+                      "these images and prompts (cached)")
             return (pd.read_csv(store / SWEEP_FILE), pd.read_csv(store / TRUE_SWEEP_FILE))
         record_key(store, wanted, done=False)  # maps of an earlier evaluation are overwritten
         table, true_table = sweep_on_device(
@@ -242,5 +243,5 @@ def evaluate_model(
                 frame.to_csv(tmp, index=False, compression="gzip")
         record_key(store, wanted)
         if progress:
-            print(f"evaluated now and stored in {store}")
+            print(f"evaluated now and stored in {shown(store)}")
         return table, true_table

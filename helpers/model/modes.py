@@ -25,6 +25,7 @@ from torch import nn
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 from helpers.core.io import atomic_folder
+from helpers.core.paths import shown
 from helpers.model.forward import unwrap
 
 MODES: tuple[str, ...] = ("decoder", "lora", "full")
@@ -318,6 +319,7 @@ def save_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str]) 
             if not isinstance(model, PeftModel):
                 raise ValueError("mode 'lora' needs a model returned by apply_mode(model, 'lora')")
             model.save_pretrained(tmp, save_embedding_layers=False)  # no embedding adapters
+            _portable_adapter(tmp)
         elif mode == "decoder":
             state = {
                 k: v.detach().cpu().contiguous()
@@ -329,6 +331,19 @@ def save_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str]) 
         meta = asdict(SavedTrainable(mode=mode, counts=counts))
         (tmp / MODE_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def _portable_adapter(folder: Path) -> None:
+    """Name the base model relative to the repository in peft's adapter config (peft writes the
+    folder it was loaded from) and drop peft's empty model-card template: the course writes a
+    card of its own (`helpers.course.model_card`) and no file names a machine path."""
+    config_file = folder / "adapter_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if base and Path(base).is_absolute():
+        config["base_model_name_or_path"] = shown(base)
+        config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / "README.md").unlink(missing_ok=True)
 
 
 def saved_mode(folder: str | os.PathLike[str]) -> str:
