@@ -59,6 +59,39 @@ def resize_soft_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def _read_manifest(
+    manifest: pd.DataFrame | str | os.PathLike[str], split: str, mask_column: str
+) -> pd.DataFrame:
+    """The manifest (read from a CSV path if needed), checked for its columns and the split."""
+    if not isinstance(manifest, pd.DataFrame):
+        path = Path(manifest)
+        if not path.is_file():
+            raise FileNotFoundError(f"manifest not found: {path}")
+        manifest = pd.read_csv(path, keep_default_na=False)
+    needed = ["image_path", "dataset", "split", mask_column]
+    missing = [c for c in needed if c not in manifest.columns]
+    if missing:
+        raise ValueError(
+            f"manifest lacks columns {missing}; columns present: {list(manifest.columns)}"
+        )
+    available = sorted(manifest["split"].astype(str).unique())
+    if split not in available:
+        raise ValueError(f"unknown split {split!r}; available splits: {available}")
+    return manifest
+
+
+def _check_settings(size: int, negative_rate: float, seed: int, jitter: float) -> None:
+    """Refuse settings a dataset cannot use, naming the value."""
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    if not 0.0 <= float(negative_rate) <= 1.0:
+        raise ValueError(f"negative_rate must be in [0, 1], got {negative_rate}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0.0 <= float(jitter) < 1.0:
+        raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+
+
 class JointSegmentationDataset(Dataset):
     """Rows of one split of a manifest as CLIPSeg training items.
 
@@ -87,29 +120,8 @@ class JointSegmentationDataset(Dataset):
         jitter: float = 0.1,
         finish_on_device: bool = False,
     ) -> None:
-        if not isinstance(manifest, pd.DataFrame):
-            path = Path(manifest)
-            if not path.is_file():
-                raise FileNotFoundError(f"manifest not found: {path}")
-            manifest = pd.read_csv(path, keep_default_na=False)
-        needed = ["image_path", "dataset", "split", mask_column]
-        missing = [c for c in needed if c not in manifest.columns]
-        if missing:
-            raise ValueError(
-                f"manifest lacks columns {missing}; columns present: {list(manifest.columns)}"
-            )
-        available = sorted(manifest["split"].astype(str).unique())
-        if split not in available:
-            raise ValueError(f"unknown split {split!r}; available splits: {available}")
-        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
-        if not 0.0 <= float(negative_rate) <= 1.0:
-            raise ValueError(f"negative_rate must be in [0, 1], got {negative_rate}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        if not 0.0 <= float(jitter) < 1.0:
-            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
-
+        manifest = _read_manifest(manifest, split, mask_column)
+        _check_settings(size, negative_rate, seed, jitter)
         self.frame = manifest[manifest["split"].astype(str) == split].reset_index(drop=True)
         self.prompts = {name: list(options) for name, options in prompts.items()}
         for name in self.frame["dataset"].astype(str).unique():

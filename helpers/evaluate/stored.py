@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 
 from helpers.core.io import read_mask
@@ -26,6 +27,21 @@ from helpers.evaluate.predictions import image_id, probability_path, read_probab
 from helpers.inference.postprocess import postprocess
 
 RESOLUTIONS = ("full", "model")
+
+
+def _image_row(pred: np.ndarray, reference: np.ndarray) -> dict[str, float | str]:
+    """One prediction's scores against its reference mask (the columns of `stored_scores`)."""
+    s = score_image(pred, reference)
+    orientation, width = missed_shape(pred, reference)
+    return {
+        "iou": s.iou, "dice": s.dice, "cldice": s.cldice, "bf1": s.bf1,
+        "precision": s.precision, "recall": s.recall,
+        "pred_fraction": float(pred.mean()),
+        "truth_fraction": float(reference.mean()),
+        "fp_near_share": false_positives_near(pred, reference),
+        "missed_orientation": orientation,
+        "missed_width": width,
+    }
 
 
 def stored_scores(
@@ -66,29 +82,9 @@ def stored_scores(
                 probs = cv2.resize(probs, MODEL_SIZE[::-1], interpolation=cv2.INTER_LINEAR)
             t = float(thresholds[r.dataset])
             pred = postprocess(probs >= t, method) > 0
-            s = score_image(pred, reference)
-            orientation, width = missed_shape(pred, reference)
-            rows.append(
-                {
-                    "image_id": image_id(r),
-                    "dataset": r.dataset,
-                    "split": r.split,
-                    "prompt": prompt,
-                    "threshold": t,
-                    "method": method,
-                    "resolution": resolution,
-                    "truth": truth,
-                    "iou": s.iou,
-                    "dice": s.dice,
-                    "cldice": s.cldice,
-                    "bf1": s.bf1,
-                    "precision": s.precision,
-                    "recall": s.recall,
-                    "pred_fraction": float(pred.mean()),
-                    "truth_fraction": float(reference.mean()),
-                    "fp_near_share": false_positives_near(pred, reference),
-                    "missed_orientation": orientation,
-                    "missed_width": width,
-                }
-            )
+            rows.append({
+                "image_id": image_id(r), "dataset": r.dataset, "split": r.split,
+                "prompt": prompt, "threshold": t, "method": method, "resolution": resolution,
+                "truth": truth, **_image_row(pred, reference),
+            })
     return pd.DataFrame(rows)
