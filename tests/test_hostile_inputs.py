@@ -11,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_builders import make_coco_export, make_yolo_export, square, write_coco_split
+from export_builders import (
+    make_coco_export,
+    make_yolo_export,
+    render_mask,
+    square,
+    write_coco_split,
+)
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -19,7 +25,6 @@ import helpers.data.preparation as prepare_module
 from helpers.core.cache import tree_digest
 from helpers.core.progress import HEADLESS_ENV
 from helpers.data.images import load_rgb
-from helpers.data.masks import render_mask
 from helpers.data.preparation import ensure_prepared, prepare_datasets, read_manifest
 from helpers.data.roboflow import Annotation, ImageRecord, read_coco_split, read_export
 from helpers.inference import mask_files as predict
