@@ -133,6 +133,7 @@ def plain(value: Any, hint: Any = Any) -> Any:
     if isinstance(value, dict) and typing.get_origin(hint) is dict:
         value_hint = typing.get_args(hint)[1]
         return {k: plain(v, value_hint) for k, v in value.items()}
+    return value
 
 
 def missing_as_nan(value: Any, hint: Any) -> Any:
