@@ -10,6 +10,7 @@ from PIL import Image
 from sweep_reference import prediction_records, sweep_counts, sweep_table
 
 from helpers.core.io import write_mask_png
+from helpers.core.paths import shown
 from helpers.demo.tiny_model import build_tiny_model
 from helpers.evaluate import predictions
 from helpers.evaluate.sweep import THRESHOLDS
@@ -140,7 +141,7 @@ def test_a_stored_evaluation_says_it_was_loaded_from_the_cache(tmp_path, segment
     store = tmp_path / "store"
     predictions.evaluate_model(segmenter, manifest, store, key="k1", prompts=PROMPTS,
                                batch_size=3, progress=True)
-    assert f"evaluated now and stored in {store}" in capsys.readouterr().out
+    assert f"evaluated now and stored in {shown(store)}" in capsys.readouterr().out
     predictions.evaluate_model(segmenter, manifest, store, key="k1", prompts=PROMPTS,
                                batch_size=3, progress=True)
-    assert f"evaluation loaded from {store}" in capsys.readouterr().out
+    assert f"evaluation loaded from {shown(store)}" in capsys.readouterr().out

@@ -47,8 +47,8 @@ def test_zero_shot_is_the_base_model_frozen_and_untrained(model_dir, manifest):
     assert run.log.empty and run.checkpoint_mb == 0.0
     image = np.asarray(Image.open(manifest["image_path"][0]).convert("RGB"))
     base = Segmenter.from_pretrained(str(model_dir), device="cpu")
-    np.testing.assert_allclose(run.segmenter().probabilities([image], ["segment crack"])[0],
-                               base.probabilities([image], ["segment crack"])[0], atol=1e-6)
+    np.testing.assert_allclose(run.segmenter().probability_maps([image], ["segment crack"])[0],
+                               base.probability_maps([image], ["segment crack"])[0], atol=1e-6)
     assert zero_shot_model(_profile(model_dir)).evaluation_key == run.evaluation_key
 
 

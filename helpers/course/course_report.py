@@ -499,7 +499,9 @@ def bad_values(out_dir: str | Path, metrics: Mapping[str, NotebookResults]) -> l
     return [
         f"metrics/{name}.json: {found}"
         for name, m in metrics.items()
-        for found in non_finite_fields(m.to_dict())
+        for field, value in m.to_dict().items()
+        if value is not None  # an optional field that was not measured
+        for found in non_finite_fields(value, field)
     ]
 
 

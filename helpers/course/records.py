@@ -42,24 +42,29 @@ class ResultsError(ValueError):
     """A metrics file that does not follow the schema (one-line message naming the file)."""
 
 
-def non_finite_fields(value: Any, where: str = "") -> list[str]:
+def non_finite_fields(value: Any, where: str = "", nulls: bool = True) -> list[str]:
     """The key paths (e.g. `test['cracks']['iou']`) of every NaN or infinite number in a value
-    read from JSON, with the value: `["peak_memory_mb = nan"]`."""
+    read from JSON, with the value: `["peak_memory_mb = nan"]`. With `nulls`, a null among the
+    numbers of a dict (a score per class, say) counts too, since strict JSON writes a NaN as
+    null; the rows of a table (a list of records) may hold nulls where a column does not apply."""
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{where or 'value'} = {value}"]
+    found: list[str] = []
     if isinstance(value, dict):
-        return [
-            found
-            for key, item in value.items()
-            for found in non_finite_fields(item, f"{where}[{key!r}]" if where else str(key))
-        ]
-    if isinstance(value, list):
-        return [
-            found
-            for i, item in enumerate(value)
-            for found in non_finite_fields(item, f"{where}[{i}]")
-        ]
-    return []
+        present = [v for v in value.values() if v is not None]
+        numbers = bool(present) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in present
+        )
+        for key, item in value.items():
+            path = f"{where}[{key!r}]" if where else str(key)
+            if item is None and nulls and numbers:  # a hole among numbers: a missing number
+                found.append(f"{path} = null")
+            else:
+                found += non_finite_fields(item, path, nulls)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += non_finite_fields(item, f"{where}[{i}]", nulls=False)
+    return found
 
 
 def _type_name(hint: Any) -> str:

@@ -20,6 +20,7 @@ import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
 from helpers.core.cache import read_record
+from helpers.core.paths import PROJECT_ROOT
 from helpers.demo.full_size_random import (
     FULL_SIZE_RANDOM,
     ensure_full_size_random_model,
@@ -130,6 +131,8 @@ def load_for_inference(
     if base is None and mode == "lora":
         adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
         base = adapter.get("base_model_name_or_path")
+        if base and (PROJECT_ROOT / base).is_dir():  # named relative to the repository
+            base = str(PROJECT_ROOT / base)
     if base is None:
         raise ValueError(
             f"{folder} holds a '{mode}' checkpoint but its base model is not recorded; "

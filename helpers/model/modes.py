@@ -25,7 +25,7 @@ from torch import nn
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 from helpers.core.io import atomic_folder
-from helpers.core.paths import shown
+from helpers.core.paths import PROJECT_ROOT, shown
 from helpers.model.forward import unwrap
 
 MODES: tuple[str, ...] = ("decoder", "lora", "full")
@@ -334,13 +334,13 @@ def save_trainable(model: nn.Module, mode: str, folder: str | os.PathLike[str]) 
 
 
 def _portable_adapter(folder: Path) -> None:
-    """Name the base model relative to the repository in peft's adapter config (peft writes the
-    folder it was loaded from) and drop peft's empty model-card template: the course writes a
-    card of its own (`helpers.course.model_card`) and no file names a machine path."""
+    """Name a base model of the repository (the tiny model) relative to it in peft's adapter
+    config (peft writes the folder it was loaded from) and drop peft's empty model-card
+    template: the course writes a card of its own (`helpers.course.model_card`)."""
     config_file = folder / "adapter_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")
-    if base and Path(base).is_absolute():
+    if base and PROJECT_ROOT in Path(base).resolve().parents:  # a folder of the repository
         config["base_model_name_or_path"] = shown(base)
         config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (folder / "README.md").unlink(missing_ok=True)

@@ -71,7 +71,7 @@ def _train(args: argparse.Namespace, device: str) -> int:
     from helpers.course.session import open_course
     from helpers.inference.loading import load_model
 
-    course = open_course(args.profile, args.run_name, epochs=args.epochs,
+    course = open_course(profile=args.profile, run_name=args.run_name, epochs=args.epochs,
                          batch_size=args.batch_size, device=device, precision=args.precision)
     get_runtime(course.cfg.device, course.cfg.precision)  # an absent device: before any work
     main_rank = distributed.is_main()
@@ -80,7 +80,6 @@ def _train(args: argparse.Namespace, device: str) -> int:
     manifest = course.manifest
     if main_rank:
         load_model(course.cfg.model)
-        print(course.describe(), flush=True)
         distributed.barrier()
     result = trained_model(course.cfg, args.mode, manifest, course.out_name,
                            retrain=args.retrain, progress=main_rank)
