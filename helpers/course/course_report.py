@@ -339,6 +339,11 @@ def section_06(m: ModeComparison) -> str:
     return "\n".join(out)
 
 
+def _is_number(value: object) -> bool:
+    """A finite number (a value that is missing is null or NaN in the metrics)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def section_07(m: FailureAnalysis) -> str:
     out = ["## 07 · Failure analysis (test split, thresholds from validation)", ""]
     out += [
@@ -369,8 +374,8 @@ def section_07(m: FailureAnalysis) -> str:
         ]
         out.append(_table(m.rectangle_bias, ["scored_against", "images", "iou", "dice", "cldice",
                                               "bf1", "predicted_area_ratio"]))
-    if m.refinement_iou_vs_true_seams:
-        q = m.refinement_iou_vs_true_seams
+    q = m.refinement_iou_vs_true_seams or {}
+    if all(_is_number(q.get(k)) for k in ("rectangle_iou", "refined_iou")):  # demo data only
         out.append(
             f"\nBox refinement vs true seams: rectangles IoU {q['rectangle_iou']:.3f}, "
             f"refined IoU {q['refined_iou']:.3f} (mean over demo taping images).\n"
