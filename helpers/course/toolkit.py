@@ -41,16 +41,19 @@ HOMES: dict[str, tuple[str, ...]] = {
     # evaluate
     "helpers.evaluate.bootstrap": ("LEVEL", "N_RESAMPLES", "photo_bootstrap"),
     "helpers.evaluate.failures": (
-        "FAIL_IOU", "failure_conclusion", "failure_counts", "refinement_quality",
-        "root_cause_table", "taxonomy",
+        "FAIL_IOU", "cause_sentence", "failure_conclusion", "failure_counts", "gallery_picks",
+        "refinement_quality", "root_cause_table", "taxonomy",
     ),
     "helpers.evaluate.metrics": ("iou", "mean_scores"),
     "helpers.evaluate.predictions": (
         "evaluate_model", "image_id", "probability_path", "read_probability",
     ),
+    "helpers.evaluate.held_out": ("HELD_OUT_PROMPTS", "held_out_scores"),
     "helpers.evaluate.sensitivity": (
-        "BLIND_BELOW", "cross_prompt_scores", "describe_by_class", "prompt_embedding_similarity",
+        "BLIND_BELOW", "FORMS", "cross_prompt_scores", "describe_by_class", "per_image_sensitivity",
+        "prompt_embedding_similarity", "sensitivity_forms", "wrong_prompt_localisation",
     ),
+    "helpers.evaluate.stability": ("RULE", "describe_stability", "threshold_stability"),
     "helpers.evaluate.stored": ("stored_scores",),
     "helpers.evaluate.sweep": (
         "apply_thresholds", "choose_thresholds", "summary_at", "threshold_curve",
@@ -63,12 +66,17 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.course.runs": (
         "datasets", "folder_size_mb", "lora_settings", "train_config", "trained_model",
     ),
+    "helpers.course.architecture": ("architecture_figure",),
+    "helpers.course.explorer": ("explore", "prompt_explorer"),
     "helpers.course.session": ("open_course",),
     "helpers.course.smoke_cap": ("evaluation_manifest",),
     "helpers.course.sources": ("prepared_data",),
+    "helpers.course.summaries": ("course_summary", "show_summary"),
+    "helpers.course.zero_shot": ("zero_shot_model",),
     "helpers.course.viz": (
-        "CLASS_COLOURS", "CLASS_PALETTE", "denormalise", "draw_annotations", "evenly_spaced",
-        "image_grid", "overlay", "save_figure",
+        "CLASS_COLOURS", "CLASS_PALETTE", "bootstrap_bars", "denormalise", "draw_annotations",
+        "evenly_spaced", "image_grid", "integer_ticks", "overlay", "probability_grid",
+        "save_figure",
     ),
 }
 

@@ -1,0 +1,46 @@
+"""The registry of per-notebook summaries, and the course summary built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from helpers.course.records import NotebookResults
+
+Summary = Callable[[NotebookResults], list[str]]
+SUMMARIES: dict[type, Summary] = {}
+
+
+def summary_for(results_class: type) -> Callable[[Summary], Summary]:
+    """Register the function that writes the summary of one notebook's results class."""
+
+    def register(fn: Summary) -> Summary:
+        SUMMARIES[results_class] = fn
+        return fn
+
+    return register
+
+
+def run_summary(results: NotebookResults) -> list[str]:
+    """The sentences of one notebook's summary, each carrying its number."""
+    try:
+        write = SUMMARIES[type(results)]
+    except KeyError:
+        raise KeyError(f"no summary is registered for {type(results).__name__}") from None
+    return write(results)
+
+
+def show_summary(results: NotebookResults) -> None:
+    """Print a notebook's summary, one bullet per sentence."""
+    for sentence in run_summary(results):
+        print(f"- {sentence}")
+
+
+def course_summary(metrics: Mapping[str, NotebookResults]) -> list[str]:
+    """The whole run's summary: each recorded notebook's sentences, in course order, led by
+    the notebook's name."""
+    out = []
+    for name in sorted(metrics):
+        sentences = run_summary(metrics[name])
+        if sentences:
+            out.append(f"**{name}**: " + " ".join(sentences))
+    return out
