@@ -151,3 +151,13 @@ def test_every_trained_model_has_a_card_of_recorded_numbers(executed):
         assert not re.search(r"(^|[\s\"'`(=:])/(?:tmp|work|root|home|Users)/", card.content)
         extra = json_values(*path.parent.glob("*.json"), path.parent.parent / "run.json")
         assert unbacked_numbers(card.text, profile_dir(RUN), extra) == [], path
+
+
+def test_what_the_run_leaves_holds_no_machine_path_nan_or_object_repr(executed):
+    from helpers.course.model_card import write_model_cards
+    from helpers.course.output_check import scan_outputs
+
+    export_html(profile_dir(RUN))
+    build_report(profile_dir(RUN), RUN)
+    write_model_cards(profile_dir(RUN))
+    assert scan_outputs(profile_dir(RUN)) == []

@@ -29,6 +29,7 @@ import pandas as pd
 from helpers.core.io import read_json, write_text
 from helpers.core.paths import OUTPUTS_DIR, profile_dir
 from helpers.course.model_card import write_model_cards
+from helpers.course.output_check import scan_outputs
 from helpers.course.records import (
     DataInspection,
     FailureAnalysis,
@@ -42,6 +43,7 @@ from helpers.course.records import (
     non_finite_fields,
     read_results,
 )
+from helpers.course.summaries import course_summary
 from helpers.data.split import SMALL_SPLIT
 from helpers.evaluate.metrics import MODEL_SIZE
 
@@ -521,6 +523,12 @@ def _checks_section(missing: Mapping[str, str], bad: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _summary_section(metrics: Mapping[str, NotebookResults]) -> str:
+    """The run's summary, written from its numbers (`helpers.course.summaries`)."""
+    lines = course_summary(metrics)
+    return "## What this run showed\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+
+
 def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     """Write `<out_dir>/report.md` from `<out_dir>/metrics/*.json`; returns its path.
 
@@ -532,7 +540,7 @@ def build_report(out_dir: str | Path, run: str | None = None) -> Path:
     if not metrics:
         raise FileNotFoundError(f"no notebook metrics in {out_dir / 'metrics'}; run the notebooks")
     missing = missing_sections(out_dir, metrics)
-    parts = [_header(metrics, run or out_dir.name)]
+    parts = [_header(metrics, run or out_dir.name), _summary_section(metrics)]
     checks = _checks_section(missing, bad_values(out_dir, metrics))
     parts += [part for part in (checks, cap_note(metrics), _runtime_section(metrics)) if part]
     for name in SECTIONS:
@@ -618,7 +626,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     bad = bad_values(out_dir, metrics)
     for line in bad:
         print(f"error: not a number: {line}", file=sys.stderr)
-    return 1 if bad else 0
+    unclean = scan_outputs(out_dir)  # what a student keeps: no machine path, NaN or repr
+    for line in unclean:
+        print(f"error: {args.profile}/{line}", file=sys.stderr)
+    return 1 if bad or unclean else 0
 
 
 if __name__ == "__main__":
