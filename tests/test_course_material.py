@@ -56,15 +56,16 @@ def test_every_exercise_has_a_solution_function(name):
         assert list(inspect.signature(getattr(module, fn)).parameters) == ["course"], fn
 
 
-# Solutions run on the demo profile against the run the smoke notebooks use (1 epoch), so
-# they reuse its cached data, models and predictions (tests/test_notebooks_smoke.py runs first).
-SOLUTION_RUN = {"profile": "demo", "run_name": "test-smoke", "epochs": 1}
+# Solutions run on the quick profile (the demo, 1 epoch, capped evaluation) against the run the
+# smoke notebooks use, so they reuse its cached data, models and predictions
+# (tests/test_notebooks_smoke.py runs first).
+SOLUTION_RUN = {"profile": "quick", "run_name": "test-smoke"}
 
 
 @pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", NAMES)
-def test_every_solution_runs_on_the_demo_profile(name, capsys):
+def test_every_solution_runs_on_the_quick_profile(name, capsys):
     from helpers.course.session import open_course
 
     module = solutions(name)

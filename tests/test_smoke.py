@@ -74,6 +74,17 @@ def test_evaluation_is_capped_and_recorded_as_such(smoke):
     assert unbacked_numbers(text, profile_dir(RUN)) == []  # every number from the metrics files
 
 
+def test_data_notebooks_show_the_real_exports_leakage_and_a_leak_free_split(smoke):
+    leak = {(r["dataset"], r["split_a"], r["split_b"]): r for r in
+            smoke["01_data_inspection"]["leakage"]}
+    assert leak[("taping", "train", "valid")]["n_shared"] == 82
+    assert leak[("taping", "train", "valid")]["n_b"] == 86
+    joint = smoke["03_joint_dataset"]
+    assert joint["groups_in_several_splits"] == 0
+    assert all(r["n_shared"] == 0 for r in joint["split_leakage"])
+    assert smoke["02_mask_rendering"]["images"] == {"cracks": 205, "taping": 1022}
+
+
 def test_decoder_mode_trains_exactly_the_full_size_decoder(smoke):
     rows = {r["mode"]: r for r in smoke["06_full_vs_lora"]["comparison"]}
     assert rows["decoder"]["trainable_parameters"] == 1_127_009  # the real checkpoint's decoder
