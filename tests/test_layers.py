@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HELPERS = ROOT / "helpers"
 # bottom to top; README.md's package map lists them in this order
 LAYERS = ["core", "data", "model", "train", "demo", "inference", "evaluate", "course"]
-COMMANDS = {"bench", "demo_data", "predict", "prepare", "report", "run_notebooks"}
+COMMANDS = {"bench", "choices", "demo_data", "predict", "prepare", "report", "run_notebooks"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -67,6 +67,7 @@ HOMES: dict[str, tuple[str, ...]] = {
         "datasets", "folder_size_mb", "lora_settings", "train_config", "trained_model",
     ),
     "helpers.course.architecture": ("architecture_figure",),
+    "helpers.course.choices": ("choices_reading", "read_choices"),
     "helpers.course.explorer": ("explore", "prompt_explorer"),
     "helpers.course.session": ("open_course",),
     "helpers.course.smoke_cap": ("evaluation_manifest",),
