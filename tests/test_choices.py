@@ -46,7 +46,7 @@ def test_each_run_changes_at_most_one_setting() -> None:
 
 
 @pytest.fixture
-def patched(monkeypatch):
+def patched(monkeypatch, tmp_path):
     """`trained_model` and `evaluate_model` replaced by fakes that record their calls and
     return sweep tables whose scores depend on the run."""
     import helpers.course.runs as runs
@@ -78,6 +78,7 @@ def patched(monkeypatch):
                 counts.append(np.stack([tp, fp, size - tp], axis=-1))
         return counts_table(keys, np.array(counts)), None
 
+    monkeypatch.setattr(choices, "profile_dir", lambda run: tmp_path / run)  # not outputs/
     monkeypatch.setattr(runs, "trained_model", fake_trained_model)
     monkeypatch.setattr(predictions, "evaluate_model", fake_evaluate_model)
     return calls

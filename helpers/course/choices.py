@@ -50,6 +50,11 @@ COLUMNS = (
     "setting", "value", "default", "val_iou_cracks", "val_iou_taping", "val_miou",
     "false_alarms_empty", "false_alarms_wrong_prompt", "epochs", "seed", "run",
 )
+# What a reader should know about a setting beyond its numbers (true by construction).
+NOTES: dict[str, str] = {
+    "negative_rate": "Negative pairs come on top of the positive items, so a higher rate also "
+    "means more optimiser steps per epoch.",
+}
 CRITERION = (
     "val mIoU: per class, the mean per-image IoU over every prompt of the class at the "
     "threshold chosen for that class on the same validation images, then the mean of the two "
@@ -274,6 +279,8 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
                      f"scores {gap:.3f} more val mIoU.")
         else:
             text += " The default scores the highest val mIoU of these values."
+        if setting in NOTES:
+            text += " " + NOTES[setting]
         lines.append(text)
     first = table.iloc[0]
     epochs = int(first.epochs)
