@@ -4,6 +4,7 @@ errors; the stored table in the schema the reader expects."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import fields
 from pathlib import Path
@@ -58,7 +59,8 @@ def patched(monkeypatch, tmp_path):
     def fake_trained_model(profile, mode, manifest, run, progress=True, name=None, **kw):
         calls.trained.append(SimpleNamespace(profile=profile, mode=mode, run=run, name=name,
                                              splits=set(manifest["split"])))
-        return SimpleNamespace(segmenter=lambda: None, evaluation_key=name)
+        return SimpleNamespace(segmenter=lambda: None, evaluation_key=name,
+                               info={"best_epoch": 1})
 
     def fake_evaluate_model(segmenter, manifest, store, key, splits=("val", "test"),
                             prompts=None, batch_size=8, progress=True):
@@ -119,7 +121,8 @@ def _table() -> pd.DataFrame:
         ("lr", 0.02, False, 0.46, 0.56, 0.51, 0.2, 0.20),
     ]
     table = pd.DataFrame(rows, columns=list(choices.COLUMNS[:8]))
-    return table.assign(epochs=4, seed=42, run=["r1", "d", "r2", "d", "r3", "d", "r4"])
+    return table.assign(best_epoch=[4, 1, 3, 1, 2, 1, 4], epochs=4, seed=42,
+                        run=["r1", "d", "r2", "d", "r3", "d", "r4"])
 
 
 def test_the_reading_states_the_tables_numbers_and_where_the_default_loses() -> None:
@@ -136,7 +139,10 @@ def test_the_reading_states_the_tables_numbers_and_where_the_default_loses() -> 
     bce = next(line for line in lines if line.startswith("bce_weight "))
     assert "the highest val mIoU" in bce
     assert "one seed (42) and 4 epochs (the profile trains 8)" in lines[-1]
-    assert "42 validation images from 14 photos" in lines[-1]
+    assert "42 validation images (14 photos; 2 images with an empty label)" in lines[-1]
+    assert "from 20 of 200 to 120 of 200 wrong-prompt pairs" in text
+    assert ("for bce_weight 1, the defaults, negative_rate 0.25, lr 0.001, lr 0.02: 4, 1, 3, 2, 4 "
+            "of 4") in text
 
 
 @pytest.mark.parametrize(
@@ -181,3 +187,25 @@ def test_the_command_writes_the_table_and_its_settings(tmp_path, monkeypatch) ->
     assert str(tmp_path) not in out.with_suffix(".json").read_text()  # no machine path
     assert sorted(p.name for p in out.parent.iterdir()) == ["choices.csv", "choices.json"]
 
+
+
+def test_the_stored_table_is_what_the_reader_expects() -> None:
+    path = choices.choices_path("demo")
+    table = choices.read_choices(path)
+    settings = table.attrs["settings"]
+    assert list(table.columns) == list(choices.COLUMNS)
+    assert settings["profile"] == "demo" and settings["split"] == "val"
+    assert settings["command"].startswith("python -m helpers.choices --profile demo")
+    demo = get_profile("demo")
+    assert set(table["setting"]) == set(choices.GRID)
+    for setting, rows in table.groupby("setting"):
+        default = rows[rows["default"]]
+        assert len(default) == 1 and default["value"].iloc[0] == getattr(demo, setting)
+    assert table.loc[table["default"], "run"].nunique() == 1 and table["run"].nunique() == 5
+    assert set(table["epochs"]) == {settings["epochs"]} and set(table["seed"]) == {demo.seed}
+    assert not any("test" in c for c in table.columns)  # choices are made on validation
+    for text in (path.read_text(), path.with_suffix(".json").read_text()):
+        assert not re.search(r"(^|[\s\"',=])/", text)  # no absolute path
+    reading = choices.choices_reading(table)
+    for value in table["val_miou"]:
+        assert f"{value:.3f}" in reading

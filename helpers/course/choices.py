@@ -48,7 +48,7 @@ SPLIT = "val"  # choices are made on validation; the test split never enters the
 DEFAULTS_RUN = "lora-defaults"
 COLUMNS = (
     "setting", "value", "default", "val_iou_cracks", "val_iou_taping", "val_miou",
-    "false_alarms_empty", "false_alarms_wrong_prompt", "epochs", "seed", "run",
+    "false_alarms_empty", "false_alarms_wrong_prompt", "best_epoch", "epochs", "seed", "run",
 )
 # What a reader should know about a setting beyond its numbers (true by construction).
 NOTES: dict[str, str] = {
@@ -149,7 +149,8 @@ def validation_scores(table: pd.DataFrame, wrong: pd.DataFrame) -> dict[str, flo
 
 def score_variant(variant: Variant, manifest: pd.DataFrame, run: str,
                   progress: bool = True) -> dict[str, float]:
-    """Train (or load) one run through `trained_model` and score it on validation only."""
+    """Train (or load) one run through `trained_model` and score it on validation only; with
+    the run's best epoch (the checkpoint it keeps, by the loop's validation mIoU)."""
     from helpers.course.runs import trained_model
     from helpers.evaluate.predictions import evaluate_model
     from helpers.evaluate.sensitivity import other_class_prompts
@@ -164,7 +165,7 @@ def score_variant(variant: Variant, manifest: pd.DataFrame, run: str,
     wrong, _ = evaluate_model(segmenter, manifest, store / f"other-class-prompts-{SPLIT}",
                               key=f"{key}-other-class-{SPLIT}", splits=(SPLIT,),
                               prompts=other_class_prompts(), batch_size=batch, progress=progress)
-    return validation_scores(table, wrong)
+    return {**validation_scores(table, wrong), "best_epoch": int(model.info["best_epoch"])}
 
 
 def sweep_choices(
@@ -284,13 +285,28 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
         lines.append(text)
     first = table.iloc[0]
     epochs = int(first.epochs)
+    wrong = table["false_alarms_wrong_prompt"].dropna()
+    if len(wrong):
+        low, high = _pairs(wrong.min(), wrong_n), _pairs(wrong.max(), wrong_n)
+        span = low if low == high else f"from {low} to {high}"
+        lines.append(f"Under the other class's prompts every setting marks something on many "
+                     f"validation images: {span} wrong-prompt pairs.")
+    runs = table.drop_duplicates("run")
+    best = ", ".join(
+        "the defaults" if r.default else f"{r.setting} {r.value:g}" for r in runs.itertuples()
+    )
+    lines.append(
+        f"Best epochs (the checkpoint each run keeps, by the loop's validation mIoU), for {best}:"
+        f" {', '.join(str(int(e)) for e in runs['best_epoch'])} of {epochs}; a run whose best "
+        "epoch is its last might still gain from more epochs."
+    )
     planned = settings.get("profile_epochs")
     length = f"{epochs} epochs" + (f" (the profile trains {planned})" if planned else "")
     sample = ""
     if "val_images" in settings:
-        sample = (f" on {settings['val_images']} validation images from "
-                  f"{settings.get('val_photos', '?')} photos, "
-                  f"{settings.get('empty_label_images', '?')} of them with an empty label")
+        sample = (f" on {settings['val_images']} validation images "
+                  f"({settings.get('val_photos', '?')} photos; "
+                  f"{settings.get('empty_label_images', '?')} images with an empty label)")
     lines.append(
         f"This is one seed ({int(first.seed)}) and {length}{sample}, with thresholds tuned on "
         "the same images: a difference of a few hundredths may not survive another seed or "
