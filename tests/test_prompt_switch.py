@@ -55,14 +55,23 @@ def test_a_right_prompt_that_marks_nothing_is_said_so_without_a_ratio():
 
 
 def test_deployed_is_read_against_the_prompt_blind_copy():
-    assert "the prompt, not the thresholds" in reading(matrix(0.02, 0.01), forms(0.6, 0.5, 0.55))
+    assert "crack images 0.550 against 0.050: the prompt adds" in reading(
+        matrix(0.02, 0.01), forms(deployed=0.55, blind=0.05))
     close = reading(matrix(0.02, 0.01), forms(deployed=0.12, blind=0.08))
-    assert "the thresholds alone make about as much difference" in close
+    assert "no more than the thresholds alone give" in close
 
 
 def test_sensitivity_words_follow_the_blind_cut_off():
     assert "prompt-blind (under 0.1)" in reading(matrix(0.02, 0.019), forms(labelled=0.05))
     assert "inverted" in reading(matrix(0.02, 0.03), forms(labelled=-0.2))
+
+
+def test_a_class_that_is_inverted_is_named_even_when_the_mean_over_classes_is_not():
+    rows = forms()
+    rows[0].update(cracks=-0.2, taping=0.5, all=0.11)  # the labelled form
+    text = reading(matrix(0.017, 0.027), rows)
+    assert "0.110 (crack images -0.200, inverted" in text and "taping images 0.500" in text
+    assert "as much or more (1.59 times as much" in text
 
 
 def test_where_the_wrong_prompt_marks_is_read_with_its_cut_off():

@@ -65,8 +65,8 @@ def untrained_reading(
         else:
             verdict = "below marking nothing: its false alarms cost more than it finds"
         vanished = round(nothing * n) - k  # labels too thin to survive the resize
-        resized = (f" ({vanished} more labels vanish at the scoring resolution)"
-                   if vanished > 0 else "")
+        resized = (" (and more labels are too thin to survive the resize to the scoring "
+                   "resolution)" if vanished > 0 else "")
         out.append(
             f"{cls}: {k} of {n} validation images have an empty label{resized}; an empty "
             f"prediction scores IoU 1 on those and 0 on the rest, so marking nothing scores "

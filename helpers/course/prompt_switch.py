@@ -86,7 +86,7 @@ def switch_figure(stats: pd.DataFrame, drawn: Mapping[str, Any], split: str = "v
     panels, titles = [], []
     for name, (cls, image, label, masks) in drawn.items():
         panels += [image, overlay(image, label, LABEL_COLOUR)]
-        titles += [f"{cls} photo", f"label: {label.mean():.2%} of the image"]
+        titles += [f"photo ({cls})", f"label: {label.mean():.2%} of the image"]
         for prompt, mask in masks.items():
             row = stats[(stats["image"] == name) & (stats["prompt"] == prompt)].iloc[0]
             panels.append(overlay(image, mask, CLASS_COLOURS[row["prompt_class"]]))
@@ -118,14 +118,16 @@ def figure_reading(stats: pd.DataFrame) -> list[str]:
             for r, w in zip(right.itertuples(), wrong.itertuples(), strict=True)
         )
         out.append(
-            f"In the figure's {len(right)} {cls} photos the right prompt marks "
+            f"In the figure's {len(right)} {_images(cls).replace('images', 'photos')} the right "
+            "prompt marks "
             f"{right['foreground_share'].mean():.2%} of the image on average (IoU "
             f"{right['iou'].mean():.2f} with the label, which covers "
             f"{right['label_share'].mean():.2%}), the wrong prompt "
             f"{wrong['foreground_share'].mean():.2%}; the right prompt marks more on {more} of "
-            f"the {len(right)}. Four photos illustrate; the matrix below measures."
+            f"the {len(right)}."
         )
-    return out
+    photos = stats["photo"].nunique()
+    return [*out, f"{photos} photos illustrate; the matrix below measures every validation image."]
 
 
 @dataclass
@@ -185,9 +187,14 @@ def foreground_ratios(matrix: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     }
 
 
-def _form_value(forms: Mapping[str, Mapping[str, Any]], form: str) -> float | None:
-    value = forms.get(form, {}).get("all")
+def _finite(row: Mapping[str, Any] | None, key: str) -> float | None:
+    value = (row or {}).get(key)
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _classes(row: Mapping[str, Any]) -> list[str]:
+    """The image classes of a forms row (every key but the form, "all" and the count)."""
+    return [k for k in row if k not in ("form", "all", "images") and _finite(row, k) is not None]
 
 
 def _sensitivity_words(value: float) -> str:
@@ -196,6 +203,65 @@ def _sensitivity_words(value: float) -> str:
     if value < BLIND_BELOW:
         return f"prompt-blind (under {BLIND_BELOW:g})"
     return f"the prompt changes the mask (at least {BLIND_BELOW:g})"
+
+
+def _matrix_sentence(right: Mapping[str, Any], wrong: Mapping[str, Any], ratio: float | None,
+                     where: str) -> str:
+    if ratio is None:
+        return (f"On {where} the right prompt marks nothing at these thresholds; the wrong "
+                f"prompt marks {wrong['foreground_share']:.4f} of the image.")
+    return (
+        f"On {where} the right prompt marks {right['foreground_share']:.4f} of the image on "
+        f"average (IoU {right['iou']:.3f}) and the wrong prompt {wrong['foreground_share']:.4f} "
+        f"(IoU {wrong['iou']:.3f}): the wrong prompt still marks {_ratio_words(ratio)} "
+        f"({ratio:.2f} times as much; cut-offs "
+        f"{', '.join(f'{c:g}' for c, _ in RATIO_WORDS[:-1])})."
+    )
+
+
+def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The four sensitivity forms, per image class, with their reference points."""
+    out = []
+    labelled, every = by_form.get("labelled"), _finite(by_form.get("all"), "all")
+    if labelled is not None and _finite(labelled, "all") is not None:
+        per_class = "; ".join(
+            f"{_images(c)} {labelled[c]:.3f}, {_sensitivity_words(labelled[c])}"
+            for c in _classes(labelled)
+        )
+        out.append(
+            f"Prompt sensitivity s = (R - W) / (R + W) per image, averaged over the labelled "
+            f"images: {labelled['all']:.3f} ({per_class})"
+            + (f"; over all images, empty walls included, {every:.3f}" if every is not None
+               else "")
+            + ". One image at s = 0.5 has a wrong-prompt mask a third the size of the right "
+            "one's; a mean weighs every image alike, so it can sit far from the ratio of the "
+            "matrix's means."
+        )
+    deployed, blind = by_form.get("deployed"), by_form.get("deployed_blind")
+    if deployed is not None and blind is not None:
+        parts = []
+        for c in _classes(deployed):
+            if _finite(blind, c) is None:
+                continue
+            gain = deployed[c] - blind[c]
+            verdict = ("the prompt adds to what the thresholds do" if gain > PROMPT_ADDS
+                       else "no more than the thresholds alone give")
+            parts.append(f"{_images(c)} {deployed[c]:.3f} against {blind[c]:.3f}: {verdict}")
+        if parts:
+            out.append(
+                "Deployed (each prompt at its own class's threshold, as predict runs), against "
+                "a prompt-blind copy at the same thresholds: " + "; ".join(parts)
+                + f" (cut-off {PROMPT_ADDS:g} above the blind copy)."
+            )
+    on_object = by_form.get("on_object")
+    if on_object is not None and _classes(on_object):
+        out.append(
+            "Counted on the label's pixels only (on_object): " + "; ".join(
+                f"{_images(c)} {on_object[c]:.3f}, {_sensitivity_words(on_object[c])}"
+                for c in _classes(on_object)
+            ) + "."
+        )
+    return out
 
 
 def switch_reading(
@@ -211,47 +277,10 @@ def switch_reading(
     out = []
     share = {(r["image_class"], bool(r["right_prompt"])): r for r in matrix}
     for cls in dict.fromkeys(r["image_class"] for r in matrix):
-        right, wrong = share[(cls, True)], share.get((cls, False))
-        if wrong is None:
-            continue
-        if cls not in ratios:
-            out.append(f"On {split} {_images(cls)} the right prompt marks nothing at these "
-                       f"thresholds; the wrong prompt marks {wrong['foreground_share']:.4f}.")
-            continue
-        out.append(
-            f"On {split} {_images(cls)} the right prompt marks {right['foreground_share']:.4f} of "
-            f"the image on average (IoU {right['iou']:.3f}) and the wrong prompt "
-            f"{wrong['foreground_share']:.4f} (IoU {wrong['iou']:.3f}): the wrong prompt still "
-            f"marks {_ratio_words(ratios[cls])} ({ratios[cls]:.2f} times as much; cut-offs "
-            f"{', '.join(f'{c:g}' for c, _ in RATIO_WORDS[:-1])})."
-        )
-    by_form = {r["form"]: r for r in forms}
-    labelled, every = _form_value(by_form, "labelled"), _form_value(by_form, "all")
-    deployed, blind = _form_value(by_form, "deployed"), _form_value(by_form, "deployed_blind")
-    on_object = _form_value(by_form, "on_object")
-    if labelled is not None and every is not None:
-        out.append(
-            f"Prompt sensitivity s = (R - W) / (R + W) per image, averaged: {labelled:.3f} over "
-            f"the labelled images, {every:.3f} over all images (empty walls included): "
-            f"{_sensitivity_words(labelled)}. One image at s = 0.5 has a wrong-prompt mask a "
-            "third the size of the right one's; a mean weighs every image alike, so it can sit "
-            "far from the ratio of the matrix's means."
-        )
-    if deployed is not None and blind is not None:
-        verdict = (
-            "the prompt, not the thresholds, makes the difference" if deployed - blind > PROMPT_ADDS
-            else "the thresholds alone make about as much difference as the prompt"
-        )
-        out.append(
-            f"Deployed (each prompt at its own class's threshold, as predict runs): "
-            f"{deployed:.3f}, against {blind:.3f} for a prompt-blind copy at the same "
-            f"thresholds: {verdict} (cut-off {PROMPT_ADDS:g} above the blind copy)."
-        )
-    if on_object is not None:
-        out.append(
-            f"On the labelled object itself (pixels inside the label only) s = "
-            f"{on_object:.3f}: {_sensitivity_words(on_object)}."
-        )
+        if (cls, False) in share and (cls, True) in share:
+            out.append(_matrix_sentence(share[(cls, True)], share[(cls, False)],
+                                        ratios.get(cls), f"{split} {_images(cls)}"))
+    out += _forms_sentences({r["form"]: r for r in forms})
     for cls, value in on_label.items():
         if cls == "all":
             continue
