@@ -233,7 +233,7 @@ def prompt_sensitivity_lines(m: LoraTraining, split: str) -> list[str]:
             "",
             *(f"- {line}" for line in switch_reading(
                 matrix, forms, m.wrong_prompt_on_label_val, m.wrong_to_right_foreground_val,
-                split=name,
+                split=name, excess=m.wrong_prompt_excess_val,
             )),
         ]
     return out

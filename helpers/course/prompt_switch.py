@@ -29,6 +29,7 @@ RATIO_WORDS = ((0.1, "almost nothing"), (0.4, "a small fraction"), (0.6, "about 
                (0.9, "most"), (math.inf, "as much or more"))
 ON_LABEL_HALF = 0.5  # ...and where the wrong prompt's pixels lie: on the label or elsewhere
 PROMPT_ADDS = 0.1  # deployed sensitivity above a prompt-blind copy's by more: the prompt works
+FEW_IMAGES, MOST_PIXELS = 0.25, 0.5  # at most this share of images holding at least this share
 
 
 def distinct_photos(
@@ -139,6 +140,7 @@ class PromptSwitch:
     sensitivity: dict[str, float]  # the "labelled" form, per class and "all"
     forms: pd.DataFrame  # sensitivity_forms: a row per form (and deployed_blind)
     on_label: dict[str, float]  # wrong_prompt_localisation, classes where it is defined
+    excess: pd.DataFrame  # wrong_prompt_excess: where the wrong prompt marks more
 
     def ratios(self) -> dict[str, float]:
         """Per image class: the wrong prompt's mean foreground share over the right one's."""
@@ -156,6 +158,7 @@ def prompt_switch_scores(
     from helpers.evaluate.sensitivity import (
         cross_prompt_matrix,
         other_class_prompts,
+        per_image_sensitivity,
         prompt_sensitivity,
         sensitivity_forms,
         wrong_prompt_localisation,
@@ -174,7 +177,26 @@ def prompt_switch_scores(
         sensitivity=prompt_sensitivity(both, thresholds, manifest, split),
         forms=sensitivity_forms(both, thresholds, manifest, split),
         on_label={k: v for k, v in located.items() if math.isfinite(v)},
+        excess=wrong_prompt_excess(per_image_sensitivity(both, thresholds, manifest, split)),
     )
+
+
+def wrong_prompt_excess(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Per image class (rows of `per_image_sensitivity`): the images, those on which the wrong
+    prompt marks more pixels than the right one, and their share of every pixel the wrong
+    prompt marks on that class (0 where it marks nothing). A few images holding most of the
+    wrong prompt's pixels is how a high mean sensitivity and a large mean foreground share of
+    the wrong prompt go together."""
+    rows = []
+    for cls, group in per_image.groupby("dataset", sort=False):
+        more = group["wrong_pixels"] > group["right_pixels"]
+        total = float(group["wrong_pixels"].sum())
+        rows.append({
+            "image_class": str(cls), "images": len(group), "wrong_marks_more": int(more.sum()),
+            "their_share_of_wrong_pixels": (
+                float(group.loc[more, "wrong_pixels"].sum()) / total if total > 0 else 0.0),
+        })
+    return pd.DataFrame(rows)
 
 
 def foreground_ratios(matrix: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -213,8 +235,9 @@ def _matrix_sentence(right: Mapping[str, Any], wrong: Mapping[str, Any], ratio: 
     return (
         f"On {where} the right prompt marks {right['foreground_share']:.4f} of the image on "
         f"average (IoU {right['iou']:.3f}) and the wrong prompt {wrong['foreground_share']:.4f} "
-        f"(IoU {wrong['iou']:.3f}): the wrong prompt still marks {_ratio_words(ratio)} "
-        f"({ratio:.2f} times as much; cut-offs "
+        f"(IoU {wrong['iou']:.3f}): the wrong prompt "
+        f"{'still ' if ratio >= RATIO_WORDS[0][0] else ''}marks {_ratio_words(ratio)} "
+        f"({ratio:.3f} times as much; cut-offs "
         f"{', '.join(f'{c:g}' for c, _ in RATIO_WORDS[:-1])})."
     )
 
@@ -264,28 +287,51 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _excess_sentence(row: Mapping[str, Any]) -> str:
+    k, n, share = row["wrong_marks_more"], row["images"], row["their_share_of_wrong_pixels"]
+    if k == 0:
+        return f"The wrong prompt marks more than the right one on none of the {n} images."
+    few = k <= n * FEW_IMAGES and share >= MOST_PIXELS
+    return (
+        f"The wrong prompt marks more than the right one on {k} of the {n} images, which hold "
+        f"{share:.3f} of every pixel it marks there: "
+        + ("a few images carry its mean (at most a quarter of the images, at least half of the "
+           "pixels)" if few else "its pixels are not confined to a few images")
+        + "."
+    )
+
+
 def switch_reading(
     matrix: Sequence[Mapping[str, Any]],
     forms: Sequence[Mapping[str, Any]],
     on_label: Mapping[str, float],
     ratios: Mapping[str, float],
     split: str = "validation",
+    excess: Sequence[Mapping[str, Any]] = (),
 ) -> list[str]:
     """The prompt switch in sentences: per image class the matrix's foreground under each
     prompt, the four sensitivity forms with their reference points, and where the wrong
     prompt's pixels lie. Every number is one of the arguments."""
     out = []
     share = {(r["image_class"], bool(r["right_prompt"])): r for r in matrix}
+    excess_of = {r["image_class"]: r for r in excess}
     for cls in dict.fromkeys(r["image_class"] for r in matrix):
         if (cls, False) in share and (cls, True) in share:
-            out.append(_matrix_sentence(share[(cls, True)], share[(cls, False)],
-                                        ratios.get(cls), f"{split} {_images(cls)}"))
+            sentence = _matrix_sentence(share[(cls, True)], share[(cls, False)],
+                                        ratios.get(cls), f"{split} {_images(cls)}")
+            if cls in excess_of:
+                sentence += " " + _excess_sentence(excess_of[cls])
+            out.append(sentence)
     out += _forms_sentences({r["form"]: r for r in forms})
     for cls, value in on_label.items():
         if cls == "all":
             continue
-        where = "on the label: it finds the object without the prompt's help" if (
-            value >= ON_LABEL_HALF) else "mostly off the label: false alarms elsewhere"
+        little = ratios.get(cls, 1.0) < RATIO_WORDS[0][0]
+        if value >= ON_LABEL_HALF:
+            where = ("on the label: the little it marks is the object itself" if little
+                     else "on the label: it finds the object whatever the prompt")
+        else:
+            where = "mostly off the label: false alarms elsewhere"
         out.append(
             f"Of the pixels the wrong prompt marks on {_images(cls)}, {value:.3f} lie on the "
             f"image's label: {where} (cut-off {ON_LABEL_HALF:g})."
@@ -303,6 +349,8 @@ def reading_cut_offs() -> dict[str, Any]:
         "prompt_adds_over_blind": PROMPT_ADDS,
         "blind_below": BLIND_BELOW,
         "empty_margin": EMPTY_MARGIN,
+        "few_images": FEW_IMAGES,
+        "most_pixels": MOST_PIXELS,
     }
 
 

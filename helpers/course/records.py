@@ -343,6 +343,7 @@ class LoraTraining(ModelResults):
     prompt_sensitivity_forms_val: Records = field(default_factory=list)  # sensitivity_forms rows
     wrong_prompt_on_label_val: PerClass = field(default_factory=dict)  # share of W on the label
     wrong_to_right_foreground_val: PerClass = field(default_factory=dict)  # matrix: W / R share
+    wrong_prompt_excess_val: Records = field(default_factory=list)  # where W > R, per class
     reading_cut_offs: dict[str, Any] = field(default_factory=dict)  # the readings' criteria
 
 

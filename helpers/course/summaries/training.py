@@ -43,5 +43,6 @@ def summary_04(m: LoraTraining) -> list[str]:
         out += switch_reading(
             m.cross_prompt_matrix_val, m.prompt_sensitivity_forms_val,
             m.wrong_prompt_on_label_val, m.wrong_to_right_foreground_val,
+            excess=m.wrong_prompt_excess_val,
         )
     return out
