@@ -150,8 +150,11 @@ def section_03(m: JointDataset) -> str:
 
 
 def section_04(m: LoraTraining) -> str:
+    from helpers.course.empty_baseline import untrained_reading
+
     rows = [
-        {"class": c, "untrained": m.val_iou_untrained[c], "LoRA": m.val_iou_lora.get(c)}
+        {"class": c, "untrained": m.val_iou_untrained[c], "LoRA": m.val_iou_lora.get(c),
+         "marking nothing": m.val_iou_empty_prediction.get(c)}
         for c in m.val_iou_untrained
     ]
     out = [
@@ -161,37 +164,51 @@ def section_04(m: LoraTraining) -> str:
         f"best epoch {m.best_epoch} of {m.epochs_run}; training took {m.train_seconds:.0f} s.",
         "",
         f"Validation IoU per class (threshold {m.val_threshold}, {m.image_size}x{m.image_size}; "
-        "one sampled prompt per image), the score the training loop selects its best epoch by. "
+        "one sampled prompt per image), the score the training loop selects its best epoch by, "
+        "beside what an all-empty prediction scores under the same protocol. "
         "Sections 05 and 06 score the same model at full resolution, with every prompt of the "
         "class and a threshold chosen per class on validation, so their numbers differ:",
         "",
         _split_sizes({"val": m.val_images_per_class}, {"val": m.val_photos_per_class}),
         _table(rows),
         "",
-        *prompt_sensitivity_lines(m, "val"),
     ]
-    return "\n".join(out)
+    if m.val_iou_empty_prediction:
+        out += [f"- {line}" for line in untrained_reading(
+            m.val_iou_untrained, m.val_iou_empty_prediction, m.val_empty_label_images,
+            m.val_images_per_class, m.val_threshold,
+        )] + [""]
+    return "\n".join([*out, *prompt_sensitivity_lines(m, "val")])
 
 
 def _thresholds(per_class: Mapping[str, float]) -> str:
     return ", ".join(f"{c} {t}" for c, t in per_class.items())
 
 
+FORM_MEANINGS = {
+    "labelled": "images whose label marks something",
+    "all": "every image (a false alarm on an empty wall counts)",
+    "deployed": "each prompt at its own class's threshold, as predict runs",
+    "deployed_blind": "the same for a prompt-blind copy: what deployed is read against",
+    "on_object": "pixels on the image's label only",
+}
+
+
 def prompt_sensitivity_lines(m: LoraTraining, split: str) -> list[str]:
-    """Prompt sensitivity and the cross-prompt matrix of one model (04), as report lines."""
-    from helpers.evaluate.sensitivity import describe_by_class
+    """Prompt sensitivity (four forms), the cross-prompt matrix and where the wrong prompt's
+    pixels lie, for one model (04), as report lines with their reading."""
+    from helpers.course.prompt_switch import switch_reading
 
     s = getattr(m, f"prompt_sensitivity_{split}", None)
     matrix = getattr(m, f"cross_prompt_matrix_{split}", None)
     if not s or not matrix:
         return []
     name = {"val": "validation", "test": "test"}[split]
-    return [
-        f"Prompt sensitivity on {name} (every prompt at the validation threshold of the "
-        "image's class): "
-        f"**{s['all']:.3f}**; {describe_by_class(s)} (crack images {s['cracks']:.3f}, "
-        f"taping images {s['taping']:.3f}; 0 = the prompt changes nothing, 1 = only the right "
-        "prompt marks anything).",
+    out = [
+        f"Prompt sensitivity on {name} (labelled images, every prompt at the validation "
+        "threshold of the image's class): "
+        f"**{s['all']:.3f}** (crack images {s['cracks']:.3f}, taping images {s['taping']:.3f}; "
+        "0 = the prompt changes nothing, 1 = only the right prompt marks anything).",
         "",
         f"Cross-prompt scores ({name}, full resolution, every prompt of each class, thresholds "
         f"chosen on validation: {_thresholds(m.thresholds_chosen_on_val)}; IoU against the "
@@ -204,6 +221,22 @@ def prompt_sensitivity_lines(m: LoraTraining, split: str) -> list[str]:
             for r in matrix
         ]),
     ]
+    forms = m.prompt_sensitivity_forms_val if split == "val" else []
+    if forms:
+        out += [
+            "",
+            f"Prompt sensitivity in four forms ({name}; s = (R - W) / (R + W) per image, "
+            "averaged over the images each form counts):",
+            "",
+            _table([{"form": r["form"], "counts": FORM_MEANINGS.get(r["form"], ""),
+                     **{k: v for k, v in r.items() if k != "form"}} for r in forms]),
+            "",
+            *(f"- {line}" for line in switch_reading(
+                matrix, forms, m.wrong_prompt_on_label_val, m.wrong_to_right_foreground_val,
+                split=name, excess=m.wrong_prompt_excess_val,
+            )),
+        ]
+    return out
 
 
 def section_05(m: ThresholdSweep) -> str:

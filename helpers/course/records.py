@@ -336,6 +336,15 @@ class LoraTraining(ModelResults):
     cross_prompt_matrix_val: Records
     checkpoint: str
     tiny_pretraining_held_out_iou: dict[str, float] | None = None  # per shape; demo only
+    trainable_share: float | None = None  # trainable_parameters / total_parameters
+    val_empty_label_images: PerClass = field(default_factory=dict)  # val images, empty label
+    val_iou_empty_prediction: PerClass = field(default_factory=dict)  # what marking nothing scores
+    written_step: dict[str, float] = field(default_factory=dict)  # the step written out: loss...
+    prompt_sensitivity_forms_val: Records = field(default_factory=list)  # sensitivity_forms rows
+    wrong_prompt_on_label_val: PerClass = field(default_factory=dict)  # share of W on the label
+    wrong_to_right_foreground_val: PerClass = field(default_factory=dict)  # matrix: W / R share
+    wrong_prompt_excess_val: Records = field(default_factory=list)  # where W > R, per class
+    reading_cut_offs: dict[str, Any] = field(default_factory=dict)  # the readings' criteria
 
 
 @dataclass(kw_only=True)

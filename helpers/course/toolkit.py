@@ -28,10 +28,16 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.data.split": ("SMALL_SPLIT", "export_leakage", "split_sizes"),
     # model
     "helpers.model.architecture": ("full_size_config",),
+    "helpers.model.forward": ("segment",),
     "helpers.model.modes": ("apply_mode", "count_parameters", "mode_sizes"),
+    "peft": ("LoraConfig",),
     # train
     "helpers.train.gradcheck": ("gradient_report",),
-    "helpers.train.validate": ("default_forward", "evaluate_segmentation"),
+    "helpers.train.losses": ("BCEDiceLoss",),
+    "helpers.train.step": ("make_optimizer",),
+    "helpers.train.validate": (
+        "default_forward", "device_batch", "evaluate_segmentation", "match_size",
+    ),
     # demo
     "helpers.demo.tiny_model": ("ensure_tiny_model",),
     # inference
@@ -68,6 +74,14 @@ HOMES: dict[str, tuple[str, ...]] = {
     ),
     "helpers.course.architecture": ("architecture_figure",),
     "helpers.course.choices": ("choices_reading", "read_choices"),
+    "helpers.course.empty_baseline": (
+        "empty_labels", "empty_prediction_scores", "untrained_reading",
+    ),
+    "helpers.course.listings": ("forward_listings",),
+    "helpers.course.prompt_switch": (
+        "distinct_photos", "figure_reading", "negative_pair_foreground", "prompt_switch_scores",
+        "reading_cut_offs", "switch_figure", "switch_reading", "switch_stats",
+    ),
     "helpers.course.explorer": ("explore", "prompt_explorer"),
     "helpers.course.session": ("open_course",),
     "helpers.course.smoke_cap": ("evaluation_manifest",),
