@@ -163,6 +163,9 @@ class NotebookResults:
     NAME: ClassVar[str] = ""
     profile: str
     data: str
+    # "What this run showed": sentences written from the fields below when the notebook
+    # records (helpers.course.summaries); the report prints them as recorded
+    summary_sentences: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, as written to JSON."""
@@ -228,6 +231,10 @@ class NotebookResults:
                 values[name] = getattr(course.cfg, name)
         hints = typing.get_type_hints(cls)
         results = cls(**{k: plain(v, hints.get(k, Any)) for k, v in values.items()})
+        if not results.summary_sentences:
+            from helpers.course.summaries import run_summary  # the summaries read this module
+
+            results.summary_sentences = run_summary(results)
         path = results.write(course.out_name)
         print("wrote", path.relative_to(path.parents[2]))  # <run>/metrics/<NAME>.json
         return results

@@ -30,17 +30,17 @@ def run_summary(results: NotebookResults) -> list[str]:
 
 
 def show_summary(results: NotebookResults) -> None:
-    """Print a notebook's summary, one bullet per sentence."""
-    for sentence in run_summary(results):
+    """Print a notebook's summary as recorded with its results, one bullet per sentence."""
+    for sentence in results.summary_sentences or run_summary(results):
         print(f"- {sentence}")
 
 
 def course_summary(metrics: Mapping[str, NotebookResults]) -> list[str]:
-    """The whole run's summary: each recorded notebook's sentences, in course order, led by
-    the notebook's name."""
+    """The whole run's summary: each notebook's sentences as it recorded them (written now
+    for results recorded without them), in course order, led by the notebook's name."""
     out = []
     for name in sorted(metrics):
-        sentences = run_summary(metrics[name])
+        sentences = metrics[name].summary_sentences or run_summary(metrics[name])
         if sentences:
             out.append(f"**{name}**: " + " ".join(sentences))
     return out
