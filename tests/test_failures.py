@@ -12,10 +12,13 @@ from helpers.evaluate.failures import (
     CATEGORIES,
     PASSED,
     UNEXPLAINED,
+    best_and_worst,
+    best_image_sentences,
     categorise,
     failure_conclusion,
     failure_counts,
     gallery_picks,
+    refinement_verdict,
     root_cause_table,
     taxonomy,
 )
@@ -50,6 +53,9 @@ def row(
         (row(iou=0.2, precision=0.3, recall=0.3, near=0.2), None, "wrong place"),
         # a mask whose false positives hug the object lies on it: not the wrong place
         (row(iou=0.2, precision=0.3, recall=0.3, near=0.9), None, "coarse mask on the object"),
+        # most false positives lie farther out, but with the true positives most of the mask
+        # is on or near the object (0.45 + 0.55 x 0.3 = 0.615): it lies on the object
+        (row(iou=0.25, precision=0.45, recall=0.3, near=0.3), None, "coarse mask on the object"),
         (row(iou=0.45, precision=0.6, recall=0.6), None, UNEXPLAINED),
     ],
 )
@@ -150,3 +156,142 @@ def test_gallery_takes_one_image_per_photo_and_keeps_false_alarms():
         "over-segmentation: halo", "false alarm on an empty image"}
     with pytest.raises(KeyError, match="img3"):
         gallery_picks(tax, {k: v for k, v in photo_of.items() if k != "img3"})
+
+
+def test_the_conclusion_says_what_each_class_s_count_means():
+    rows = [row(precision=0.3, recall=0.9, near=0.1, dataset="taping")] * 3  # all taping fail
+    rows += [row(precision=0.3, recall=0.9)] + [row(iou=0.9, precision=0.9)] * 3  # 1 of 4 cracks
+    text = failure_conclusion(failure_counts(taxonomy(frame(rows))))
+    assert "every taping test image fails (3 of 3)" in text
+    assert "does not segment taping to the IoU >= 0.5 criterion" in text
+    assert "1 of 4 cracks test images fail (3 pass): failures are the minority" in text
+    assert "leading category says that the model finds the object but also marks other" in text
+    most = failure_conclusion(failure_counts(taxonomy(frame(
+        [row(precision=0.3, recall=0.9)] * 2 + [row(iou=0.9, precision=0.9)]))))
+    assert "most cracks test images fail (2 of 3, 1 pass)" in most
+
+
+def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice():
+    scores = frame([
+        row(iou=0.9), row(iou=0.8),  # img0, img1: photo A (best image of A is img0)
+        row(iou=0.7),  # img2: photo B
+        row(iou=0.1), row(iou=0.05),  # img3, img4: photo C (worst image of C is img4)
+        row(iou=0.0, truth=0.0),  # img5: no label, never in the gallery
+        row(iou=0.3, dataset="taping"),  # img6: photo D
+    ])
+    photo_of = {"img0": "A", "img1": "A", "img2": "B", "img3": "C", "img4": "C", "img5": "E",
+                "img6": "D"}
+    picks = best_and_worst(scores, photo_of, n=2)
+    cracks = picks[picks["dataset"] == "cracks"]
+    assert cracks[cracks["kind"] == "best"]["image_id"].tolist() == ["img0", "img2"]
+    assert cracks[cracks["kind"] == "worst"]["image_id"].tolist() == ["img4"]  # A, B taken
+    assert picks[picks["dataset"] == "taping"]["kind"].tolist() == ["best"]
+    assert "img5" not in set(picks["image_id"])
+
+
+def test_best_image_sentence_says_when_even_the_best_image_fails():
+    scores = frame([row(iou=0.31, dataset="taping"), row(iou=0.42, dataset="taping"),
+                    row(iou=0.7), row(iou=0.2)])
+    cracks, taping = best_image_sentences(scores)
+    assert taping.startswith("taping: even the best of the 2 labelled test images scores IoU "
+                             "0.420, below the failure cut-off 0.5; no taping image passes")
+    assert cracks == ("cracks: 1 of 2 labelled test images reach IoU >= 0.5; the best scores "
+                      "0.700")
+
+
+def _gain(low, high, diff=0.08):
+    common = {"dataset": "taping", "photos": 7, "pairs": 17, "level": 0.9}
+    return pd.DataFrame([
+        {**common, "mode": "rectangles", "iou": 0.19, "diff": 0.0, "diff_low": 0.0,
+         "diff_high": 0.0},
+        {**common, "mode": "refined", "iou": 0.27, "diff": diff, "diff_low": low,
+         "diff_high": high},
+    ])
+
+
+@pytest.mark.parametrize(("low", "high", "said"), [
+    (0.02, 0.15, "counts as a fix on these test photos"),
+    (-0.03, 0.15, "includes 0, so by the criterion that it lie wholly above 0 the refinement is "
+                  "not shown to be a fix: 7 photos"),
+    (-0.2, -0.01, "made the model worse"),
+])
+def test_refinement_is_called_a_fix_only_when_its_interval_lies_above_zero(low, high, said):
+    text = " ".join(refinement_verdict(_gain(low, high), 42, "lines", synthetic=False))
+    assert said in text
+    assert "from 0.190 to 0.270 (+0.080; 90% interval over 7 photos" in text
+    assert "trained once (seed 42)" in text and "synthetic" not in text
+    caveat = refinement_verdict(_gain(low, high), 42, "lines", synthetic=True)[-1]
+    assert "synthetic" in caveat and "'lines' refiner" in caveat
+
+
+# -- causes measured from stored probability maps: a fixture where each cause is known --------
+
+SIDE = 176  # a model patch (16 px of 352) is 8 px here
+
+
+def _band(y0, y1, x0, x1):
+    m = np.zeros((SIDE, SIDE), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+LINE = _band(20, 151, 80, 84)  # a vertical crack, 4 px wide
+STRIPES = np.logical_or.reduce([_band(y, y + 4, 110, 170) for y in range(10, 170, 20)])
+SEAM = _band(80, 92, 10, 170)  # a horizontal taped seam, 12 px wide
+CASES = {  # image: (class, label, prediction, objects, objects rendered from a box)
+    "halo": ("cracks", LINE, _band(20, 151, 73, 91), 1, 0),  # a rim within a patch
+    "elsewhere": ("cracks", LINE, LINE | STRIPES, 1, 0),  # other structures far away
+    "partial": ("taping", SEAM, _band(80, 92, 10, 50), 1, 1),  # a quarter of the seam, on a box
+    "empty": ("cracks", np.zeros((SIDE, SIDE), bool), _band(10, 30, 10, 30), 0, 0),
+    "misplaced": ("cracks", LINE, _band(20, 51, 80, 84) | _band(100, 130, 120, 150), 1, 0),
+}
+
+
+@pytest.fixture
+def stored(tmp_path):
+    import cv2
+
+    from helpers.evaluate.predictions import probability_path, write_probability
+    from helpers.evaluate.stored import stored_scores
+
+    rows = []
+    for name, (cls, label, pred, objects, boxes) in CASES.items():
+        mask_path = tmp_path / "masks" / f"{name}.png"
+        mask_path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(mask_path), label.astype(np.uint8) * 255)
+        prompt = "segment crack" if cls == "cracks" else "segment taping area"
+        write_probability(probability_path(tmp_path / "store", "test", name, prompt),
+                          pred.astype(np.float32))
+        rows.append({"image_path": f"images/{name}.jpg", "mask_path": str(mask_path),
+                     "dataset": cls, "split": "test", "n_objects": objects,
+                     "n_box_fallbacks": boxes})
+    prompts = {"cracks": ["segment crack"], "taping": ["segment taping area"]}
+    return stored_scores(tmp_path / "store", pd.DataFrame(rows), {"cracks": 0.5, "taping": 0.5},
+                         ["test"], prompts=prompts)
+
+
+def test_stored_scores_carry_every_column_the_causes_are_written_from(stored):
+    assert {"fp_near_share", "missed_orientation", "missed_width", "label_kind"} <= set(stored)
+    kinds = dict(zip(stored["image_id"], stored["label_kind"], strict=True))
+    assert kinds["partial"] == "box" and kinds["halo"] == "polygon" and pd.isna(kinds["empty"])
+
+
+def test_each_category_s_measured_cause_matches_how_its_fixture_fails(stored):
+    tax = taxonomy(stored)
+    assert dict(zip(tax["image_id"], tax["category"], strict=True)) == {
+        "halo": "over-segmentation: halo", "elsewhere": "over-segmentation: elsewhere",
+        "partial": "under-segmentation", "empty": "false alarm on an empty image",
+        "misplaced": "wrong place",
+    }
+    measured = root_cause_table(failure_counts(tax), tax)["measured"]
+    assert "within a patch of the object in 100%" in measured["over-segmentation: halo"]
+    assert "labels: 1 polygon" in measured["over-segmentation: halo"]
+    assert "within a patch of the object in 0%" in measured["over-segmentation: elsewhere"]
+    partial = measured["under-segmentation"]
+    assert "1 horizontal" in partial and "labels: 1 box" in partial
+    assert float(partial.split("median width ")[1].split(" px")[0]) == pytest.approx(12, abs=1.5)
+    misplaced = measured["wrong place"]
+    assert "1 vertical" in misplaced and "labels: 1 polygon" in misplaced
+    assert float(misplaced.split("median width ")[1].split(" px")[0]) == pytest.approx(4, abs=1)
+    assert "no labelled object; the mask covers a median 1.3% of the image" in measured[
+        "false alarm on an empty image"]

@@ -13,13 +13,18 @@ whose measured criterion it meets (scores from `helpers.evaluate.stored.stored_s
 | over-segmentation: halo | precision < `LOW`, recall >= `LOW`, >= `HALO_SHARE` of FP near |
 | over-segmentation: elsewhere | precision < `LOW`, recall >= `LOW`, < `HALO_SHARE` of FP near |
 | under-segmentation | recall < `LOW`, precision >= `LOW`: only part of the object found |
-| coarse mask on the object | precision and recall both < `LOW`, >= `HALO_SHARE` of FP near |
-| wrong place | precision and recall both < `LOW`, < `HALO_SHARE` of FP near: mostly elsewhere |
+| coarse mask on the object | precision and recall both < `LOW`, >= `HALO_SHARE` of the mask on |
+|  | or within a patch of the object (`share_on_object`) |
+| wrong place | precision and recall both < `LOW`, < `HALO_SHARE` of the mask on or near the |
+|  | object: most of it lies elsewhere |
 | unexplained | none of the above (precision and recall both >= `LOW`, IoU still low) |
 
 "FP near" is the share of false-positive pixels within one model patch (16 px of the 352 px
 input) of the labelled object (`fp_near_share`): a halo around the object is the coarse patch
-grid at work, false positives elsewhere are other structures read as the object.
+grid at work, false positives elsewhere are other structures read as the object. A mask "lies
+on the object" when most of its pixels are on the object or within a patch of it
+(`share_on_object` = precision + (1 - precision) x FP near): such a mask is coarse, never in
+the wrong place, however its false positives split.
 
 Each category's cause is written from its own rows (`cause_sentence`): where its false
 positives lie, the orientation and width of what it missed (`missed_shape`), and, where the
@@ -70,10 +75,10 @@ CRITERIA: dict[str, str] = {
     "over-segmentation: elsewhere": f"precision < {LOW}, recall >= {LOW}, < {HALO_SHARE:.0%} of "
     "FP within a patch of the object",
     "under-segmentation": f"recall < {LOW}, precision >= {LOW}",
-    "coarse mask on the object": f"precision and recall < {LOW}, >= {HALO_SHARE:.0%} of FP within "
-    "a patch of the object",
-    "wrong place": f"precision and recall < {LOW}, < {HALO_SHARE:.0%} of FP within a patch of the "
-    "object",
+    "coarse mask on the object": f"precision and recall < {LOW}, >= {HALO_SHARE:.0%} of the mask "
+    "on the object or within a patch of it",
+    "wrong place": f"precision and recall < {LOW}, < {HALO_SHARE:.0%} of the mask on the object or "
+    "within a patch of it",
     "unexplained": f"precision and recall >= {LOW}, IoU < {FAIL_IOU}",
 }
 
@@ -124,12 +129,22 @@ def categorise(row, true_iou: float | None = None) -> str:
     if low_r and not low_p:
         return "under-segmentation"
     if low_p and low_r:
-        # a mask whose false positives hug the object lies on it: coarse, not misplaced
-        near = row.fp_near_share
-        if near is not None and np.isfinite(near) and near >= HALO_SHARE:
+        # a mask that lies on the object (mostly on it or within a patch) is coarse, not misplaced
+        if share_on_object(row) >= HALO_SHARE:
             return "coarse mask on the object"
         return "wrong place"
     return UNEXPLAINED
+
+
+def share_on_object(row) -> float:
+    """Share of the predicted pixels on the labelled object or within one model patch of it:
+    the true positives (precision) plus the false positives near it (`fp_near_share`).
+
+    NaN `fp_near_share` (no false positive, or no object) counts as none near.
+    """
+    near = row.fp_near_share
+    near = float(near) if near is not None and np.isfinite(near) else 0.0
+    return float(row.precision + (1 - row.precision) * near)
 
 
 def taxonomy(scores: pd.DataFrame, true_scores: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -215,8 +230,50 @@ def root_cause_table(counts: pd.DataFrame, tax: pd.DataFrame | None = None) -> p
     return table
 
 
+# What the leading category says about the model (the conclusion names it).
+MEANING: dict[str, str] = {
+    "false alarm on an empty image": "the model marks objects on walls that have none",
+    "missed object": "the model does not respond to the object at all",
+    "penalty from the box label": "the rectangle labels, not only the model, hold the score down",
+    "boundary offset": "the model finds the object and misses its outline by a pixel or two",
+    "over-segmentation: halo": "the model finds the object but draws it wider than it is",
+    "over-segmentation: elsewhere": "the model finds the object but also marks other structures "
+    "as the object",
+    "under-segmentation": "the model finds only part of the object",
+    "coarse mask on the object": "the model finds roughly where the object is, but its mask is too "
+    "coarse to overlap it well",
+    "wrong place": "most of what the model marks lies away from the object",
+    "unexplained": "no single measured cause stands out",
+}
+
+
+def class_verdict(cls: str, images: int, failing: int) -> str:
+    """What one class's failure count means, by the criterion IoU >= `FAIL_IOU` (a sentence)."""
+    passing = images - failing
+    if images == 0:
+        return f"{cls} has no test image to judge"
+    if failing == images:
+        return (
+            f"every {cls} test image fails ({failing} of {images}): on this data the model does "
+            f"not segment {cls} to the IoU >= {FAIL_IOU} criterion, so its mean score describes "
+            "how it fails, not how well it works"
+        )
+    if 2 * failing > images:
+        return (
+            f"most {cls} test images fail ({failing} of {images}, {passing} pass): by the IoU >= "
+            f"{FAIL_IOU} criterion the model is not yet usable for {cls}"
+        )
+    if failing:
+        return (
+            f"{failing} of {images} {cls} test images fail ({passing} pass): failures are the "
+            "minority, so the categories describe exceptions"
+        )
+    return f"no {cls} test image fails ({images} images)"
+
+
 def failure_conclusion(counts: pd.DataFrame) -> str:
-    """A conclusion sentence from `failure_counts`, with the criterion of the leading category."""
+    """A conclusion from `failure_counts`: how many fail, the leading category with its
+    criterion and what it says about the model, and what each class's count means."""
     cats = [c for c in CATEGORIES if c in counts.columns]
     total = counts[cats].sum()
     failing = int(counts["failing"].sum())
@@ -227,11 +284,106 @@ def failure_conclusion(counts: pd.DataFrame) -> str:
     n = int(total[top])
     explained = failing - int(total.get(UNEXPLAINED, 0))
     per_class = ", ".join(f"{cls} {int(counts.loc[cls, top])}" for cls in counts.index)
+    verdicts = "; ".join(
+        class_verdict(str(cls), int(counts.loc[cls, "images"]), int(counts.loc[cls, "failing"]))
+        for cls in counts.index
+    )
     return (
         f"{failing} of {images} images fail (IoU < {FAIL_IOU}, or a false alarm on an empty "
         f"image); the most common category is {top!r} with {n} ({n / failing:.0%}; {per_class}), "
-        f"criterion: {CRITERIA[top]}; the categories explain {explained} of the {failing}."
+        f"criterion: {CRITERIA[top]}; the categories explain {explained} of the {failing}. "
+        f"What the counts mean: {verdicts}. The leading category says that {MEANING[top]}."
     )
+
+
+def best_and_worst(scores: pd.DataFrame, photo_of: dict[str, str], n: int = 3) -> pd.DataFrame:
+    """Per class, the `n` best and `n` worst labelled images (IoU), at most one image per photo
+    (`group_id`) and no photo in both lists; column `kind` is "best" or "worst"."""
+    labelled = scores[scores["truth_fraction"] > 0].copy()
+    missing = sorted(set(labelled["image_id"]) - set(photo_of))
+    if missing:
+        raise KeyError(f"image {missing[0]!r} has no photo (group id)")
+    labelled["group_id"] = labelled["image_id"].map(photo_of)
+    out = []
+    for _, part in labelled.groupby("dataset", sort=True):
+        best = part.sort_values(["iou", "image_id"], ascending=[False, True])
+        best = best.drop_duplicates("group_id").head(n)
+        rest = part[~part["group_id"].isin(best["group_id"])]
+        worst = rest.sort_values(["iou", "image_id"]).drop_duplicates("group_id").head(n)
+        out += [best.assign(kind="best"), worst.assign(kind="worst")]
+    return pd.concat(out, ignore_index=True) if out else labelled.assign(kind=[])
+
+
+def best_image_sentences(scores: pd.DataFrame) -> list[str]:
+    """Per class, how the best labelled image scores against the failure cut-off `FAIL_IOU`."""
+    out = []
+    for cls, part in scores[scores["truth_fraction"] > 0].groupby("dataset", sort=True):
+        best, passing = float(part["iou"].max()), int((part["iou"] >= FAIL_IOU).sum())
+        if passing == 0:
+            out.append(
+                f"{cls}: even the best of the {len(part)} labelled test images scores IoU "
+                f"{best:.3f}, below the failure cut-off {FAIL_IOU}; no {cls} image passes, so "
+                "its 'best' row shows the least bad, not a success"
+            )
+        else:
+            out.append(
+                f"{cls}: {passing} of {len(part)} labelled test images reach IoU >= {FAIL_IOU}; "
+                f"the best scores {best:.3f}"
+            )
+    return out
+
+
+def refinement_gain(
+    rectangles: pd.DataFrame, refined: pd.DataFrame, photo_of: dict[str, str], seed: int = 0
+) -> pd.DataFrame:
+    """Taping test IoU against the true seams of the model trained on rectangles and of the one
+    trained on refined masks, each with its interval over photos, and the refined model's gain
+    (`diff`) with its paired interval (`photo_bootstrap`, reference "rectangles")."""
+    from helpers.evaluate.bootstrap import photo_bootstrap
+
+    scores = {"rectangles": rectangles, "refined": refined}
+    return photo_bootstrap(scores, photo_of, reference="rectangles", seed=seed)
+
+
+def refinement_verdict(
+    gain: pd.DataFrame, training_seed: int, method: str, synthetic: bool
+) -> list[str]:
+    """Sentences on the refinement's gain (`refinement_gain`): the gain with its interval, the
+    verdict by the stated criterion (a fix only when the whole interval lies above 0), the one
+    training seed, and, on synthetic seams, whose assumption they were drawn to."""
+    before = gain[gain["mode"] == "rectangles"].iloc[0]
+    after = gain[gain["mode"] == "refined"].iloc[0]
+    level, photos = float(after["level"]), int(after["photos"])
+    out = [
+        f"Trained on {method}-refined masks instead of rectangles, the model's taping test IoU "
+        f"against the true seams goes from {before['iou']:.3f} to {after['iou']:.3f} "
+        f"({after['diff']:+.3f}; {level:.0%} interval over {photos} photos, paired bootstrap: "
+        f"{after['diff_low']:+.3f} to {after['diff_high']:+.3f})."
+    ]
+    if after["diff_low"] > 0:
+        out.append(
+            "By the criterion that this interval lies wholly above 0, the refinement counts as "
+            "a fix on these test photos."
+        )
+    elif after["diff_high"] < 0:
+        out.append("The interval lies wholly below 0: the refinement made the model worse here.")
+    else:
+        out.append(
+            f"The interval includes 0, so by the criterion that it lie wholly above 0 the "
+            f"refinement is not shown to be a fix: {photos} photos cannot tell its gain from none."
+        )
+    out.append(
+        f"Each model was trained once (seed {training_seed}): the interval covers which test "
+        "photos were drawn, not another training seed, which can move the gain as well."
+    )
+    if synthetic:
+        out.append(
+            "The demo's seams are synthetic: each is a band of different tone with plain wall on "
+            f"both sides, the very assumption the {method!r} refiner is built on, so this gain "
+            "is measured where the refiner cannot be wrong about what a seam looks like; on real "
+            "photos it is untested until refined masks are checked against seams traced by hand."
+        )
+    return out
 
 
 def gallery_picks(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -44,6 +45,20 @@ def _image_row(pred: np.ndarray, reference: np.ndarray) -> dict[str, float | str
     }
 
 
+def label_kind(row: Any, truth: str = "mask_path") -> str | None:
+    """How a manifest row's reference mask was drawn: "polygon", "box" (every object rendered
+    from its box), "polygon and box", "true mask" for another reference column (the demo's true
+    seams), or None when the image has no labelled object (or the manifest does not say)."""
+    if truth != "mask_path":
+        return "true mask"
+    objects, boxes = getattr(row, "n_objects", None), getattr(row, "n_box_fallbacks", None)
+    if objects is None or boxes is None or pd.isna(objects) or int(objects) == 0:
+        return None
+    if int(boxes) >= int(objects):
+        return "box"
+    return "polygon" if int(boxes) == 0 else "polygon and box"
+
+
 def stored_scores(
     store: str | Path,
     manifest: pd.DataFrame,
@@ -55,8 +70,9 @@ def stored_scores(
     truth: str = "mask_path",
 ) -> pd.DataFrame:
     """Per image and prompt: IoU, Dice, clDice, boundary F1 (2 px), precision, recall,
-    `fp_near_share`, the share of false positives within one model patch of the object, and
-    the orientation and width of what was missed (`missed_shape`).
+    `fp_near_share`, the share of false positives within one model patch of the object, the
+    orientation and width of what was missed (`missed_shape`), and `label_kind`, how the
+    reference was drawn (polygon, box, ...; `label_kind`).
 
     `thresholds` maps a class to its threshold (chosen on validation). `resolution` "full"
     scores at the image's own size; "model" resizes probabilities to 352x352 (bilinear) and
@@ -85,6 +101,7 @@ def stored_scores(
             rows.append({
                 "image_id": image_id(r), "dataset": r.dataset, "split": r.split,
                 "prompt": prompt, "threshold": t, "method": method, "resolution": resolution,
-                "truth": truth, **_image_row(pred, reference),
+                "truth": truth, "label_kind": label_kind(r, truth),
+                **_image_row(pred, reference),
             })
     return pd.DataFrame(rows)
