@@ -108,6 +108,11 @@ def section_01(m: DataInspection) -> str:
     out.append(
         _table(leak, ["dataset", "split_a", "split_b", "n_a", "n_b", "n_shared", "leak_fraction"])
     )
+    if m.median_variants_per_source:
+        out.append(
+            "\nExported images per source photo (median): "
+            + ", ".join(f"{c} {v:g}" for c, v in m.median_variants_per_source.items()) + ".\n"
+        )
     return "\n".join(out)
 
 
@@ -120,6 +125,7 @@ def section_02(m: MaskRendering) -> str:
             "objects": m.objects[d],
             "box_fallbacks": m.box_fallbacks[d],
             "mean_mask_fraction": m.mean_mask_fraction[d],
+            "images_without_foreground": m.images_without_foreground.get(d),
         }
         for d in m.images
     ]
@@ -146,6 +152,19 @@ def section_03(m: JointDataset) -> str:
         "",
     ]
     out.append(_table(rows))
+    leak = [
+        {"split": "export's own", **r} for r in m.export_leakage if r.get("key") == "group_id"
+    ] + [{"split": "this course's", **r} for r in m.split_leakage if r.get("key") == "group_id"]
+    if leak:
+        out += ["", "Photo groups shared between pairs of splits:", ""]
+        out.append(_table(leak, ["split", "dataset", "split_a", "split_b", "n_a", "n_b",
+                                 "n_shared"]))
+    if m.item_targets_epoch0:
+        out.append(
+            f"\nEpoch 0's training items by what their target holds (negative_rate "
+            f"{m.negative_rate:g}): "
+            + ", ".join(f"{k} {v}" for k, v in m.item_targets_epoch0.items()) + ".\n"
+        )
     return "\n".join(out)
 
 
@@ -394,6 +413,10 @@ def section_07(m: FailureAnalysis) -> str:
         {"dataset": d, **v, "explained": m.explained_share.get(d)}
         for d, v in m.taxonomy_counts.items()
     ]))
+    if m.conclusion:
+        out += ["", m.conclusion]
+    if m.best_image_sentences:
+        out += ["", *(f"- {sentence}." for sentence in m.best_image_sentences)]
     if m.root_causes:
         out += ["", "Root causes, from those counts (most frequent first):", ""]
         out.append(_table(m.root_causes))
@@ -423,6 +446,13 @@ def section_07(m: FailureAnalysis) -> str:
                 ["trained_on", "threshold", "images", "iou", "dice", "cldice", "bf1"],
             )
         )
+    if m.refined_gain:
+        out += ["", "The same taping test IoU against the true seams with its interval over "
+                "photos, and the refined model's paired gain over the rectangles':", ""]
+        out.append(_table(m.refined_gain, ["mode", "photos", "pairs", "iou", "iou_low",
+                                           "iou_high", "diff", "diff_low", "diff_high"]))
+    if m.refinement_verdict:
+        out += ["", " ".join(m.refinement_verdict)]
     return "\n".join(out)
 
 

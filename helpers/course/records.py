@@ -317,6 +317,9 @@ class JointDataset(NotebookResults):
     export_leakage: Records = field(default_factory=list)
     split_leakage: Records = field(default_factory=list)
     prompts: dict[str, list[str]] = field(default_factory=dict)
+    # epoch 0's items by what their target holds (helpers.data.items.STATES): "object", "no
+    # object in the image", "object cropped out", "negative pair"
+    item_targets_epoch0: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -417,6 +420,14 @@ class FailureAnalysis(ModelResults):
     rectangle_bias: Records | None = None
     refinement_iou_vs_true_seams: dict[str, float] | None = None
     refined_training_effect: Records | None = None
+    best_test_iou: PerClass = field(default_factory=dict)  # best labelled image per class
+    best_image_sentences: list[str] = field(default_factory=list)  # each against fail_iou
+    conclusion: str = ""  # failure_conclusion: what the counts mean
+    failure_gallery: Records = field(default_factory=list)  # the failures shown, one per photo
+    refine_method: str | None = None
+    # the refined model's gain over the rectangles' on the true seams, paired photo bootstrap
+    refined_gain: Records | None = None
+    refinement_verdict: list[str] = field(default_factory=list)  # the gain, criterion, caveats
 
 
 RESULTS: dict[str, type[NotebookResults]] = {

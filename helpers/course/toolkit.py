@@ -23,6 +23,7 @@ HOMES: dict[str, tuple[str, ...]] = {
         "annotations_frame", "export_summary", "records_frame", "variants_per_source",
     ),
     "helpers.data.images": ("load_rgb",),
+    "helpers.data.items": ("item_caption", "target_states"),
     "helpers.data.prompts": ("DEFAULT_PROMPT", "PROMPTS", "class_of_prompt"),
     "helpers.data.roboflow": ("coco_categories", "read_export"),
     "helpers.data.split": ("SMALL_SPLIT", "export_leakage", "split_sizes"),
@@ -49,6 +50,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.evaluate.failures": (
         "FAIL_IOU", "cause_sentence", "failure_conclusion", "failure_counts", "gallery_picks",
         "refinement_quality", "root_cause_table", "taxonomy",
+        "best_and_worst", "best_image_sentences", "refinement_gain", "refinement_verdict",
     ),
     "helpers.evaluate.metrics": ("iou", "mean_scores"),
     "helpers.evaluate.predictions": (
@@ -83,6 +85,7 @@ HOMES: dict[str, tuple[str, ...]] = {
         "reading_cut_offs", "switch_figure", "switch_reading", "switch_stats",
     ),
     "helpers.course.explorer": ("explore", "prompt_explorer"),
+    "helpers.course.galleries": ("prediction_gallery",),
     "helpers.course.session": ("open_course",),
     "helpers.course.smoke_cap": ("evaluation_manifest",),
     "helpers.course.sources": ("prepared_data",),
@@ -92,6 +95,7 @@ HOMES: dict[str, tuple[str, ...]] = {
         "CLASS_COLOURS", "CLASS_PALETTE", "bootstrap_bars", "denormalise", "draw_annotations",
         "evenly_spaced", "image_grid", "integer_ticks", "overlay", "probability_grid",
         "save_figure",
+        "split_sizes_figure", "with_shown_paths",
     ),
 }
 

@@ -184,3 +184,51 @@ def bootstrap_bars(boot: pd.DataFrame, ax=None, value: str = "iou", label: str =
     ax.set_ylabel(f"{label} ({level}interval over photos)" if level else label)
     ax.legend(fontsize=8)
     return ax
+
+
+def split_sizes_figure(sizes: pd.DataFrame, small: int | None = None, note: str = ""):
+    """Images and photos per split, one panel per class, every bar labelled with its count.
+
+    `sizes` is `helpers.data.split.split_sizes`' table (rows: splits; columns ("images" |
+    "photos", class)). Photos (near-duplicate groups) are the independent cases a score rests
+    on; with `small`, a dashed line marks the photo count below which a split is too small to
+    trust. `note` is added to the figure's title (e.g. the seed). Returns the figure.
+    """
+    classes = list(sizes["images"].columns)
+    fig, axes = plt.subplots(1, len(classes), figsize=(4.6 * len(classes), 3.6), squeeze=False)
+    x = np.arange(len(sizes.index))
+    for ax, cls in zip(axes.flat, classes, strict=True):
+        colour = CLASS_PALETTE.get(cls)
+        for k, (kind, style) in enumerate(
+            (("images", {"color": colour}),
+             ("photos", {"color": "white", "edgecolor": colour, "hatch": "//"}))
+        ):
+            bars = ax.bar(x + (k - 0.5) * 0.4, sizes[(kind, cls)], 0.4, label=kind, **style)
+            ax.bar_label(bars, fontsize=8)
+        if small is not None:
+            ax.axhline(small, color="grey", linestyle="--", linewidth=1,
+                       label=f"{small} photos: fewer is too small to trust")
+        ax.set_xticks(x, list(sizes.index))
+        ax.set_xlabel("split")
+        ax.set_ylabel("count")
+        ax.set_title(f"{cls}: images and the photos behind them")
+        integer_ticks(ax)
+        ax.legend(fontsize=7)
+    fig.suptitle("Split sizes by split and class" + (f" ({note})" if note else ""))
+    fig.tight_layout()
+    return fig
+
+
+PATH_COLUMNS = ("image_path", "mask_path", "true_mask_path")
+
+
+def with_shown_paths(frame: pd.DataFrame, columns: Sequence[str] = PATH_COLUMNS) -> pd.DataFrame:
+    """A copy of a table whose path columns name files as outputs do (`shown`: relative to the
+    repository), so a displayed manifest names no machine path; empty cells stay empty."""
+    from helpers.core.paths import shown
+
+    out = frame.copy()
+    for column in columns:
+        if column in out.columns:
+            out[column] = [shown(p) if isinstance(p, str) and p else p for p in out[column]]
+    return out

@@ -394,7 +394,7 @@ def gallery_picks(
     false alarms on empty images included. Deterministic for a seed."""
     failing = tax[tax["category"] != PASSED].copy()
     if failing.empty:
-        return failing
+        return failing.assign(group_id=pd.Series(dtype=object))
     missing = sorted(set(failing["image_id"]) - set(photo_of))
     if missing:
         raise KeyError(f"image {missing[0]!r} has no photo (group id)")

@@ -27,7 +27,8 @@ from helpers.demo.full_size_random import (
     full_size_random_processor,
 )
 from helpers.demo.tiny_model import TINY, ensure_tiny_model
-from helpers.model.architecture import DEFAULT_MODEL
+from helpers.demo.tokenizer import build_tiny_tokenizer
+from helpers.model.architecture import DEFAULT_MODEL, build_processor
 from helpers.model.modes import MODE_FILE, load_trainable, saved_mode
 
 __all__ = ["base_model_key", "load_for_inference", "load_model", "load_processor"]
@@ -98,10 +99,17 @@ def load_model(
 
 
 def load_processor(name: str | os.PathLike[str] = DEFAULT_MODEL) -> CLIPSegProcessor:
-    """Only the processor of a model (Hub id, folder or "tiny"); cheap for the tiny model."""
+    """Only the processor of a model (Hub id, folder or "tiny"); cheap for the tiny model.
+
+    The tiny model's processor is built from its own tokenizer, as the saved model's was, so
+    asking for it never builds (and pretrains) the model: a notebook that only tokenises
+    stays quiet.
+    """
     if str(name) == FULL_SIZE_RANDOM:  # no need to build the 600 MB model for its processor
         return full_size_random_processor()[0]
-    folder: str | Path = ensure_tiny_model() if str(name) == TINY else name
+    if str(name) == TINY:
+        return build_processor(build_tiny_tokenizer())
+    folder: str | Path = name
     try:
         return CLIPSegProcessor.from_pretrained(folder)
     except OSError as err:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from helpers.course.records import FailureAnalysis
 from helpers.course.summaries.registry import summary_for
+from helpers.evaluate.failures import CATEGORIES, class_verdict
 
 
 @summary_for(FailureAnalysis)
 def summary_07(m: FailureAnalysis) -> list[str]:
-    """Failing images per class and the most common measured category."""
+    """Failing images per class with what the count means, the most common measured category,
+    the best image against the cut-off, and the refinement's gain with its interval."""
     out = []
     for cls, row in m.taxonomy_counts.items():
-        categories = {k: v for k, v in row.items() if k not in ("images", "failing") and v}
+        categories = {k: v for k, v in row.items() if k in CATEGORIES and v}
         top = max(categories, key=categories.get) if categories else None
+        verdict = class_verdict(cls, int(row["images"]), int(row["failing"]))
         out.append(
-            f"{cls}: {row['failing']} of {row['images']} test images fail (IoU < {m.fail_iou:g}, "
-            "or a false alarm)"
-            + (f"; the most common category is {top!r} ({categories[top]})." if top else ".")
+            f"{verdict[0].upper()}{verdict[1:]} (an image fails below IoU {m.fail_iou:g}, or on "
+            "a false alarm)"
+            + (f"; the most common category is {top!r} ({categories[top]})" if top else "")
+            + "."
         )
+    out += [f"{sentence}." for sentence in m.best_image_sentences]
+    out += m.refinement_verdict[:2]  # the gain with its interval, and the verdict
     return out
