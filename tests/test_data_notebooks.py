@@ -126,10 +126,11 @@ def test_a_gallery_row_has_a_colour_bar_and_names_its_category(tmp_path):
     fig = prediction_gallery(picks, by_id, tmp_path, {"cracks": "segment crack"},
                              {"cracks": 0.35}, "cracks: failing test images")
     titles = [ax.get_title() for ax in fig.axes]
-    assert len(fig.axes) == 6  # five panels and the probability map's colour bar
-    assert titles[0].startswith("over-segmentation: elsewhere\nIoU 0.120")
+    assert len(titles) == 5 and titles[0].startswith("over-segmentation: elsewhere\nIoU 0.120")
     assert "t=0.35" in titles[2] and "t=0.35" in titles[3]
-    assert 0.35 in [round(t, 2) for t in fig.axes[5].get_yticks()]  # the threshold is marked
+    (bar,) = fig.axes[2].child_axes  # the probability map's own colour bar, on the 0-1 scale
+    assert bar.get_ylim() == (0.0, 1.0)
+    assert 0.35 in [round(t, 2) for t in bar.get_yticks()]  # the threshold is marked
     plt.close(fig)
 
 
@@ -146,8 +147,8 @@ def test_summaries_state_each_number_with_its_criterion():
                              "object cropped out": 3, "negative pair": 189},
     )
     text = " ".join(run_summary(joint))
-    assert "test 17 images from 7 photos (too few to trust alone)" in text
-    assert "train 80 images from 24 photos," in text  # 24 photos: not flagged
+    assert "test 17 images (7 photos, too few to trust alone)" in text
+    assert "train 80 images (24 photos);" in text  # 24 photos: not flagged
     assert "9 positive items have an empty target (6 images without an object, 3 with the " \
            "object cropped out)" in text
     masks = MaskRendering(profile="demo", data="demo", images={"cracks": 156},

@@ -181,12 +181,17 @@ def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice(
     ])
     photo_of = {"img0": "A", "img1": "A", "img2": "B", "img3": "C", "img4": "C", "img5": "E",
                 "img6": "D"}
-    picks = best_and_worst(scores, photo_of, n=2)
+    picks = best_and_worst(scores, photo_of, n=1)
     cracks = picks[picks["dataset"] == "cracks"]
-    assert cracks[cracks["kind"] == "best"]["image_id"].tolist() == ["img0", "img2"]
-    assert cracks[cracks["kind"] == "worst"]["image_id"].tolist() == ["img4"]  # A, B taken
-    assert picks[picks["dataset"] == "taping"]["kind"].tolist() == ["best"]
-    assert "img5" not in set(picks["image_id"])
+    assert cracks[cracks["kind"] == "worst"]["image_id"].tolist() == ["img4"]  # C's worst copy
+    assert cracks[cracks["kind"] == "best"]["image_id"].tolist() == ["img0"]  # A's best copy
+    more = best_and_worst(scores, photo_of, n=2)
+    cracks = more[more["dataset"] == "cracks"]
+    assert cracks[cracks["kind"] == "worst"]["image_id"].tolist() == ["img4", "img2"]
+    assert cracks[cracks["kind"] == "best"]["image_id"].tolist() == ["img0"]  # B is taken
+    assert more[more["dataset"] == "taping"]["kind"].tolist() == ["worst"]
+    assert "img5" not in set(more["image_id"])  # no label: never best or worst
+    assert not more.duplicated(["dataset", "group_id"]).any()
 
 
 def test_best_image_sentence_says_when_even_the_best_image_fails():

@@ -35,7 +35,8 @@ def caption(row) -> str:
 
 def _probability_panel(ax, probs: np.ndarray, threshold: float) -> None:
     shown = ax.imshow(probs, cmap="viridis", vmin=0.0, vmax=1.0)
-    bar = plt.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    # an inset colour bar: no layout engine to re-solve at every draw of a tall figure
+    bar = plt.colorbar(shown, cax=ax.inset_axes([1.03, 0.0, 0.05, 1.0]))
     bar.ax.axhline(threshold, color="white", linewidth=1.5)
     bar.set_ticks(sorted({0.0, 0.5, 1.0, round(float(threshold), 2)}))
     bar.ax.tick_params(labelsize=6)
@@ -56,9 +57,10 @@ def prediction_gallery(
     by image id; `prompts` and `thresholds` map a class to its prompt and threshold."""
     if picks.empty:
         raise ValueError("prediction_gallery needs at least one row")
-    fig, axes = plt.subplots(
-        len(picks), 5, figsize=(12.5, 2.5 * len(picks)), squeeze=False, layout="constrained"
-    )
+    height = 2.5 * len(picks) + 0.7  # inches: the rows and a band for the title
+    fig, axes = plt.subplots(len(picks), 5, figsize=(12.5, height), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.95 / height,
+                        wspace=0.25, hspace=0.35)
     for ax in axes.flat:
         ax.axis("off")
     for row_axes, pick in zip(axes, picks.itertuples(), strict=True):
@@ -70,7 +72,9 @@ def prediction_gallery(
         row_axes[0].imshow(image)
         row_axes[0].set_title(caption(pick), fontsize=8)
         row_axes[1].imshow(truth, cmap="gray", vmin=0, vmax=1)
-        row_axes[1].set_title("label" if truth.any() else "label: nothing to find", fontsize=8)
+        row_axes[1].set_title(
+            "label (white)" if truth.any() else "label: nothing to find", fontsize=8
+        )
         _probability_panel(row_axes[2], probs, t)
         row_axes[3].imshow(pred, cmap="gray", vmin=0, vmax=1)
         row_axes[3].set_title(f"mask at t={t:.2f} ({pred.mean():.1%} of the image)", fontsize=8)
@@ -79,5 +83,5 @@ def prediction_gallery(
         row_axes[4].set_title(
             f"label green, prediction {COLOUR_NAMES.get(cls, 'tinted')}", fontsize=8
         )
-    fig.suptitle(suptitle)
+    fig.suptitle(suptitle, y=1 - 0.2 / height)
     return fig

@@ -209,6 +209,7 @@ def split_sizes_figure(sizes: pd.DataFrame, small: int | None = None, note: str 
             ax.axhline(small, color="grey", linestyle="--", linewidth=1,
                        label=f"{small} photos: fewer is too small to trust")
         ax.set_xticks(x, list(sizes.index))
+        ax.set_ylim(0, 1.3 * max(sizes[("images", cls)].max(), small or 0))  # room for the legend
         ax.set_xlabel("split")
         ax.set_ylabel("count")
         ax.set_title(f"{cls}: images and the photos behind them")

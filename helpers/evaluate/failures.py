@@ -298,7 +298,10 @@ def failure_conclusion(counts: pd.DataFrame) -> str:
 
 def best_and_worst(scores: pd.DataFrame, photo_of: dict[str, str], n: int = 3) -> pd.DataFrame:
     """Per class, the `n` best and `n` worst labelled images (IoU), at most one image per photo
-    (`group_id`) and no photo in both lists; column `kind` is "best" or "worst"."""
+    (`group_id`) and no photo in both lists; column `kind` is "best" or "worst".
+
+    The worst photos are taken first (each by its worst image), so a photo whose copies score
+    both well and badly shows its failure; the best come from the remaining photos."""
     labelled = scores[scores["truth_fraction"] > 0].copy()
     missing = sorted(set(labelled["image_id"]) - set(photo_of))
     if missing:
@@ -306,10 +309,10 @@ def best_and_worst(scores: pd.DataFrame, photo_of: dict[str, str], n: int = 3) -
     labelled["group_id"] = labelled["image_id"].map(photo_of)
     out = []
     for _, part in labelled.groupby("dataset", sort=True):
-        best = part.sort_values(["iou", "image_id"], ascending=[False, True])
+        worst = part.sort_values(["iou", "image_id"]).drop_duplicates("group_id").head(n)
+        rest = part[~part["group_id"].isin(worst["group_id"])]
+        best = rest.sort_values(["iou", "image_id"], ascending=[False, True])
         best = best.drop_duplicates("group_id").head(n)
-        rest = part[~part["group_id"].isin(best["group_id"])]
-        worst = rest.sort_values(["iou", "image_id"]).drop_duplicates("group_id").head(n)
         out += [best.assign(kind="best"), worst.assign(kind="worst")]
     return pd.concat(out, ignore_index=True) if out else labelled.assign(kind=[])
 

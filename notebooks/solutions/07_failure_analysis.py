@@ -10,6 +10,7 @@ and stored predictions (trained and evaluated on first use). Run them all on the
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 
@@ -102,11 +103,11 @@ def exercise_3(course) -> pd.DataFrame:
     if taping.empty:
         print("No true seam masks in this data: the refinements cannot be scored.")
         return pd.DataFrame()
-    records = {str(r.image_path): r for r in read_export(course.sources.taping).records}
+    records = {Path(r.image_path).name: r for r in read_export(course.sources.taping).records}
     rows = []
     for r in taping.head(N_REFINED).itertuples():
         image, truth = load_rgb(r.image_path), read_mask(r.true_mask_path) > 0
-        boxes = [a.bbox for a in records[str(r.image_path)].annotations]
+        boxes = [a.bbox for a in records[Path(r.image_path).name].annotations]
         row = {"image": image_id(r), "rectangle": iou(read_mask(r.mask_path) > 0, truth)}
         row.update({m: iou(refine_boxes(image, boxes, m) > 0, truth) for m in METHODS})
         rows.append(row)

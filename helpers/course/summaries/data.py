@@ -28,7 +28,7 @@ def summary_01(m: DataInspection) -> list[str]:
             f"{name} export: {t['images']} images with {t['objects']} objects, {t['polygons']} of "
             f"them with a polygon and {t['boxes']} with a box only."
         )
-        if t["empty_segmentation"]:
+        if t["empty_segmentation"] and t["polygons"]:  # a box-only export has no polygon to lose
             out.append(
                 f"{name}: {t['empty_segmentation']} objects have an empty polygon, so only their "
                 "box is left (rendered as a filled rectangle)."
@@ -38,7 +38,10 @@ def summary_01(m: DataInspection) -> list[str]:
             f"{name}: a source photo appears as a median of {v:g} exported images (matched by "
             "file stem)."
         )
-    out.append(f"{m.problems} files or labels could not be used (each is listed with its reason).")
+    out.append(
+        f"{m.problems} files or labels could not be used"
+        + (" (each is listed with its reason)." if m.problems else ".")
+    )
     leaks = [r for r in m.leakage if r["n_shared"] > 0 and r.get("key", "source_id") == "source_id"]
     out.append(
         "The exports' own splits share no source photo (matched by file stem)."
@@ -82,9 +85,9 @@ def _split_sentence(cls: str, splits: dict[str, int], photos: dict[str, int]) ->
         if split not in photos:
             parts.append(f"{split} {n} images")
             continue
-        small = " (too few to trust alone)" if photos[split] < SMALL_SPLIT else ""
-        parts.append(f"{split} {n} images from {photos[split]} photos{small}")
-    return f"{cls}: " + ", ".join(parts) + f" (a split under {SMALL_SPLIT} photos is flagged)."
+        small = ", too few to trust alone" if photos[split] < SMALL_SPLIT else ""
+        parts.append(f"{split} {n} images ({photos[split]} photos{small})")
+    return f"{cls}: " + "; ".join(parts) + f" (too few: under {SMALL_SPLIT} photos)."
 
 
 @summary_for(JointDataset)

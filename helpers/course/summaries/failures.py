@@ -17,8 +17,7 @@ def summary_07(m: FailureAnalysis) -> list[str]:
         top = max(categories, key=categories.get) if categories else None
         verdict = class_verdict(cls, int(row["images"]), int(row["failing"]))
         out.append(
-            f"{verdict[0].upper()}{verdict[1:]} (an image fails below IoU {m.fail_iou:g}, or on "
-            "a false alarm)"
+            f"{verdict[0].upper()}{verdict[1:]} (a false alarm on an unlabelled image fails too)"
             + (f"; the most common category is {top!r} ({categories[top]})" if top else "")
             + "."
         )
