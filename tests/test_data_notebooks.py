@@ -147,7 +147,7 @@ def test_summaries_state_each_number_with_its_criterion():
                              "object cropped out": 3, "negative pair": 189},
     )
     text = " ".join(run_summary(joint))
-    assert "test 17 images (7 photos, too few to trust alone)" in text
+    assert "test 17 images (7 photos: too few)" in text
     assert "train 80 images (24 photos);" in text  # 24 photos: not flagged
     assert "9 positive items have an empty target (6 images without an object, 3 with the " \
            "object cropped out)" in text
@@ -201,6 +201,7 @@ def test_07_summary_says_what_the_counts_mean_and_calls_no_fix_without_its_crite
     assert "even the best of the 17 labelled test images scores IoU 0.410" in text
     assert "from 0.195 to 0.273 (+0.079; 90% interval over 7 photos" in text
     assert "not shown to be a fix" in text and "counts as a fix" not in text
+    assert "trained once (seed 42)" in text and "synthetic" in text  # the caveats travel along
 
 
 def test_07_report_section_shows_the_interval_and_caveats_from_recorded_numbers(tmp_path):

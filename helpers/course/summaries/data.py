@@ -85,9 +85,9 @@ def _split_sentence(cls: str, splits: dict[str, int], photos: dict[str, int]) ->
         if split not in photos:
             parts.append(f"{split} {n} images")
             continue
-        small = ", too few to trust alone" if photos[split] < SMALL_SPLIT else ""
+        small = ": too few" if photos[split] < SMALL_SPLIT else ""
         parts.append(f"{split} {n} images ({photos[split]} photos{small})")
-    return f"{cls}: " + "; ".join(parts) + f" (too few: under {SMALL_SPLIT} photos)."
+    return f"{cls}: " + "; ".join(parts) + f" (too few: under {SMALL_SPLIT} photos to trust alone)."
 
 
 @summary_for(JointDataset)

@@ -10,7 +10,8 @@ from helpers.evaluate.failures import CATEGORIES, class_verdict
 @summary_for(FailureAnalysis)
 def summary_07(m: FailureAnalysis) -> list[str]:
     """Failing images per class with what the count means, the most common measured category,
-    the best image against the cut-off, and the refinement's gain with its interval."""
+    the best image against the cut-off, and the refinement's gain with its interval, verdict and
+    caveats (one training seed; synthetic seams)."""
     out = []
     for cls, row in m.taxonomy_counts.items():
         categories = {k: v for k, v in row.items() if k in CATEGORIES and v}
@@ -22,5 +23,5 @@ def summary_07(m: FailureAnalysis) -> list[str]:
             + "."
         )
     out += [f"{sentence}." for sentence in m.best_image_sentences]
-    out += m.refinement_verdict[:2]  # the gain with its interval, and the verdict
+    out += m.refinement_verdict  # the gain with its interval, the verdict and its caveats
     return out
