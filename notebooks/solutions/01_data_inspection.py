@@ -47,8 +47,8 @@ def exercise_2(course) -> pd.DataFrame:
             (s == per_image.loc[s.index, "objects"]).sum())),
     )
     for dataset, row in table.iterrows():
-        print(f"{dataset}: the rule would drop {row.dropped} of {row.objects} objects and leave "
-              f"{row.images_losing_every_label} labelled images with no label at all.")
+        print(f"{dataset}: the rule would drop {row.dropped} of {row.objects} objects, and "
+              f"{row.images_losing_every_label} labelled image(s) would keep no label at all.")
     return table
 
 

@@ -18,6 +18,7 @@ from helpers.data.dataset import resize_soft_mask
 from helpers.evaluate.failures import refinement_quality
 
 MODEL_SIDE = 352  # exercise 3: the model's square input
+SHRINK = 4  # exercise 3: a photo SHRINK times the model's side (e.g. 1408 px) shrinks this much
 
 
 def exercise_1(course) -> pd.DataFrame:
@@ -47,26 +48,29 @@ def exercise_2(course) -> pd.DataFrame:
     for dataset, row in table.iterrows():
         print(f"{dataset}: predicting nothing scores {row.pixel_accuracy:.2%} pixel accuracy "
               f"and foreground IoU {row.foreground_iou:.1f} on its "
-              f"{row.images_with_foreground} images with foreground.")
+              f"{int(row.images_with_foreground)} images with foreground.")
     return table
 
 
 def exercise_3(course) -> pd.DataFrame:
-    """Foreground kept at 352x352 by nearest-neighbour sampling and by area averaging."""
+    """Foreground kept by nearest-neighbour sampling and by area averaging, resized to the
+    model's side and to a side `SHRINK` times smaller (as a photo that much larger would be)."""
     manifest = course.prepared_manifest
     rows = []
     for r in manifest[(manifest.dataset == "cracks") & (manifest.mask_fraction > 0)].itertuples():
         mask = (read_mask(r.mask_path) > 0).astype(np.uint8)
-        nearest = cv2.resize(mask, (MODEL_SIDE, MODEL_SIDE), interpolation=cv2.INTER_NEAREST)
-        soft = resize_soft_mask(mask, MODEL_SIDE)
-        rows.append({"image": r.file_name, "share": mask.mean(),
-                     "nearest_kept": nearest.mean() / mask.mean(),
-                     "area_kept": soft.mean() / mask.mean()})
+        for side in (MODEL_SIDE, MODEL_SIDE // SHRINK):
+            nearest = cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST)
+            rows.append({"image": r.file_name, "side": side, "photo_side": mask.shape[1],
+                         "nearest_kept": nearest.mean() / mask.mean(),
+                         "area_kept": resize_soft_mask(mask, side).mean() / mask.mean()})
     table = pd.DataFrame(rows)
-    halved = int((table["nearest_kept"] < 0.5).sum())
-    print(f"Of {len(table)} crack masks, nearest-neighbour sampling keeps a median "
-          f"{table.nearest_kept.median():.0%} of the foreground share ({halved} lose more than "
-          f"half); area averaging keeps a median {table.area_kept.median():.0%}.")
+    for side, part in table.groupby("side", sort=False):
+        halved = int((part["nearest_kept"] < 0.5).sum())
+        print(f"{part.photo_side.median():.0f}-px crack masks at {side} px: nearest-neighbour "
+              f"sampling keeps a median {part.nearest_kept.median():.0%} of the foreground share "
+              f"({halved} of {len(part)} lose more than half); area averaging keeps "
+              f"{part.area_kept.median():.0%}.")
     return table
 
 

@@ -40,6 +40,12 @@ def exercise_1(course) -> pd.DataFrame:
     return table
 
 
+def _span(values: pd.Series) -> str:
+    """"exactly 9" when every value is 9, else "7 to 9"."""
+    low, high = int(values.min()), int(values.max())
+    return f"exactly {low}" if low == high else f"{low} to {high}"
+
+
 def exercise_2(course) -> pd.DataFrame:
     """Test images and photos per class for several seeds, and for a 60/20/20 split."""
     manifest = course.prepared_manifest
@@ -54,9 +60,8 @@ def exercise_2(course) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     by_seed = table[table["fractions"] == "0.7/0.15/0.15"]
     for cls, part in by_seed.groupby("dataset"):
-        print(f"{cls}: over {len(part)} seeds the test split holds {part.test_photos.min()} to "
-              f"{part.test_photos.max()} photos ({part.test_images.min()} to "
-              f"{part.test_images.max()} images).")
+        print(f"{cls}: over {len(part)} seeds the test split holds {_span(part.test_photos)} "
+              f"photos ({_span(part.test_images)} images).")
     return table
 
 
