@@ -13,18 +13,21 @@ from helpers.data.items import STATES, item_caption, target_state, target_states
 
 
 def test_the_tiny_processor_loads_without_building_or_pretraining_the_model(
-    model_dir, monkeypatch
+    tmp_path, monkeypatch
 ):
     from transformers import CLIPSegProcessor
 
+    from helpers.demo.tokenizer import build_tiny_tokenizer
     from helpers.inference import loading
+    from helpers.model.architecture import build_processor
 
     def no_build(*args, **kwargs):
         raise AssertionError("the tiny model was built (and its pretraining log printed)")
 
     monkeypatch.setattr(loading, "ensure_tiny_model", no_build)
     quiet = loading.load_processor("tiny")
-    saved = CLIPSegProcessor.from_pretrained(model_dir)  # as the tiny model saves it
+    build_processor(build_tiny_tokenizer()).save_pretrained(tmp_path)  # as the tiny model's is
+    saved = CLIPSegProcessor.from_pretrained(tmp_path)
     texts = ["segment crack", "segment taping area", "hairline fracture", "joint compound"]
     assert quiet.tokenizer(texts, padding=True)["input_ids"] == saved.tokenizer(
         texts, padding=True)["input_ids"]
