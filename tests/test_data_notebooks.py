@@ -205,6 +205,10 @@ def test_07_summary_says_what_the_counts_mean_and_calls_no_fix_without_its_crite
     assert "from 0.195 to 0.273 (+0.079; 90% interval over 7 photos" in text
     assert "not shown to be a fix" in text and "counts as a fix" not in text
     assert "trained once (seed 42)" in text and "synthetic" in text  # the caveats travel along
+    tied = {"taping": {"images": 4, "failing": 3, "over-segmentation: halo": 1,
+                       "wrong place": 1, "unexplained": 1}}
+    text = " ".join(run_summary(_failure_analysis(taxonomy_counts=tied)))
+    assert "3 categories tie as the most common" in text and "most common category is" not in text
 
 
 def test_07_report_section_shows_the_interval_and_caveats_from_recorded_numbers(tmp_path):
