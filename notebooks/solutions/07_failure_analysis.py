@@ -90,7 +90,7 @@ def exercise_2(course) -> pd.DataFrame:
     near = tax[tax["category"].isin(over)]["fp_near_share"]
     between = int(near.between(failures.HALO_SHARE, HIGHER_HALO, inclusive="left").sum())
     moved = int(table.iloc[1, 0] - table.iloc[0, 0])
-    print(f"Raising HALO_SHARE to {HIGHER_HALO:g} moves {-moved} images from halo to elsewhere; "
+    print(f"Raising HALO_SHARE to {HIGHER_HALO:g} moves {-moved} image(s) from halo to elsewhere; "
           f"{between} of the {len(near)} over-segmented images have a share of false positives "
           f"near the object between {failures.HALO_SHARE:g} and {HIGHER_HALO:g}.")
     return table
