@@ -152,6 +152,8 @@ def test_summaries_state_each_number_with_its_criterion():
     text = " ".join(run_summary(joint))
     assert "test 17 images (7 photos: too few)" in text
     assert "train 80 images (24 photos);" in text  # 24 photos: not flagged
+    joint.split_photos = {"taping": {"train": 24, "val": 21, "test": 20}}
+    assert "too few" not in " ".join(run_summary(joint))  # no split flagged, no note
     assert "9 positive items have an empty target (6 images without an object, 3 with the " \
            "object cropped out)" in text
     masks = MaskRendering(profile="demo", data="demo", images={"cracks": 156},

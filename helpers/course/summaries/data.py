@@ -80,14 +80,16 @@ def summary_02(m: MaskRendering) -> list[str]:
 
 
 def _split_sentence(cls: str, splits: dict[str, int], photos: dict[str, int]) -> str:
-    parts = []
+    parts, flagged = [], False
     for split, n in splits.items():
         if split not in photos:
             parts.append(f"{split} {n} images")
             continue
         small = ": too few" if photos[split] < SMALL_SPLIT else ""
+        flagged = flagged or bool(small)
         parts.append(f"{split} {n} images ({photos[split]} photos{small})")
-    return f"{cls}: " + "; ".join(parts) + f" (too few: under {SMALL_SPLIT} photos to trust alone)."
+    note = f" (too few: under {SMALL_SPLIT} photos to trust alone)" if flagged else ""
+    return f"{cls}: " + "; ".join(parts) + note + "."
 
 
 @summary_for(JointDataset)
