@@ -129,3 +129,40 @@ def describe_stability(summary: pd.DataFrame) -> str:
         )
         out.append(f"{r.dataset}: {spread}; {advice}.")
     return " ".join(out)
+
+
+FLAT = 0.01  # validation IoU of two thresholds less than this apart: the curve is flat there
+
+
+def describe_peeking(
+    chosen: Mapping[str, float],
+    peeked: Mapping[str, float],
+    val_at_chosen: Mapping[str, float],
+    val_at_peeked: Mapping[str, float],
+    inflation: Mapping[str, float],
+    val_photos: Mapping[str, int],
+    flat: float = FLAT,
+) -> list[str]:
+    """One sentence per class: the threshold validation picks and the one test would pick,
+    how far apart validation scores them (flat below `flat`), and the inflation."""
+    out = []
+    for cls, t in chosen.items():
+        if np.isclose(t, peeked[cls]):
+            out.append(f"{cls}: validation and test pick the same threshold, {t:.2f}, so "
+                       "choosing on test adds nothing here.")
+            continue
+        gap = val_at_chosen[cls] - val_at_peeked[cls]
+        reading = (
+            f"the validation curve is flat there (less than {flat} apart), so which of the two "
+            "wins depends on which photos validation holds (the stability check measures how much)"
+            if gap < flat
+            else f"validation prefers its own pick by at least {flat}, so the two splits "
+            "disagree about the best threshold"
+        )
+        out.append(
+            f"{cls}: validation picks {t:.2f} (validation IoU {val_at_chosen[cls]:.3f}); test "
+            f"would pick {peeked[cls]:.2f}, which validation scores {val_at_peeked[cls]:.3f}, "
+            f"{gap:.3f} lower over {val_photos[cls]} validation photos: {reading}. Choosing on "
+            f"test would have reported {inflation[cls]:+.3f} more."
+        )
+    return out
