@@ -14,7 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers.course.comparison import mode_comparison, sensitivity_readings  # noqa: E402
+from helpers.course.comparison import (  # noqa: E402
+    blind_reading,
+    mode_comparison,
+    sensitivity_readings,
+)
 from helpers.course.course_report import build_report  # noqa: E402
 from helpers.course.evaluation_figures import modes_figure  # noqa: E402
 from helpers.course.records import ModeComparison  # noqa: E402
@@ -59,6 +63,7 @@ def test_the_zero_shot_row_stores_nothing_and_trains_nothing(tmp_path):
     assert table.loc["lora", "seconds_per_epoch"] == 3.0
     assert table.loc["lora", "peak_memory_mb"] == 30.0
     assert table.loc["lora", "test_iou_taping"] == pytest.approx(0.3)
+    assert table.loc["lora", "best_epoch"] == 2 and isinstance(table.loc["lora", "best_epoch"], int)
 
 
 def _results(**changes) -> ModeComparison:
@@ -154,3 +159,21 @@ def test_the_modes_figure_starts_at_zero_and_labels_its_log_axis():
     assert scatter.get_xscale() == "log" and "1k" in labels and "10k" in labels
     assert "none (zero-shot, 0 trainable): 0.150" in scatter.get_legend().get_texts()[0].get_text()
     plt.close(fig)
+
+
+def test_a_prompt_blind_model_is_explained_by_what_its_text_tower_separates():
+    same = blind_reading("decoder", -0.001, {"within": 0.93, "across": 0.95})
+    assert "ignores the prompt (sensitivity -0.0010, below 0.1)" in same
+    assert "as close (cosine 0.950) as prompts of the same class (0.930)" in same
+    assert same.endswith("frozen in this mode, so training cannot change that.")
+    apart = blind_reading("lora", 0.02, {"within": 0.9, "across": 0.5})
+    assert "does separate the classes (cosine 0.500 across, 0.900 within)" in apart
+    assert "decoder that does not use the difference" in apart
+
+
+def test_a_figure_near_zero_reads_as_prompt_blind_either_side():
+    from helpers.evaluate.sensitivity import describe_sensitivity
+
+    assert describe_sensitivity(-0.001).startswith("prompt-blind")
+    assert describe_sensitivity(-0.2).startswith("inverted")
+    assert describe_sensitivity(0.3).startswith("partly prompt-aware")

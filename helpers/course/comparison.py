@@ -49,7 +49,9 @@ def mode_row(run: Any, per_class: pd.DataFrame, cuda: bool) -> dict[str, Any]:
 
 def mode_comparison(runs: Mapping[str, Any], per_class: pd.DataFrame, cuda: bool) -> pd.DataFrame:
     """`mode_row` of every run, indexed by mode, in the order of `runs`."""
-    return pd.DataFrame([mode_row(run, per_class, cuda) for run in runs.values()]).set_index("mode")
+    rows = [mode_row(run, per_class, cuda) for run in runs.values()]
+    # object columns: a count stays an integer beside a missing value (None, null in JSON)
+    return pd.DataFrame(rows, dtype=object).set_index("mode")
 
 
 def _reading_of_forms(mode: str, forms: pd.DataFrame, share: float) -> str:
@@ -84,6 +86,25 @@ def sensitivity_readings(
     return [
         _reading_of_forms(mode, table, localisation[mode]["all"]) for mode, table in forms.items()
     ]
+
+
+def blind_reading(mode: str, sensitivity: float, cosine: Mapping[str, float]) -> str:
+    """Why a model below `BLIND_BELOW` ignores the prompt, read from its text tower's cosine
+    similarities of the course prompts (`prompt_embedding_similarity`): whether prompts of the
+    other class are as close as prompts of the same class (within 0.01)."""
+    within, across = cosine["within"], cosine["across"]
+    if across >= within - 0.01:
+        why = (f"its text tower gives prompts of the other class embeddings as close (cosine "
+               f"{across:.3f}) as prompts of the same class ({within:.3f}), so the decoder has "
+               "nothing to tell the classes apart by")
+    else:
+        why = (f"its text tower does separate the classes (cosine {across:.3f} across, "
+               f"{within:.3f} within), so it is the decoder that does not use the difference")
+    frozen = {"none": "; nothing is trained in this mode",
+              "decoder": "; the text tower is frozen in this mode, so training cannot change that"}
+    return (f"{mode} ignores the prompt (sensitivity {sensitivity:.4f}, below {BLIND_BELOW}): "
+            f"at one threshold it marks nearly the same pixels whatever it is asked, so its IoU "
+            f"does not come from the prompt; {why}{frozen.get(mode, '')}.")
 
 
 def long_forms(forms: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

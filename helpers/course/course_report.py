@@ -268,8 +268,9 @@ def section_05(m: ThresholdSweep) -> str:
     out += [
         "",
         f"Post-processing chosen on validation: {m.postprocess_chosen_on_val} (a method replaces "
-        f"'none' only if it gains at least {m.postprocess_margin} IoU on validation, so a "
-        "smaller gain below is noise, not a choice).",
+        f"'none' only if it gains at least {m.postprocess_margin} IoU on validation: a fixed "
+        "rule of the course, not a measurement; the paired intervals after the table show "
+        "whether the validation photos resolve each gain).",
         "",
     ]
     out.append(

@@ -42,18 +42,17 @@ def stability_figure(draws: pd.DataFrame, summary: pd.DataFrame, test_curve: pd.
     left.legend(fontsize=8)
     right.set(xlabel="threshold", ylabel="test mean per-image IoU",
               title="test split, every prompt of the class: IoU at each threshold")
-    right.set_ylim(bottom=0)
-    right.legend(fontsize=7, ncol=2)
+    right.set_ylim(0, float(test_curve["iou"].max()) * 1.5 + 1e-3)  # room for the legend
+    right.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     return fig
 
 
 def _log_axis(ax, values: np.ndarray) -> None:
-    """A log x axis over whole decades around `values`, labelled 10k, 100k, 1M, ..."""
-    low = 10 ** np.floor(np.log10(values.min()))
-    high = 10 ** np.ceil(np.log10(values.max()))
-    if high / low < 100:
-        low, high = low / 10 if high / low < 10 else low, high * 10
+    """A log x axis over whole decades around `values`, labelled 10k, 100k, 1M, ..., with at
+    least a factor of 3 to spare on each side (room for the points' labels)."""
+    low = 10 ** np.floor(np.log10(values.min() / 3))
+    high = 10 ** np.ceil(np.log10(values.max() * 3))
     ax.set_xscale("log")
     ax.set_xlim(low, high)
     ax.xaxis.set_major_locator(LogLocator(base=10))
@@ -85,7 +84,8 @@ def modes_figure(spread: pd.DataFrame, comparison: pd.DataFrame, reference: str 
         right.legend(fontsize=8, loc="lower right")
     _log_axis(right, params.to_numpy())
     right.set_ylim(0, max(1e-3, float(miou.max())) * 1.2)
-    right.set(xlabel="trainable parameters (log scale)", ylabel="test mIoU (mean over classes)",
-              title="test split, thresholds chosen on validation: score against what trains")
+    right.set(xlabel="trainable parameters (log scale)", ylabel="test mIoU (mean over classes)")
+    right.set_title("test split, thresholds chosen on validation per mode and class\n"
+                    "mean over classes against what each mode trains", fontsize=10)
     fig.tight_layout()
     return fig

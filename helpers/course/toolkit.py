@@ -80,7 +80,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.course.summaries": ("course_summary", "show_summary"),
     "helpers.course.zero_shot": ("zero_shot_model",),
     "helpers.course.comparison": (
-        "long_forms", "long_localisation", "mode_comparison", "sensitivity_readings",
+        "blind_reading", "long_forms", "long_localisation", "mode_comparison",
+        "sensitivity_readings",
     ),
     "helpers.course.evaluation_figures": ("modes_figure", "stability_figure"),
     "helpers.course.viz": (

@@ -114,7 +114,7 @@ def describe_gains(
         raise ValueError("the bootstrap table has no differences: pass reference= to it")
     out = []
     for r in boot[boot["mode"] != reference].itertuples():
-        pct = f"{round(100 * r.level)} %"
+        pct = f"{r.level:.0%}"
         verdict = gain_verdict(
             r.diff_low, r.diff_high, f"above {reference} on these photos",
             f"below {reference} on these photos", f"not distinguishable from {reference}",

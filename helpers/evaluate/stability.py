@@ -120,13 +120,18 @@ def describe_stability(summary: pd.DataFrame) -> str:
             f"{r.threshold_low:.2f}-{r.threshold_high:.2f} ({pct} % of resamples), and the "
             f"test IoU over {r.test_iou_low:.3f}-{r.test_iou_high:.3f}"
         )
-        advice = (
-            "validation is large enough to choose"
-            if r.steps <= 1
-            else f"by the rule (median of the bootstrap choices) use {r.median_threshold:.2f}, "
-            f"test IoU {r.median_test_iou:.3f} against {r.test_iou:.3f} at the single choice "
-            f"{r.chosen:.2f}"
-        )
+        if r.steps <= 1:
+            advice = ("validation is large enough to choose (the choices stay within one sweep "
+                      "step)")
+        elif np.isclose(r.median_threshold, r.chosen):
+            advice = (f"the choices spread over {r.steps} sweep steps, more than one, so the rule "
+                      f"applies, and its median of the bootstrap choices is the single choice "
+                      f"itself, {r.chosen:.2f} (test IoU {r.test_iou:.3f})")
+        else:
+            advice = (f"the choices spread over {r.steps} sweep steps, more than one, so by the "
+                      f"rule (median of the bootstrap choices) use {r.median_threshold:.2f}, "
+                      f"test IoU {r.median_test_iou:.3f} against {r.test_iou:.3f} at the single "
+                      f"choice {r.chosen:.2f}")
         out.append(f"{r.dataset}: {spread}; {advice}.")
     return " ".join(out)
 

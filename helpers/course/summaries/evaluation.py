@@ -26,13 +26,18 @@ def summary_05(m: ThresholdSweep) -> list[str]:
                 f"{r['threshold_high']:.2f}): validation is large enough to choose."
             )
         else:
+            rule = (
+                f"gives the single choice itself, {r['chosen']:.2f}"
+                if r["median_threshold"] == r["chosen"]
+                else f"gives {r['median_threshold']:.2f}, test IoU {r['median_test_iou']:.3f} "
+                f"against {r['test_iou']:.3f} at the single choice"
+            )
             out.append(
                 f"{r['dataset']}: resampling its {r['val_photos']} validation photos moves the "
                 f"choice over {r['threshold_low']:.2f}-{r['threshold_high']:.2f} ({r['steps']} "
                 f"sweep steps, more than one) and its test IoU over {r['test_iou_low']:.3f}-"
                 f"{r['test_iou_high']:.3f}: too few photos to choose; the course's rule (median "
-                f"of the resampled choices) gives {r['median_threshold']:.2f}, test IoU "
-                f"{r['median_test_iou']:.3f} against {r['test_iou']:.3f}."
+                f"of the resampled choices) {rule}."
             )
     if m.postprocess_chosen_on_val:
         out.append(
