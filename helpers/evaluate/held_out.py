@@ -97,25 +97,38 @@ def describe_held_out(
     blind_below: float = BLIND_BELOW,
 ) -> list[str]:
     """One sentence per mode: do its held-out phrasings score within `close` mean IoU of its
-    training prompts, class by class, and does that mean anything (its prompt sensitivity,
-    `sensitivity[mode]`, at or above `blind_below`)?"""
+    training prompts, class by class (naming the weakest held-out phrasing where they score
+    lower), and does that mean anything (its prompt sensitivity, `sensitivity[mode]`, at or
+    above `blind_below`)?"""
     out = []
     gaps = held_out_gaps(scores)
     for mode, part in gaps.groupby("mode", sort=False):
-        per_class = "; ".join(
-            f"{r.dataset} {r.held_out_prompts:.3f} against {r.training_prompts:.3f} "
-            f"({r.gap:+.3f}: {_closeness(r.gap, close)})"
-            for r in part.itertuples()
-        )
+        unseen = scores[(scores["mode"] == mode) & scores["held_out"]]
+        per_class, lower = [], []
+        for r in part.itertuples():
+            reading = _closeness(r.gap, close)
+            if reading == "lower":
+                weakest = unseen[unseen["dataset"] == r.dataset].sort_values("iou").iloc[0]
+                reading += f"; weakest '{weakest['prompt']}' {weakest['iou']:.3f}"
+                lower.append(r.dataset)
+            per_class.append(f"{r.dataset} {r.held_out_prompts:.3f} against "
+                             f"{r.training_prompts:.3f} ({r.gap:+.3f}: {reading})")
         s = sensitivity.get(mode)
         if s is None:
             listens = ""
-        elif s >= blind_below:
-            listens = (f" It listens to the prompt (sensitivity {s:.3f}, at least {blind_below}), "
-                       "so where they are close the class follows words it never trained on.")
-        else:
+        elif s < blind_below:
             listens = (f" It ignores the prompt (sensitivity {s:.3f}, below {blind_below}), so "
                        "any phrasing scores alike and closeness says nothing about the words.")
-        out.append(f"{mode}: held-out phrasings score mean test IoU {per_class} (close: within "
-                   f"{close} of the training prompts' mean).{listens}")
+        else:
+            followed = [c for c in part["dataset"] if c not in lower]
+            listens = f" It listens to the prompt (sensitivity {s:.3f}, at least {blind_below})"
+            if followed:
+                listens += (f": on {' and '.join(followed)} the class follows words it never "
+                            "trained on")
+            if lower:
+                listens += (f"{';' if followed else ':'} on {' and '.join(lower)} it does not "
+                            "carry over to the held-out words as well as to its training ones")
+            listens += "."
+        out.append(f"{mode}: held-out phrasings score mean test IoU {'; '.join(per_class)} "
+                   f"(close: within {close} of the training prompts' mean).{listens}")
     return out
