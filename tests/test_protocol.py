@@ -15,8 +15,6 @@ from helpers.evaluate.predictions import evaluate_model
 from helpers.evaluate.protocol import evaluate_protocol, extra_prompts
 from helpers.evaluate.sensitivity import cross_prompt_scores, sensitivity_forms
 
-pytestmark = pytest.mark.slow  # three evaluations of a tiny model: about 15 s
-
 HELD = {"cracks": ["hairline fracture"], "taping": ["joint compound"]}
 
 
