@@ -16,7 +16,9 @@ import pytest  # noqa: E402
 
 from helpers.course.comparison import (  # noqa: E402
     blind_reading,
+    long_localisation,
     mode_comparison,
+    readable,
     sensitivity_readings,
 )
 from helpers.course.course_report import build_report  # noqa: E402
@@ -177,3 +179,10 @@ def test_a_figure_near_zero_reads_as_prompt_blind_either_side():
     assert describe_sensitivity(-0.001).startswith("prompt-blind")
     assert describe_sensitivity(-0.2).startswith("inverted")
     assert describe_sensitivity(0.3).startswith("partly prompt-aware")
+
+
+def test_a_share_the_wrong_prompts_never_had_is_written_as_words_not_nan():
+    table = long_localisation({"lora": {"cracks": 0.12345, "taping": math.nan, "all": 0.1}})
+    shown = readable(table.set_index("mode"), missing="nothing marked")
+    assert shown.loc["lora", "cracks"] == 0.123 and shown.loc["lora", "taping"] == "nothing marked"
+    assert "NaN" not in shown.to_string() and "nan" not in shown.to_html()

@@ -112,6 +112,13 @@ def long_forms(forms: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(forms, names=["mode"]).reset_index()
 
 
+def readable(frame: pd.DataFrame, digits: int = 3, missing: str = "-") -> pd.DataFrame:
+    """`frame` for display: numbers rounded to `digits`, a missing value written as `missing`
+    (a word a reader can read, not NaN), counts left as they are."""
+    rounded = frame.round(digits).astype(object)
+    return rounded.where(frame.notna(), missing)
+
+
 def long_localisation(localisation: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """The wrong prompts' share on the label, a row per mode (NaN where they mark nothing)."""
     return pd.DataFrame.from_dict(localisation, orient="index").rename_axis("mode").reset_index()

@@ -80,7 +80,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.course.summaries": ("course_summary", "show_summary"),
     "helpers.course.zero_shot": ("zero_shot_model",),
     "helpers.course.comparison": (
-        "blind_reading", "long_forms", "long_localisation", "mode_comparison",
+        "blind_reading", "long_forms", "long_localisation", "mode_comparison", "readable",
         "sensitivity_readings",
     ),
     "helpers.course.evaluation_figures": ("modes_figure", "stability_figure"),
