@@ -1,41 +1,40 @@
-"""Held-out phrasings: scored on test at the class thresholds chosen from training prompts."""
+"""Held-out phrasings: scored on test at the class thresholds chosen from training prompts,
+and read with their criterion."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
-from helpers.core.io import write_mask_png
 from helpers.data.prompts import PROMPTS
-from helpers.demo.tiny_model import build_tiny_model
-from helpers.evaluate.held_out import HELD_OUT_PROMPTS, check_held_out, held_out_scores
-from helpers.evaluate.predictions import evaluate_model
-from helpers.evaluate.sweep import choose_thresholds
-from helpers.inference.segmenter import Segmenter
+from helpers.evaluate.held_out import (
+    HELD_OUT_PROMPTS,
+    check_held_out,
+    describe_held_out,
+    held_out_gaps,
+    held_out_scores,
+)
 
 TRAINED = {"cracks": ["segment crack"], "taping": ["segment taping area"]}
 HELD = {"cracks": ["hairline fracture"], "taping": ["joint compound"]}
+GRID = (0.3, 0.5, 0.7)
 
 
-@pytest.fixture(scope="module")
-def segmenter():
-    return Segmenter(*build_tiny_model())
+def _rows(image, dataset, prompt, split, best, iou=1.0):
+    """Sweep rows of one image and prompt: `iou` at threshold `best`, 0.2 elsewhere."""
+    return [{"image_id": image, "dataset": dataset, "prompt": prompt, "split": split,
+             "threshold": t, "iou": iou if t == best else 0.2} for t in GRID]
 
 
-@pytest.fixture()
-def manifest(tmp_path):
-    rng = np.random.default_rng(0)
+def _table() -> pd.DataFrame:
     rows = []
-    for i in range(8):
-        dataset = "cracks" if i < 4 else "taping"
-        image = tmp_path / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(image)
-        mask = write_mask_png(tmp_path / f"mask{i}.png", rng.random((40, 48)) < 0.3)
-        split = "val" if i % 2 else "test"
-        rows.append({"image_path": str(image), "mask_path": str(mask), "true_mask_path": "",
-                     "dataset": dataset, "split": split})
+    for cls, best in (("cracks", 0.3), ("taping", 0.7)):
+        (trained,), (held,) = TRAINED[cls], HELD[cls]
+        rows += _rows(f"{cls}-val", cls, trained, "val", best)
+        # a held-out prompt on val would pick another threshold: it must not be used
+        rows += _rows(f"{cls}-val", cls, held, "val", 0.5)
+        rows += _rows(f"{cls}-test", cls, trained, "test", best, iou=0.8)
+        rows += _rows(f"{cls}-test", cls, held, "test", best, iou=0.6)
     return pd.DataFrame(rows)
 
 
@@ -47,23 +46,34 @@ def test_default_held_out_prompts_are_not_training_prompts():
         check_held_out({"mould": ["mould"]}, PROMPTS)
 
 
-def test_held_out_prompts_are_scored_at_the_training_prompts_thresholds(
-    tmp_path, segmenter, manifest
-):
-    table = held_out_scores(segmenter, manifest, tmp_path / "store", "tiny", HELD, TRAINED,
-                            batch_size=4, progress=False)
+def test_held_out_prompts_are_scored_at_the_training_prompts_thresholds():
+    table = held_out_scores(_table(), HELD, TRAINED)
     assert list(table["prompt"]) == [
         "segment crack", "hairline fracture", "segment taping area", "joint compound"
     ]
     assert list(table["held_out"]) == [False, True, False, True]
-    assert (table["images"] == 2).all()  # the two test images of each class
+    # thresholds from the training prompts on val (0.3 and 0.7), not from the held-out rows
+    assert list(table["threshold"]) == [0.3, 0.3, 0.7, 0.7]
+    assert list(table["iou"]) == pytest.approx([0.8, 0.6, 0.8, 0.6])
+    assert (table["images"] == 1).all()
 
-    sweep, _ = evaluate_model(segmenter, manifest, tmp_path / "store", "tiny", ("val", "test"),
-                              {c: [*TRAINED[c], *HELD[c]] for c in TRAINED}, progress=False)
-    trained_rows = sweep["prompt"].isin(["segment crack", "segment taping area"])
-    chosen = choose_thresholds(sweep[trained_rows])
-    for row in table.itertuples():
-        assert row.threshold == pytest.approx(chosen[row.dataset])
-        rows = sweep[(sweep["split"] == "test") & (sweep["prompt"] == row.prompt)
-                     & np.isclose(sweep["threshold"], chosen[row.dataset])]
-        assert row.iou == pytest.approx(rows["iou"].mean())
+
+def test_held_out_prompts_need_their_test_rows():
+    table = _table()
+    with pytest.raises(ValueError, match="hairline fracture"):
+        held_out_scores(table[table["prompt"] != "hairline fracture"], HELD, TRAINED)
+
+
+def test_the_reading_states_its_criterion_and_whether_the_model_listens():
+    scores = held_out_scores(_table(), HELD, TRAINED)
+    both = pd.concat([scores.assign(mode="lora"), scores.assign(mode="decoder")])
+    gaps = held_out_gaps(both)
+    assert list(gaps["gap"]) == pytest.approx([-0.2] * 4)
+    lora, decoder = describe_held_out(both, {"lora": 0.6, "decoder": 0.01}, close=0.05)
+    assert "cracks 0.600 against 0.800 (-0.200: lower; weakest 'hairline fracture' 0.600)" in lora
+    assert "within 0.05" in lora and "listens to the prompt (sensitivity 0.600" in lora
+    assert "on cracks and taping it does not carry over to the held-out words" in lora
+    assert "ignores the prompt (sensitivity 0.010" in decoder
+    (near,) = describe_held_out(scores.assign(mode="lora"), {"lora": 0.6}, close=0.25)
+    assert "(-0.200: close)" in near
+    assert "on cracks and taping the class follows words it never trained on." in near

@@ -53,12 +53,31 @@ def test_05_chooses_thresholds_on_validation_and_writes_predict_defaults(execute
     settings = read_json(resolve(m["predict_settings"]))  # named relative to the repository
     assert settings["threshold"] == m["thresholds_chosen_on_val"]
     assert settings["postprocess"] == m["postprocess_chosen_on_val"]
+    stability = {r["dataset"]: r for r in m["threshold_stability"]}
+    assert set(stability) == {"cracks", "taping"}
+    for cls, r in stability.items():  # the resampled choices, and the test IoU of each
+        assert r["chosen"] == m["thresholds_chosen_on_val"][cls]
+        assert r["test_iou"] == pytest.approx(m["test_iou_at_val_threshold"][cls], abs=1e-6)
+        assert r["threshold_low"] <= r["median_threshold"] <= r["threshold_high"]
+        assert r["recommended"] == (r["chosen"] if r["steps"] <= 1 else r["median_threshold"])
+        assert cls in m["threshold_stability_reading"]
+    assert m["threshold_rule"] and len(m["curve_readings"]) == 8  # 2 classes x 2 splits x 2
+    gains = m["postprocess_gain_val"]
+    assert {(r["mode"], r["dataset"]) for r in gains} == {
+        (method, cls) for method in ("none", "open_close", "remove_small")
+        for cls in ("cracks", "taping")
+    }
+    for r in gains:  # paired against "none" on the same validation photos
+        assert r["diff_low"] <= r["diff"] <= r["diff_high"] or r["mode"] == "none"
+        assert r["photos"] == m["split_photos"]["val"][r["dataset"]]
+    assert len(m["postprocess_gain_readings"]) == 4
 
 
 def test_06_compares_three_modes_under_one_protocol(executed):
     m = executed["06_full_vs_lora"]
     rows = {r["mode"]: r for r in m["comparison"]}
-    assert set(rows) == {"decoder", "lora", "full"}
+    assert set(rows) == {"none", "decoder", "lora", "full"}
+    assert rows["none"]["trainable_parameters"] == 0 and rows["none"]["checkpoint_mb"] == 0
     assert rows["lora"]["trainable_parameters"] < rows["decoder"]["trainable_parameters"]
     assert rows["decoder"]["trainable_parameters"] < rows["full"]["trainable_parameters"]
     assert rows["lora"]["checkpoint_mb"] < rows["full"]["checkpoint_mb"]
@@ -72,6 +91,27 @@ def test_06_compares_three_modes_under_one_protocol(executed):
         assert r["iou"] == pytest.approx(rows[r["mode"]][f"test_iou_{r['dataset']}"], abs=1e-4)
         assert r["iou_low"] <= r["iou"] <= r["iou_high"]
         assert r["photos"] <= m["split_images"]["test"][r["dataset"]]
+    assert m["bootstrap_reference"] == "none"  # each mode's gain over the zero-shot model
+    zero = {r["dataset"]: r["iou"] for r in spread if r["mode"] == "none"}
+    for r in spread:
+        assert r["diff"] == pytest.approx(r["iou"] - zero[r["dataset"]], abs=1e-9)
+    assert {r["mode"] for r in m["test_iou_vs_lora"]} == set(rows)
+    for sentence in m["gain_readings"]:  # verdicts name their photos and the one seed
+        assert " photos: " in sentence and f"seed {m['seed']}" in sentence
+    forms = {(r["mode"], r["form"]) for r in m["prompt_sensitivity_forms"]}
+    assert forms == {(mode, form) for mode in rows for form in (
+        "labelled", "all", "deployed", "deployed_blind", "on_object")}
+    assert {r["mode"] for r in m["wrong_prompt_localisation"]} == set(rows)
+    assert len(m["sensitivity_readings"]) == len(rows)
+    held = m["held_out_prompts_test"]
+    for mode in rows:  # unseen phrasings at the training prompts' validation thresholds
+        mine = [r for r in held if r["mode"] == mode]
+        assert {r["prompt"] for r in mine if r["held_out"]} == {
+            "wall crack", "hairline fracture", "drywall tape joint", "joint compound"}
+        assert all(r["threshold"] == m["thresholds"][mode][r["dataset"]] for r in mine)
+    assert len(m["held_out_readings"]) == len(rows)
+    text = (metrics_dir(RUN) / "06_full_vs_lora.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON: a missing value is null
 
 
 def test_07_measures_the_rectangle_bias_and_the_refinement(executed):

@@ -273,13 +273,19 @@ def section_05(m: ThresholdSweep) -> str:
         {
             "class": c,
             "threshold (val)": m.thresholds_chosen_on_val[c],
+            "val IoU at it": m.val_iou_at_val_threshold.get(c),
             "test IoU": m.test_iou_at_val_threshold[c],
+            "threshold (test)": m.thresholds_if_tuned_on_test.get(c),
+            "val IoU at the test's pick": m.val_iou_at_test_threshold.get(c),
             "test IoU if tuned on test": m.test_iou_if_tuned_on_test[c],
             "inflation": m.inflation_from_tuning_on_test[c],
         }
         for c in m.thresholds_chosen_on_val
     ]
     out.append(_table(rows))
+    if m.peeking_readings:
+        out += ["", *_bullets(m.peeking_readings)]
+    out += stability_lines(m)
     out += [
         "",
         "Per class at those thresholds (iou and dice: means over images; pooled_iou: the true "
@@ -316,8 +322,9 @@ def section_05(m: ThresholdSweep) -> str:
     out += [
         "",
         f"Post-processing chosen on validation: {m.postprocess_chosen_on_val} (a method replaces "
-        f"'none' only if it gains at least {m.postprocess_margin} IoU on validation, so a "
-        "smaller gain below is noise, not a choice).",
+        f"'none' only if it gains at least {m.postprocess_margin} IoU on validation: a fixed "
+        "rule of the course, not a measurement; the paired intervals after the table show "
+        "whether the validation photos resolve each gain).",
         "",
     ]
     out.append(
@@ -326,12 +333,53 @@ def section_05(m: ThresholdSweep) -> str:
             ["dataset", "split", "method", "images", "iou", "cldice", "bf1"],
         )
     )
+    if m.postprocess_gain_val:
+        out += [
+            "",
+            "What the margin does not measure: each method's validation IoU minus 'none''s on "
+            "the same images (diff), with a paired interval from resampling the validation "
+            "photos:",
+            "",
+            _table([{"method": r["mode"], **r} for r in m.postprocess_gain_val],
+                   ["dataset", "method", "photos", "iou", "diff", "diff_low", "diff_high"]),
+            "",
+            *_bullets(m.postprocess_gain_readings),
+        ]
     return "\n".join(out)
 
 
+def _bullets(sentences: Iterable[str]) -> list[str]:
+    """Recorded sentences as a Markdown list (their numbers are the run's)."""
+    return [f"- {s}" for s in sentences] + [""]
+
+
+def stability_lines(m: ThresholdSweep) -> list[str]:
+    """How far the validation choice moves with the validation photos (05), as report lines."""
+    if not m.threshold_stability:
+        return []
+    return [
+        "",
+        "How much the validation photos decide the threshold: the validation photos resampled "
+        f"{m.threshold_stability[0]['resamples']} times, the threshold chosen again on each "
+        "sample, and the test IoU each choice gives (interval: the middle "
+        f"{m.threshold_stability[0]['level']} of the resamples):",
+        "",
+        _table(m.threshold_stability, ["dataset", "val_photos", "chosen", "test_iou",
+                                       "threshold_low", "threshold_high", "steps",
+                                       "test_iou_low", "test_iou_high", "median_threshold",
+                                       "median_test_iou", "recommended"]),
+        "",
+        m.threshold_stability_reading,
+        "",
+        f"The course's rule: {m.threshold_rule}.",
+        "",
+    ]
+
+
 def section_06(m: ModeComparison) -> str:
+    modes = [row["mode"] for row in m.comparison]
     out = [
-        "## 06 · Decoder-only vs LoRA vs full fine-tuning",
+        "## 06 · Zero-shot vs decoder-only vs LoRA vs full fine-tuning",
         "",
         "Split sizes:",
         "",
@@ -339,7 +387,9 @@ def section_06(m: ModeComparison) -> str:
         f"Thresholds chosen on {m.thresholds_chosen_on} per mode and class ("
         + "; ".join(f"{mode}: {_thresholds(t)}" for mode, t in m.thresholds.items())
         + f"); {m.epochs} epochs, seed {m.seed}; scores on test at full resolution, every "
-        "prompt of each class, no post-processing.",
+        "prompt of each class, no post-processing."
+        + (" Mode none is the base model untrained (zero-shot), evaluated the same way."
+           if "none" in modes else ""),
         "",
     ]
     out.append(_table(m.comparison))
@@ -356,41 +406,102 @@ def section_06(m: ModeComparison) -> str:
             "",
             _table(m.full_size_modes),
         ]
-    if m.test_iou_photo_bootstrap:
-        out += [
-            "",
-            "Test mean IoU with intervals (iou_low, iou_high) that hold the middle "
-            f"{m.test_iou_photo_bootstrap[0]['level']} of the means from resampling the test "
-            "photos (the same photos "
-            "for every mode in each round); diff is a mode's mean minus LoRA's, with its paired "
-            "interval: one that contains 0 means this split cannot tell the two apart.",
-            "",
-            _table(m.test_iou_photo_bootstrap, [c for c in m.test_iou_photo_bootstrap[0]
-                                                if c != "level"]),
-        ]
+    out += _bootstrap_lines(m)
     if m.runtime.get("device") != "cuda":
         out += [
             "",
             "Peak memory is measured per mode on CUDA only (each mode's peak allocated memory), "
             "so this CPU run's table leaves it out: a process's resident peak mixes modes.",
         ]
-    sensitivity = m.prompt_sensitivity_test
-    if sensitivity:
-        from helpers.evaluate.sensitivity import describe_by_class
+    out += _listening_lines(m)
+    out += _held_out_lines(m)
+    return "\n".join(out)
 
+
+def _bootstrap_lines(m: ModeComparison) -> list[str]:
+    """06's intervals over test photos, the paired differences and their verdicts."""
+    if not m.test_iou_photo_bootstrap:
+        return []
+    ref = m.bootstrap_reference
+    name = "the zero-shot model's (none)" if ref == "none" else f"{ref}'s"
+    out = [
+        "",
+        "Test mean IoU with intervals (iou_low, iou_high) that hold the middle "
+        f"{m.test_iou_photo_bootstrap[0]['level']} of the means from resampling the test "
+        f"photos (the same photos for every mode in each round); diff is a mode's mean minus "
+        f"{name}, with its paired interval: one that contains 0 means this split cannot tell "
+        f"the two apart. The intervals cover the choice of test photos only: each mode was "
+        f"trained once (seed {m.seed}).",
+        "",
+        _table(m.test_iou_photo_bootstrap,
+               [c for c in m.test_iou_photo_bootstrap[0] if c != "level"]),
+    ]
+    if m.test_iou_vs_lora:
+        out += ["", "The same resamples, differences from LoRA:", "",
+                _table(m.test_iou_vs_lora, ["mode", "dataset", "photos", "diff", "diff_low",
+                                            "diff_high"])]
+    if m.gain_readings:
+        out += ["", *_bullets(m.gain_readings)]
+    return out
+
+
+def _listening_lines(m: ModeComparison) -> list[str]:
+    """06's prompt sensitivity: the labelled figure per mode, the four forms, where the wrong
+    prompts' pixels land, and the recorded readings."""
+    from helpers.evaluate.sensitivity import describe_by_class
+
+    sensitivity = m.prompt_sensitivity_test
+    if not sensitivity:
+        return []
+    out = [
+        "",
+        "Does each model listen to the prompt? Every test image is also scored with the other "
+        "class's prompts; prompt sensitivity is 0 for a model that ignores the prompt and 1 "
+        "when only the right prompt marks anything:",
+        "",
+        _table([
+            {"mode": mode, "prompt sensitivity": s["all"], "crack images": s["cracks"],
+             "taping images": s["taping"], "reading": describe_by_class(s)}
+            for mode, s in sensitivity.items()
+        ]),
+    ]
+    if m.prompt_sensitivity_forms:
         out += [
             "",
-            "Does each model listen to the prompt? Every test image is also scored with the other "
-            "class's prompts; prompt sensitivity is 0 for a model that ignores the prompt and 1 "
-            "when only the right prompt marks anything:",
+            "The same in four forms (labelled: images whose label marks something; all: every "
+            "image; deployed: each prompt at its own class's threshold, read against "
+            "deployed_blind, a prompt-blind copy at those thresholds; on_object: from the "
+            "pixels on the label only), and the share of the wrong prompts' pixels that lie on "
+            "the image's label:",
             "",
-            _table([
-                {"mode": mode, "prompt sensitivity": s["all"], "crack images": s["cracks"],
-                 "taping images": s["taping"], "reading": describe_by_class(s)}
-                for mode, s in sensitivity.items()
-            ]),
+            _table(m.prompt_sensitivity_forms),
+            "",
+            _table(m.wrong_prompt_localisation),
         ]
-    return "\n".join(out)
+    if m.sensitivity_readings:
+        out += ["", *_bullets(m.sensitivity_readings)]
+    return out
+
+
+def _held_out_lines(m: ModeComparison) -> list[str]:
+    """06's held-out phrasings: test IoU per prompt and mode, the gaps, and the readings."""
+    if not m.held_out_prompts_test:
+        return []
+    table = pd.DataFrame(m.held_out_prompts_test).pivot_table(
+        index=["dataset", "held_out", "prompt"], columns="mode", values="iou", sort=False
+    )
+    return [
+        "",
+        "Phrasings no training item used, scored on test at each class's threshold chosen on "
+        "validation from the training prompts (held_out marks them; mean per-image IoU per "
+        "mode), and per mode and class the mean of each set and their gap:",
+        "",
+        _table(table.reset_index()),
+        "",
+        _table(m.held_out_gaps),
+        "",
+        *_bullets(m.held_out_readings),
+    ]
 
 
 def _is_number(value: object) -> bool:
@@ -548,7 +659,7 @@ KEY_FIGURES: dict[str, tuple[str, ...]] = {
     "02_mask_rendering": ("02_rectangle_vs_seam.png",),
     "03_joint_dataset": ("03_split_sizes.png",),
     "04_lora_training": ("04_training_curves.png", "04_prompt_switch.png"),
-    "05_threshold_sweep": ("05_threshold_curves.png",),
+    "05_threshold_sweep": ("05_threshold_curves.png", "05_threshold_stability.png"),
     "06_full_vs_lora": ("06_modes.png",),
     "07_failure_analysis": ("07_gallery_cracks.png", "07_gallery_taping.png"),
 }

@@ -382,11 +382,21 @@ class ThresholdSweep(ModelResults):
     test_iou_predict_defaults: PerClass
     final_scores: Records
     predict_settings: str
+    curve_readings: list[str] = field(default_factory=list)  # what the curves do, per class
+    val_iou_at_val_threshold: PerClass = field(default_factory=dict)
+    val_iou_at_test_threshold: PerClass = field(default_factory=dict)  # the test's pick, on val
+    peeking_readings: list[str] = field(default_factory=list)  # val's pick against test's
+    postprocess_gain_val: Records = field(default_factory=list)  # photo bootstrap vs "none"
+    postprocess_gain_readings: list[str] = field(default_factory=list)
+    threshold_stability: Records = field(default_factory=list)  # per class: resampled val photos
+    threshold_stability_reading: str = ""
+    threshold_rule: str = ""  # what the course does when validation is too small to choose
 
 
 @dataclass(kw_only=True)
 class ModeComparison(ModelResults):
-    """06: decoder-only, LoRA and full fine-tuning under one protocol."""
+    """06: the zero-shot base model, decoder-only, LoRA and full fine-tuning under one
+    protocol."""
 
     NAME: ClassVar[str] = "06_full_vs_lora"
     epochs: int
@@ -400,7 +410,16 @@ class ModeComparison(ModelResults):
     prompt_sensitivity_test: dict[str, PerClass]  # mode -> class / "all" -> sensitivity
     cross_prompt_matrix_test: dict[str, Records]
     test_iou_photo_bootstrap: Records = field(default_factory=list)  # intervals over photos
+    bootstrap_reference: str = "lora"  # the mode test_iou_photo_bootstrap's diff is taken from
+    test_iou_vs_lora: Records = field(default_factory=list)  # paired differences from LoRA
+    gain_readings: list[str] = field(default_factory=list)  # verdicts, photos and seed stated
     full_size_modes: Records = field(default_factory=list)  # mode_sizes of the real architecture
+    prompt_sensitivity_forms: Records = field(default_factory=list)  # mode, form, per class
+    wrong_prompt_localisation: Records = field(default_factory=list)  # share on the label
+    sensitivity_readings: list[str] = field(default_factory=list)
+    held_out_prompts_test: Records = field(default_factory=list)  # mode, dataset, prompt, iou
+    held_out_gaps: Records = field(default_factory=list)  # held-out minus training prompts
+    held_out_readings: list[str] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

@@ -46,7 +46,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.inference.mask_files": ("PredictSettings",),
     "helpers.inference.postprocess": ("CHOICE_MARGIN", "METHODS", "choose_method"),
     # evaluate
-    "helpers.evaluate.bootstrap": ("LEVEL", "N_RESAMPLES", "photo_bootstrap"),
+    "helpers.evaluate.bootstrap": ("LEVEL", "N_RESAMPLES", "describe_gains", "photo_bootstrap"),
+    "helpers.evaluate.curves": ("curve_readings",),
     "helpers.evaluate.failures": (
         "FAIL_IOU", "cause_sentence", "failure_conclusion", "failure_counts", "gallery_picks",
         "refinement_quality", "root_cause_table", "taxonomy",
@@ -56,12 +57,17 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.evaluate.predictions": (
         "evaluate_model", "image_id", "probability_path", "read_probability",
     ),
-    "helpers.evaluate.held_out": ("HELD_OUT_PROMPTS", "held_out_scores"),
+    "helpers.evaluate.held_out": (
+        "CLOSE", "HELD_OUT_PROMPTS", "describe_held_out", "held_out_gaps", "held_out_scores",
+    ),
+    "helpers.evaluate.protocol": ("evaluate_protocol",),
     "helpers.evaluate.sensitivity": (
         "BLIND_BELOW", "FORMS", "cross_prompt_scores", "describe_by_class", "per_image_sensitivity",
         "prompt_embedding_similarity", "sensitivity_forms", "wrong_prompt_localisation",
     ),
-    "helpers.evaluate.stability": ("RULE", "describe_stability", "threshold_stability"),
+    "helpers.evaluate.stability": (
+        "RULE", "describe_peeking", "describe_stability", "threshold_stability",
+    ),
     "helpers.evaluate.stored": ("stored_scores",),
     "helpers.evaluate.sweep": (
         "apply_thresholds", "choose_thresholds", "summary_at", "threshold_curve",
@@ -91,6 +97,11 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.course.sources": ("prepared_data",),
     "helpers.course.summaries": ("course_summary", "show_summary"),
     "helpers.course.zero_shot": ("zero_shot_model",),
+    "helpers.course.comparison": (
+        "blind_reading", "long_forms", "long_localisation", "mode_comparison", "readable",
+        "sensitivity_readings",
+    ),
+    "helpers.course.evaluation_figures": ("modes_figure", "stability_figure"),
     "helpers.course.viz": (
         "CLASS_COLOURS", "CLASS_PALETTE", "bootstrap_bars", "denormalise", "draw_annotations",
         "evenly_spaced", "image_grid", "integer_ticks", "overlay", "probability_grid",

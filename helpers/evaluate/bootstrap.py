@@ -92,3 +92,39 @@ def photo_bootstrap(
                 })
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def gain_verdict(low: float, high: float, better: str, worse: str, same: str) -> str:
+    """`better` when the whole interval of a difference lies above 0, `worse` when below 0,
+    else `same` (the interval contains 0: these photos cannot tell the two apart)."""
+    return better if low > 0 else worse if high < 0 else same
+
+
+def describe_gains(
+    boot: pd.DataFrame, reference: str, what: str = "test IoU", seeds: str = "",
+    small: int = 20,
+) -> list[str]:
+    """One sentence per model and class of `photo_bootstrap`'s table (with `reference`): the
+    paired difference from the reference, its interval, the photos it was resampled over, and
+    the verdict by the interval (above / below / not distinguishable). `seeds` says how the
+    models were trained (e.g. "each mode trained once, seed 42"): the interval covers the
+    choice of photos only, and the sentence says so. Under `small` photos it adds that the
+    interval itself is rough (a few photos allow few distinct resamples)."""
+    if "diff" not in boot:
+        raise ValueError("the bootstrap table has no differences: pass reference= to it")
+    out = []
+    for r in boot[boot["mode"] != reference].itertuples():
+        pct = f"{r.level:.0%}"
+        verdict = gain_verdict(
+            r.diff_low, r.diff_high, f"above {reference} on these photos",
+            f"below {reference} on these photos", f"not distinguishable from {reference}",
+        )
+        scope = "the interval covers the choice of photos only"
+        scope += f"; {seeds}, so another seed could move it" if seeds else ""
+        rough = f"; only {r.photos} photos: the interval itself is rough" * (r.photos < small)
+        out.append(
+            f"{r.mode} on {r.dataset}: {what} {r.diff:+.3f} against {reference}, {pct} interval "
+            f"[{r.diff_low:+.3f}, {r.diff_high:+.3f}] over {r.photos} photos: {verdict} "
+            f"(the criterion: the interval lies wholly above or below 0; {scope}{rough})."
+        )
+    return out

@@ -2,20 +2,25 @@
 
 The held-out phrasings are scored on the test split beside the training prompts, at the
 thresholds chosen per class on validation from the training prompts only (the threshold a
-deployed model would use), so a held-out prompt gets no tuning of its own.
+deployed model would use), so a held-out prompt gets no tuning of its own. Only the test
+split needs the held-out prompts (`helpers.evaluate.protocol` adds them to the one extra
+pass over test that also scores the other class's prompts).
+
+What the table can show: whether a phrasing the model never trained on marks as well as the
+training phrasings (`describe_held_out`, criterion `CLOSE`). That says the model follows the
+meaning only when it listens to the prompt at all: a prompt-blind model scores every
+phrasing alike, so its closeness says nothing about words (the reading says which it is).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
 from helpers.data.prompts import PROMPTS
-from helpers.evaluate.predictions import evaluate_model
+from helpers.evaluate.sensitivity import BLIND_BELOW
 from helpers.evaluate.sweep import apply_thresholds, choose_thresholds
-from helpers.inference.segmenter import Segmenter
 
 HELD_OUT_PROMPTS: dict[str, list[str]] = {
     "cracks": ["wall crack", "hairline fracture"],
@@ -23,6 +28,7 @@ HELD_OUT_PROMPTS: dict[str, list[str]] = {
 }
 
 COLUMNS = ["dataset", "prompt", "held_out", "threshold", "images", "iou"]
+CLOSE = 0.05  # held-out phrasings within this much mean IoU of the training prompts: "close"
 
 
 def check_held_out(
@@ -39,36 +45,90 @@ def check_held_out(
 
 
 def held_out_scores(
-    segmenter: Segmenter,
-    manifest: pd.DataFrame,
-    store: str | Path,
-    key: str,
+    table: pd.DataFrame,
     held_out: Mapping[str, Sequence[str]] = HELD_OUT_PROMPTS,
     trained: Mapping[str, Sequence[str]] = PROMPTS,
-    batch_size: int = 8,
-    progress: bool = True,
+    split: str = "test",
 ) -> pd.DataFrame:
-    """Test mean IoU per class and prompt, training and held-out prompts side by side.
+    """Mean IoU on `split` per class and prompt, training and held-out prompts side by side.
 
-    One evaluation (`evaluate_model`, stored under `store` for `key`) covers val and test
-    with both sets of prompts; thresholds are chosen per class on val from the training
-    prompts' rows (`choose_thresholds`) and applied to every prompt of that class on test.
-    Columns: dataset, prompt, held_out, threshold, images, iou.
+    `table` is a sweep table (`evaluate_model`) holding the training prompts on val and
+    `split` and the held-out prompts on `split`. Thresholds are chosen per class on val from
+    the training prompts' rows only (`choose_thresholds`) and applied to every prompt of the
+    class. Columns: dataset, prompt, held_out, threshold, images, iou; training prompts first.
     """
     check_held_out(held_out, trained)
-    prompts = {cls: [*trained[cls], *held_out.get(cls, [])] for cls in trained}
-    table, _ = evaluate_model(
-        segmenter, manifest, store, key, ("val", "test"), prompts, batch_size, progress
-    )
     unseen = {p for options in held_out.values() for p in options}
+    known = unseen | {p for options in trained.values() for p in options}
+    table = table[table["prompt"].isin(known)]
+    missing = sorted(unseen - set(table.loc[table["split"] == split, "prompt"]))
+    if missing:
+        raise ValueError(f"the table has no {split} rows for the held-out prompts {missing}")
     chosen = choose_thresholds(table[~table["prompt"].isin(unseen)], split="val")
-    scored = apply_thresholds(table, chosen, split="test")
+    scored = apply_thresholds(table, chosen, split=split)
     out = (
         scored.groupby(["dataset", "prompt"], sort=False)
         .agg(threshold=("threshold", "first"), images=("image_id", "nunique"), iou=("iou", "mean"))
         .reset_index()
     )
     out.insert(2, "held_out", out["prompt"].isin(unseen))
+    prompts = {cls: [*trained[cls], *held_out.get(cls, [])] for cls in trained}
     order = {p: i for i, p in enumerate(p for cls in prompts.values() for p in cls)}
     out = out.iloc[out["prompt"].map(order).argsort(kind="stable")]
     return out[COLUMNS].reset_index(drop=True)
+
+
+def held_out_gaps(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per mode and class (`scores` has a `mode` column): the mean IoU of the training
+    prompts, of the held-out prompts, and `gap` = held-out minus training."""
+    means = scores.pivot_table(index=["mode", "dataset"], columns="held_out", values="iou",
+                               aggfunc="mean", sort=False)
+    out = pd.DataFrame({"training_prompts": means[False], "held_out_prompts": means[True]})
+    out["gap"] = out["held_out_prompts"] - out["training_prompts"]
+    return out.reset_index()
+
+
+def _closeness(gap: float, close: float) -> str:
+    return "close" if abs(gap) <= close else "lower" if gap < 0 else "higher"
+
+
+def describe_held_out(
+    scores: pd.DataFrame, sensitivity: Mapping[str, float], close: float = CLOSE,
+    blind_below: float = BLIND_BELOW,
+) -> list[str]:
+    """One sentence per mode: do its held-out phrasings score within `close` mean IoU of its
+    training prompts, class by class (naming the weakest held-out phrasing where they score
+    lower), and does that mean anything (its prompt sensitivity, `sensitivity[mode]`, at or
+    above `blind_below`)?"""
+    out = []
+    gaps = held_out_gaps(scores)
+    for mode, part in gaps.groupby("mode", sort=False):
+        unseen = scores[(scores["mode"] == mode) & scores["held_out"]]
+        per_class, lower = [], []
+        for r in part.itertuples():
+            reading = _closeness(r.gap, close)
+            if reading == "lower":
+                weakest = unseen[unseen["dataset"] == r.dataset].sort_values("iou").iloc[0]
+                reading += f"; weakest '{weakest['prompt']}' {weakest['iou']:.3f}"
+                lower.append(r.dataset)
+            per_class.append(f"{r.dataset} {r.held_out_prompts:.3f} against "
+                             f"{r.training_prompts:.3f} ({r.gap:+.3f}: {reading})")
+        s = sensitivity.get(mode)
+        if s is None:
+            listens = ""
+        elif s < blind_below:
+            listens = (f" It ignores the prompt (sensitivity {s:.3f}, below {blind_below}), so "
+                       "any phrasing scores alike and closeness says nothing about the words.")
+        else:
+            followed = [c for c in part["dataset"] if c not in lower]
+            listens = f" It listens to the prompt (sensitivity {s:.3f}, at least {blind_below})"
+            if followed:
+                listens += (f": on {' and '.join(followed)} the class follows words it never "
+                            "trained on")
+            if lower:
+                listens += (f"{';' if followed else ':'} on {' and '.join(lower)} it does not "
+                            "carry over to the held-out words as well as to its training ones")
+            listens += "."
+        out.append(f"{mode}: held-out phrasings score mean test IoU {'; '.join(per_class)} "
+                   f"(close: within {close} of the training prompts' mean).{listens}")
+    return out

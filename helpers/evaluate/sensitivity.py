@@ -240,8 +240,9 @@ def describe_by_class(sensitivity: Mapping[str, float]) -> str:
 
 
 def describe_sensitivity(value: float) -> str:
-    """A plain-words reading of a sensitivity figure."""
-    if value < 0:
+    """A plain-words reading of a sensitivity figure: within `BLIND_BELOW` of 0 either way it
+    is prompt-blind (a figure of -0.001 is noise, not an inverted model)."""
+    if value <= -BLIND_BELOW:
         return "inverted: the wrong prompt marks more than the right one"
     if value < BLIND_BELOW:
         return "prompt-blind: the prompt barely changes the mask"

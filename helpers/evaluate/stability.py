@@ -120,12 +120,54 @@ def describe_stability(summary: pd.DataFrame) -> str:
             f"{r.threshold_low:.2f}-{r.threshold_high:.2f} ({pct} % of resamples), and the "
             f"test IoU over {r.test_iou_low:.3f}-{r.test_iou_high:.3f}"
         )
-        advice = (
-            "validation is large enough to choose"
-            if r.steps <= 1
-            else f"by the rule (median of the bootstrap choices) use {r.median_threshold:.2f}, "
-            f"test IoU {r.median_test_iou:.3f} against {r.test_iou:.3f} at the single choice "
-            f"{r.chosen:.2f}"
-        )
+        if r.steps <= 1:
+            advice = ("validation is large enough to choose (the choices stay within one sweep "
+                      "step)")
+        elif np.isclose(r.median_threshold, r.chosen):
+            advice = (f"the choices spread over {r.steps} sweep steps, more than one, so the rule "
+                      f"applies, and its median of the bootstrap choices is the single choice "
+                      f"itself, {r.chosen:.2f} (test IoU {r.test_iou:.3f})")
+        else:
+            advice = (f"the choices spread over {r.steps} sweep steps, more than one, so by the "
+                      f"rule (median of the bootstrap choices) use {r.median_threshold:.2f}, "
+                      f"test IoU {r.median_test_iou:.3f} against {r.test_iou:.3f} at the single "
+                      f"choice {r.chosen:.2f}")
         out.append(f"{r.dataset}: {spread}; {advice}.")
     return " ".join(out)
+
+
+FLAT = 0.01  # validation IoU of two thresholds less than this apart: the curve is flat there
+
+
+def describe_peeking(
+    chosen: Mapping[str, float],
+    peeked: Mapping[str, float],
+    val_at_chosen: Mapping[str, float],
+    val_at_peeked: Mapping[str, float],
+    inflation: Mapping[str, float],
+    val_photos: Mapping[str, int],
+    flat: float = FLAT,
+) -> list[str]:
+    """One sentence per class: the threshold validation picks and the one test would pick,
+    how far apart validation scores them (flat below `flat`), and the inflation."""
+    out = []
+    for cls, t in chosen.items():
+        if np.isclose(t, peeked[cls]):
+            out.append(f"{cls}: validation and test pick the same threshold, {t:.2f}, so "
+                       "choosing on test adds nothing here.")
+            continue
+        gap = val_at_chosen[cls] - val_at_peeked[cls]
+        reading = (
+            f"the validation curve is flat there (less than {flat} apart), so which of the two "
+            "wins depends on which photos validation holds (the stability check measures how much)"
+            if gap < flat
+            else f"validation prefers its own pick by at least {flat}, so the two splits "
+            "disagree about the best threshold"
+        )
+        out.append(
+            f"{cls}: validation picks {t:.2f} (validation IoU {val_at_chosen[cls]:.3f}); test "
+            f"would pick {peeked[cls]:.2f}, which validation scores {val_at_peeked[cls]:.3f}, "
+            f"{gap:.3f} lower over {val_photos[cls]} validation photos: {reading}. Choosing on "
+            f"test would have reported {inflation[cls]:+.3f} more."
+        )
+    return out

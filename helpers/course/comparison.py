@@ -1,0 +1,124 @@
+"""Notebook 06's tables and readings: the modes side by side, the zero-shot base model among
+them, and what the prompt-sensitivity forms say about each.
+
+Every sentence here is written from the numbers it is given and states its criterion, so it
+stays true on any profile and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from helpers.evaluate.sensitivity import BLIND_BELOW, describe_sensitivity
+
+ON_OBJECT = 0.5  # a wrong prompt with at least this share of its pixels on the label finds it
+
+
+def checkpoint_mb(run: Any) -> float:
+    """What a mode saves beyond the base model, in MB: the run's own figure where it has one
+    (the zero-shot base model saves nothing), else its best checkpoint folder's size."""
+    from helpers.course.runs import folder_size_mb
+
+    own = getattr(run, "checkpoint_mb", None)
+    return float(own) if own is not None else folder_size_mb(run.checkpoint)
+
+
+def mode_row(run: Any, per_class: pd.DataFrame, cuda: bool) -> dict[str, Any]:
+    """One mode's row of the comparison: what trains, learning rates, checkpoint size, time per
+    epoch (None without training), peak memory (on CUDA only), best epoch, and val/test IoU and
+    Dice per class from `per_class` (`summary_at` rows with split, dataset and mode)."""
+    log = run.log
+    trained = not log.empty
+    row: dict[str, Any] = {
+        "mode": run.mode, "trainable_parameters": int(run.info["parameters"]["trainable"]),
+        "lr": run.info["train_config"]["lr"], "tower_lr": run.info["train_config"]["tower_lr"],
+        "checkpoint_mb": checkpoint_mb(run),
+        "seconds_per_epoch": round(float(log.seconds.mean()), 1) if trained else None,
+    }
+    if cuda:
+        row["peak_memory_mb"] = round(float(log.peak_mem_mb.max()), 0) if trained else None
+    row["best_epoch"] = run.info["best_epoch"]
+    for r in per_class[per_class["mode"] == run.mode].itertuples():
+        row[f"{r.split}_iou_{r.dataset}"] = round(float(r.iou), 4)
+        row[f"{r.split}_dice_{r.dataset}"] = round(float(r.dice), 4)
+    return row
+
+
+def mode_comparison(runs: Mapping[str, Any], per_class: pd.DataFrame, cuda: bool) -> pd.DataFrame:
+    """`mode_row` of every run, indexed by mode, in the order of `runs`."""
+    rows = [mode_row(run, per_class, cuda) for run in runs.values()]
+    # object columns: a count stays an integer beside a missing value (None, null in JSON)
+    return pd.DataFrame(rows, dtype=object).set_index("mode")
+
+
+def _reading_of_forms(mode: str, forms: pd.DataFrame, share: float) -> str:
+    """One sentence on one mode's sensitivity forms and wrong-prompt localisation."""
+    labelled, every = forms.loc["labelled", "all"], forms.loc["all", "all"]
+    deployed, blind = forms.loc["deployed", "all"], forms.loc["deployed_blind", "all"]
+    on_object = forms.loc["on_object", "all"]
+    beyond = deployed - blind >= BLIND_BELOW
+    where = (
+        "the wrong prompts mark nothing" if pd.isna(share)
+        else f"{share:.0%} of the wrong prompts' pixels lie on the image's label ("
+        + ("it finds the object whatever it is asked" if share >= ON_OBJECT
+           else "they lie mostly off the object") + f"; cut-off {ON_OBJECT:.0%})"
+    )
+    return (
+        f"{mode}: sensitivity {labelled:.3f} on labelled images ({describe_sensitivity(labelled)}"
+        f"), {every:.3f} on all images (false alarms on empty walls count); deployed at each "
+        f"class's own threshold {deployed:.3f} against {blind:.3f} for a prompt-blind copy at "
+        "the same thresholds ("
+        + ("the prompt separates the masks beyond what the thresholds do" if beyond
+           else "no more than the thresholds alone separate")
+        + f"; criterion: at least {BLIND_BELOW} above it); on the object itself {on_object:.3f} "
+        f"({describe_sensitivity(on_object)}); {where}."
+    )
+
+
+def sensitivity_readings(
+    forms: Mapping[str, pd.DataFrame], localisation: Mapping[str, Mapping[str, float]]
+) -> list[str]:
+    """One sentence per mode from its `sensitivity_forms` table and its
+    `wrong_prompt_localisation` (criteria: `BLIND_BELOW`, `ON_OBJECT`)."""
+    return [
+        _reading_of_forms(mode, table, localisation[mode]["all"]) for mode, table in forms.items()
+    ]
+
+
+def blind_reading(mode: str, sensitivity: float, cosine: Mapping[str, float]) -> str:
+    """Why a model below `BLIND_BELOW` ignores the prompt, read from its text tower's cosine
+    similarities of the course prompts (`prompt_embedding_similarity`): whether prompts of the
+    other class are as close as prompts of the same class (within 0.01)."""
+    within, across = cosine["within"], cosine["across"]
+    if across >= within - 0.01:
+        why = (f"its text tower gives prompts of the other class embeddings as close (cosine "
+               f"{across:.3f}) as prompts of the same class ({within:.3f}), so the decoder has "
+               "nothing to tell the classes apart by")
+    else:
+        why = (f"its text tower does separate the classes (cosine {across:.3f} across, "
+               f"{within:.3f} within), so it is the decoder that does not use the difference")
+    frozen = {"none": "; nothing is trained in this mode",
+              "decoder": "; the text tower is frozen in this mode, so training cannot change that"}
+    return (f"{mode} ignores the prompt (sensitivity {sensitivity:.4f}, below {BLIND_BELOW}): "
+            f"at one threshold it marks nearly the same pixels whatever it is asked, so its IoU "
+            f"does not come from the prompt; {why}{frozen.get(mode, '')}.")
+
+
+def long_forms(forms: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The forms of every mode as one table: a row per mode and form."""
+    return pd.concat(forms, names=["mode"]).reset_index()
+
+
+def readable(frame: pd.DataFrame, digits: int = 3, missing: str = "-") -> pd.DataFrame:
+    """`frame` for display: numbers rounded to `digits`, a missing value written as `missing`
+    (a word a reader can read, not NaN), counts left as they are."""
+    rounded = frame.round(digits).astype(object)
+    return rounded.where(frame.notna(), missing)
+
+
+def long_localisation(localisation: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """The wrong prompts' share on the label, a row per mode (NaN where they mark nothing)."""
+    return pd.DataFrame.from_dict(localisation, orient="index").rename_axis("mode").reset_index()
