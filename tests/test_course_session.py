@@ -81,6 +81,7 @@ def test_record_gathers_what_every_run_shares_and_writes_it(tmp_path, monkeypatc
         "profile": "demo", "data": "demo-data", "model": "tiny", "seed": 7,
         "runtime": {"device": "cpu"}, "peak_memory_mb": 12.5, "evaluation_cap": {"capped": False},
         "epochs": 2, "per_class": {"cracks": 0.5, "taping": 0.25},
+        "summary_sentences": [],  # no summary is registered for this probe
     }
     assert results == Probe.read(tmp_path / "run")
     assert capsys.readouterr().out == "wrote run/metrics/99_probe.json\n"

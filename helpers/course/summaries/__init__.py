@@ -14,6 +14,9 @@ from helpers.course.summaries.registry import (
     run_summary,
     show_summary,
     summary_for,
+    written_summary,
 )
 
-__all__ = ["SUMMARIES", "course_summary", "run_summary", "show_summary", "summary_for"]
+__all__ = [
+    "SUMMARIES", "course_summary", "run_summary", "show_summary", "summary_for", "written_summary",
+]

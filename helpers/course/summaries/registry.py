@@ -29,9 +29,22 @@ def run_summary(results: NotebookResults) -> list[str]:
     return write(results)
 
 
+def written_summary(results: NotebookResults) -> list[str]:
+    """The summary to record: `run_summary`, or, where a value it reads is missing (null or
+    NaN, as when a class has no image in a split), one sentence saying so instead."""
+    from helpers.course.records import non_finite_fields
+
+    try:
+        return run_summary(results)
+    except (TypeError, ValueError, KeyError, ZeroDivisionError) as err:
+        found = [f for k, v in results.to_dict().items() for f in non_finite_fields(v, k)]
+        missing = "; ".join(found[:3]) or str(err)
+        return [f"No summary: a value it is written from is missing ({missing})."]
+
+
 def show_summary(results: NotebookResults) -> None:
     """Print a notebook's summary as recorded with its results, one bullet per sentence."""
-    for sentence in results.summary_sentences or run_summary(results):
+    for sentence in results.summary_sentences or written_summary(results):
         print(f"- {sentence}")
 
 
@@ -40,7 +53,7 @@ def course_summary(metrics: Mapping[str, NotebookResults]) -> list[str]:
     for results recorded without them), in course order, led by the notebook's name."""
     out = []
     for name in sorted(metrics):
-        sentences = metrics[name].summary_sentences or run_summary(metrics[name])
+        sentences = metrics[name].summary_sentences or written_summary(metrics[name])
         if sentences:
             out.append(f"**{name}**: " + " ".join(sentences))
     return out
