@@ -219,6 +219,7 @@ def _evaluation(mode: str, m04: dict | None, m06: dict | None) -> list[str]:
             lines += [f"| {r['dataset']} | {num(r['iou'])} | {num(r['iou_low'])} to "
                       f"{num(r['iou_high'])} | {num(r['photos'])} |" for r in rows]
             lines.append("")
+        lines += _zero_shot_lines(mode, m06)
         sens = m06["prompt_sensitivity_test"].get(mode)
         if sens:
             lines.append(f"Prompt sensitivity on test (1: only the right prompt marks anything; "
@@ -239,6 +240,27 @@ def _evaluation(mode: str, m04: dict | None, m06: dict | None) -> list[str]:
     else:
         lines.append("The untrained baseline appears here once notebook 04 has run.")
     return lines
+
+
+def _zero_shot_lines(mode: str, m06: dict) -> list[str]:
+    """The untrained base model under the same protocol, and this mode's paired gain over it."""
+    if m06.get("bootstrap_reference") != "none":
+        return []
+    rows = m06["test_iou_photo_bootstrap"]
+    base = [r for r in rows if r["mode"] == "none"]
+    mine = {r["dataset"]: r for r in rows if r["mode"] == mode}
+    if not base or not mine:
+        return []
+    lines = ["Zero-shot baseline: the base model without training, under the same protocol "
+             "(thresholds chosen on validation), and this model's gain over it on the same test "
+             "photos (paired resamples):", "",
+             "| class | zero-shot test IoU | interval | gain | gain interval |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['dataset']} | {num(r['iou'])} | {num(r['iou_low'])} to "
+              f"{num(r['iou_high'])} | {num(mine[r['dataset']]['diff'])} | "
+              f"{num(mine[r['dataset']]['diff_low'])} to {num(mine[r['dataset']]['diff_high'])} |"
+              for r in base if r["dataset"] in mine]
+    return [*lines, ""]
 
 
 def _limitations(data: str | None, sizes: dict | None) -> list[str]:
