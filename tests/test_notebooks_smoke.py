@@ -191,7 +191,8 @@ def test_every_trained_model_has_a_card_of_recorded_numbers(executed):
     for path in cards:
         card = ModelCard.load(path)
         assert "[More Information Needed]" not in card.content
-        assert "Zero-shot baseline" in card.content  # 06's row "none" and the gain over it
+        if path.parent.parent.name in ("decoder", "lora", "full"):  # the runs 06 scores
+            assert "Zero-shot baseline" in card.content  # 06's row "none" and the gain over it
         assert not re.search(r"(^|[\s\"'`(=:])/(?:tmp|work|root|home|Users)/", card.content)
         extra = json_values(*path.parent.glob("*.json"), path.parent.parent / "run.json")
         assert unbacked_numbers(card.text, profile_dir(RUN), extra) == [], path
