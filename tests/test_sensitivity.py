@@ -105,9 +105,9 @@ def test_an_empty_wall_left_empty_does_not_count_as_prompt_blind():
 def test_the_reading_names_each_class_when_they_differ():
     from helpers.evaluate.sensitivity import describe_by_class
 
-    assert describe_by_class({"cracks": 0.9, "taping": 0.8, "all": 0.85}) == (
-        "prompt-aware: the wrong prompt marks little"
-    )
+    same = describe_by_class({"cracks": 0.9, "taping": 0.8, "all": 0.85})
+    assert same.startswith("prompt-aware (at least 0.5") and "images" not in same
+    assert "marks little" not in same  # how much the wrong prompt marks is the matrix's to say
     mixed = describe_by_class({"cracks": 0.3, "taping": 0.9, "all": 0.6})
     assert mixed.startswith("crack images: partly prompt-aware")
     assert "; taping images: prompt-aware" in mixed

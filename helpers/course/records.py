@@ -350,6 +350,8 @@ class LoraTraining(ModelResults):
     val_empty_label_images: PerClass = field(default_factory=dict)  # val images, empty label
     val_iou_empty_prediction: PerClass = field(default_factory=dict)  # what marking nothing scores
     written_step: dict[str, float] = field(default_factory=dict)  # the step written out: loss...
+    bce_weight: float | None = None  # the loss weights of that step (the profile's)
+    dice_weight: float | None = None
     prompt_sensitivity_forms_val: Records = field(default_factory=list)  # sensitivity_forms rows
     wrong_prompt_on_label_val: PerClass = field(default_factory=dict)  # share of W on the label
     wrong_to_right_foreground_val: PerClass = field(default_factory=dict)  # matrix: W / R share

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.io import read_mask
+from helpers.data.split import SMALL_SPLIT
 from helpers.evaluate.metrics import iou
 
 FAIL_IOU = 0.5  # an image below this IoU counts as a failure
@@ -92,7 +93,7 @@ FIXES: dict[str, str] = {
     "with polygons",
     "boundary offset": "predict at a higher resolution or on tiles; boundary-aware losses",
     "over-segmentation: halo": "predict at a higher resolution or on tiles; a loss that weighs "
-    "false positives more (a higher bce_weight, or a Tversky loss)",
+    "false positives more (a Tversky loss)",
     "over-segmentation: elsewhere": "hard negatives: images with such structures as negative "
     "pairs; removing small components (05) where the spurious parts are small",
     "under-segmentation": "a lower threshold; Dice or clDice in the loss; longer training",
@@ -375,6 +376,9 @@ def refinement_verdict(
             f"The interval includes 0, so by the criterion that it lie wholly above 0 the "
             f"refinement is not shown to be a fix: {photos} photos cannot tell its gain from none."
         )
+    if photos < SMALL_SPLIT:
+        out.append(f"Only {photos} photos: the interval itself is rough (a few photos allow only "
+                   "a few distinct resamples).")
     out.append(
         f"Each model was trained once (seed {training_seed}): the interval covers which test "
         "photos were drawn, not another training seed, which can move the gain as well."

@@ -243,12 +243,15 @@ def describe_sensitivity(value: float) -> str:
     """A plain-words reading of a sensitivity figure: within `BLIND_BELOW` of 0 either way it
     is prompt-blind (a figure of -0.001 is noise, not an inverted model)."""
     if value <= -BLIND_BELOW:
-        return "inverted: the wrong prompt marks more than the right one"
+        return (f"inverted (at most -{BLIND_BELOW:g}): the wrong prompt marks more than the "
+                "right one")
     if value < BLIND_BELOW:
-        return "prompt-blind: the prompt barely changes the mask"
+        return f"prompt-blind (within {BLIND_BELOW:g} of 0): the prompt barely changes the mask"
     if value < 0.5:
-        return "partly prompt-aware: the wrong prompt still marks much"
-    return "prompt-aware: the wrong prompt marks little"
+        return (f"partly prompt-aware ({BLIND_BELOW:g} to 0.5; at s = 0.5 an image's right prompt "
+                "marks 3 times the wrong one's pixels)")
+    return ("prompt-aware (at least 0.5; at s = 0.5 an image's right prompt marks 3 times the "
+            "wrong one's pixels: the matrix says how much the wrong prompt still marks)")
 
 
 def other_class_prompts(prompts: Mapping[str, list[str]] = PROMPTS) -> dict[str, list[str]]:

@@ -34,8 +34,7 @@ def summary_04(m: LoraTraining) -> list[str]:
     step = m.written_step
     if step:
         out.append(
-            f"One optimisation step written out: BCE {step['bce']:.4f} and Dice loss "
-            f"{step['dice']:.4f} give the loss {step['loss']:.4f}; the gradient norm "
+            f"One optimisation step written out: {_weighted(m, step)}; the gradient norm "
             f"{step['grad_norm']:.4f} was clipped to at most {step['grad_clip']:g}, and AdamW "
             f"at lr {step['lr']:g} took the loss on that batch to {step['loss_after']:.4f}."
         )
@@ -46,3 +45,12 @@ def summary_04(m: LoraTraining) -> list[str]:
             excess=m.wrong_prompt_excess_val,
         )
     return out
+
+
+def _weighted(m: LoraTraining, step: dict[str, float]) -> str:
+    """The step's loss as its weighted sum (the weights where the results record them)."""
+    if m.bce_weight is None or m.dice_weight is None:
+        return (f"BCE {step['bce']:.4f} and Dice loss {step['dice']:.4f}, weighted by the "
+                f"profile, give the loss {step['loss']:.4f}")
+    return (f"{m.bce_weight:g} x BCE {step['bce']:.4f} + {m.dice_weight:g} x Dice loss "
+            f"{step['dice']:.4f} = loss {step['loss']:.4f}")
