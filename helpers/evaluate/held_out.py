@@ -121,10 +121,13 @@ def describe_held_out(
                        "any phrasing scores alike and closeness says nothing about the words.")
         else:
             followed = [c for c in part["dataset"] if c not in lower]
-            listens = f" It listens to the prompt (sensitivity {s:.3f}, at least {blind_below})"
+            listens = (f" It listens to its training prompts (sensitivity {s:.3f}, at least "
+                       f"{blind_below})")
             if followed:
-                listens += (f": on {' and '.join(followed)} the class follows words it never "
-                            "trained on")
+                listens += (f": on {' and '.join(followed)} the held-out words mark that class's "
+                            "images as its training prompts do (they were not tried on the other "
+                            "class's images, so this does not show that they tell the classes "
+                            "apart)")
             if lower:
                 listens += (f"{';' if followed else ':'} on {' and '.join(lower)} it does not "
                             "carry over to the held-out words as well as to its training ones")
