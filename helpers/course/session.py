@@ -135,3 +135,14 @@ def open_course(parameters: Mapping[str, Any] | None = None, /, **settings: Any)
         print(course.runtime)  # the one device/precision policy (helpers.core.runtime)
     print(course.describe())
     return course
+
+
+def run_exercises(namespace: Mapping[str, Any], profile: str = "demo") -> None:
+    """Run a solutions file's `exercise_1`, `exercise_2`, ... in order on `profile` (what
+    `python notebooks/solutions/<notebook>.py` does)."""
+    course = open_course(profile=profile)
+    number = 1
+    while callable(namespace.get(f"exercise_{number}")):
+        print(f"\n-- exercise_{number}")
+        namespace[f"exercise_{number}"](course)
+        number += 1

@@ -24,7 +24,6 @@ from helpers.course.toolkit import (
     explore,
     load_rgb,
     negative_pair_foreground,
-    open_course,
     read_mask,
     threshold_curve,
     train_config,
@@ -148,7 +147,6 @@ def exercise_4(course) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    demo = open_course(profile="demo")
-    for number in range(1, 5):
-        print(f"\nExercise {number}")
-        globals()[f"exercise_{number}"](demo)
+    from helpers.course.session import run_exercises
+
+    run_exercises(globals())

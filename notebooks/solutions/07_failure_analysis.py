@@ -139,9 +139,6 @@ def exercise_4(course) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    from helpers.course.session import open_course
+    from helpers.course.session import run_exercises
 
-    demo = open_course(profile="demo")
-    for exercise in (exercise_1, exercise_2, exercise_3, exercise_4):
-        print(f"-- {exercise.__name__}")
-        exercise(demo)
+    run_exercises(globals())
