@@ -96,3 +96,22 @@ def test_headless_run_draws_the_example_and_waits_for_nothing(segmenter, manifes
     with pytest.raises(ValueError, match="no test images"):
         ex.prompt_explorer(segmenter, manifest[manifest["split"] == "val"])
     plt.close("all")
+
+
+def test_the_example_reads_the_zero_shot_model_against_the_trained_one():
+    def result(ious, masks):
+        masks = np.array(masks, dtype=bool)
+        return ex.Exploration(["segment crack", "segment taping area"], 0.5,
+                              masks.astype(np.float32), masks, ious)
+
+    on, off = [[1, 1], [0, 0]], [[0, 0], [0, 0]]
+    trained = result([0.540, 0.0], [on, off])
+    zero_shot = result([0.554, 0.0], [on, on])
+    text = ex.comparison_reading(trained, zero_shot, "zero-shot")
+    assert ('under "segment crack" the zero-shot model scores IoU 0.554 against the trained '
+            "model's 0.540, about the same (within 0.02)") in text
+    assert "the trained model's mask is different under each prompt" in text
+    assert "zero-shot model's mask is the same under every prompt: it ignores the prompt" in text
+    better = ex.comparison_reading(trained, result([0.7, 0.0], [on, on]), "zero-shot")
+    assert "IoU 0.700 against the trained model's 0.540, higher" in better
+    assert "One photo is a case, not a rate" in better

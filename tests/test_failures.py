@@ -17,6 +17,7 @@ from helpers.evaluate.failures import (
     categorise,
     failure_conclusion,
     failure_counts,
+    fix_for,
     gallery_picks,
     refinement_verdict,
     root_cause_table,
@@ -131,7 +132,7 @@ def test_the_conclusion_names_the_leading_category_and_its_criterion():
                          + [row(precision=0.9, recall=0.3), row(iou=0.9, precision=0.9)]))
     text = failure_conclusion(failure_counts(tax))
     assert text.startswith("4 of 5 images fail")
-    assert "'over-segmentation: halo' with 3 (75%; cracks 3)" in text
+    assert "for cracks 'over-segmentation: halo' (3 of 4 failing images)" in text
     assert "criterion: precision < 0.5, recall >= 0.5" in text
     assert "explain 4 of the 4" in text
     passed = taxonomy(frame([row(iou=0.9, precision=0.9)]))
@@ -165,10 +166,34 @@ def test_the_conclusion_says_what_each_class_s_count_means():
     assert "every taping test image fails (3 of 3)" in text
     assert "does not segment taping to the IoU >= 0.5 criterion" in text
     assert "1 of 4 cracks test images fail (3 pass): failures are the minority" in text
-    assert "leading category says that the model finds the object but also marks other" in text
+    # the leading category is read per class, never pooled over both
+    assert ("for taping 'over-segmentation: elsewhere' (3 of 3 failing images): the model "
+            "finds the object but also marks other") in text
+    assert "for cracks 'over-segmentation: halo' (1 of 1 failing images)" in text
     most = failure_conclusion(failure_counts(taxonomy(frame(
         [row(precision=0.3, recall=0.9)] * 2 + [row(iou=0.9, precision=0.9)]))))
-    assert "most cracks test images fail (2 of 3, 1 pass)" in most
+    assert "most cracks test images fail (2 of 3; 1 pass)" in most
+
+
+def test_passes_on_empty_walls_are_told_apart_from_labelled_images_that_pass():
+    rows = [row(precision=0.3, recall=0.9)] * 4 + [row(iou=0.9, precision=0.9)]  # 1 of 5 passes
+    rows += [row(iou=1.0, truth=0.0, pred=0.0)] * 2 + [row(iou=0.0, truth=0.0)]  # 2 quiet walls
+    counts = failure_counts(taxonomy(frame(rows)))
+    assert counts.loc["cracks", "empty"] == 3
+    text = failure_conclusion(counts)
+    assert ("most cracks test images fail (5 of 8; 3 pass: 1 of 5 labelled images reach IoU >= "
+            "0.5, 2 of 3 empty walls stay empty)") in text
+
+
+def test_fixes_leave_out_tiles_for_photos_no_larger_than_the_model_input():
+    assert "tile" in fix_for("missed object") and "tile" in fix_for("missed object", 640)
+    small = fix_for("missed object", 320)
+    assert "tile large photos" not in small and small.startswith("a lower threshold")
+    assert "these photos (320 px on the longer side)" in small
+    assert fix_for("under-segmentation", 320) == fix_for("under-segmentation")  # nothing to drop
+    tax = taxonomy(frame([row(precision=0.3, recall=0.9)]))
+    table = root_cause_table(failure_counts(tax), tax, photo_side=320)
+    assert "higher resolution or on tiles" not in table.loc["over-segmentation: halo", "fix"]
 
 
 def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice():

@@ -51,7 +51,10 @@ def test_05_chooses_thresholds_on_validation_and_writes_predict_defaults(execute
     for cls in ("cracks", "taping"):
         assert len({n for (d, _), n in images.items() if d == cls}) == 1  # paired: same images
     settings = read_json(resolve(m["predict_settings"]))  # named relative to the repository
-    assert settings["threshold"] == m["thresholds_chosen_on_val"]
+    # predict gets the threshold rule's choice: the median of the resampled choices where
+    # validation is too small to choose, else the single validation choice
+    rule = {r["dataset"]: r["recommended"] for r in m["threshold_stability"]}
+    assert settings["threshold"] == m["thresholds_for_predict"] == rule
     assert settings["postprocess"] == m["postprocess_chosen_on_val"]
     stability = {r["dataset"]: r for r in m["threshold_stability"]}
     assert set(stability) == {"cracks", "taping"}
@@ -118,8 +121,9 @@ def test_07_measures_the_rectangle_bias_and_the_refinement(executed):
     m = executed["07_failure_analysis"]
     for cls, row in m["taxonomy_counts"].items():
         assert row["images"] == m["test_images"][cls]
-        categories = {k: v for k, v in row.items() if k not in ("images", "failing")}
+        categories = {k: v for k, v in row.items() if k not in ("images", "empty", "failing")}
         assert sum(categories.values()) == row["failing"] <= row["images"]
+        assert 0 <= row["false alarm on an empty image"] <= row["empty"] <= row["images"]
         assert 0 <= m["explained_share"][cls] <= 1
     q = m["refinement_iou_vs_true_seams"]
     assert q["refined_iou"] > q["rectangle_iou"]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 EMPTY_MARGIN = 0.02  # within this of marking nothing: "no better than marking nothing"
+WEAK_GAP = 0.1  # above marking nothing by less than this: "slightly above"
 
 
 def predict_nothing(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -60,6 +61,9 @@ def untrained_reading(
         nothing, n, k = empty_iou[cls], images[cls], empty_images.get(cls, 0)
         if abs(score - nothing) <= EMPTY_MARGIN:
             verdict = "no better than marking nothing"
+        elif score > nothing and score - nothing < WEAK_GAP:
+            verdict = (f"slightly above marking nothing (by {score - nothing:.3f}, under "
+                       f"{WEAK_GAP:g}): it overlaps the objects a little, far from finding them")
         elif score > nothing:
             verdict = "above marking nothing: it already finds some of the objects"
         else:

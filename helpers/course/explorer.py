@@ -186,6 +186,34 @@ def _status_line(name: str, result: Exploration) -> str:
     return f"{name}: " + "; ".join(parts)
 
 
+SAME_IOU = 0.02  # IoUs closer than this on one photo: "about the same"
+
+
+def comparison_reading(model: Exploration, other: Exploration, other_name: str) -> str:
+    """What the example shows of the trained model against `other` on one photo: IoU per
+    prompt (within `SAME_IOU`: about the same), and whether either mask changes with the
+    prompt. One photo is a case, not a rate."""
+    parts = []
+    if model.ious is not None and other.ious is not None:
+        for prompt, mine, theirs in zip(model.prompts, model.ious, other.ious, strict=True):
+            if abs(theirs - mine) < SAME_IOU:
+                how = f"about the same (within {SAME_IOU:g})"
+            elif theirs > mine:
+                how = "higher: on this photo the untrained base model outlines it better"
+            else:
+                how = "lower"
+            parts.append(f'under "{prompt}" the {other_name} model scores IoU {theirs:.3f} '
+                         f"against the trained model's {mine:.3f}, {how}")
+    for name, result in (("trained", model), (other_name, other)):
+        if len(result.prompts) > 1:
+            same = all(np.array_equal(result.masks[0], m) for m in result.masks[1:])
+            parts.append(f"the {name} model's mask is "
+                         + ("the same under every prompt: it ignores the prompt" if same
+                            else "different under each prompt"))
+    return ("On this photo " + "; ".join(parts) + ". One photo is a case, not a rate: the "
+            "cross-prompt matrix above measures every validation image.") if parts else ""
+
+
 def prompt_explorer(segmenter, manifest: pd.DataFrame | None = None,
                     prompts: Sequence[str] = ("segment crack",), threshold: float = 0.5,
                     compare=None, compare_name: str = "zero-shot",
@@ -203,12 +231,15 @@ def prompt_explorer(segmenter, manifest: pd.DataFrame | None = None,
     row = manifest.loc[next(iter(choices.values()))]
     image, label = load_rgb(row.image_path), read_mask(row.mask_path) > 0
     models = {"model": segmenter, **({compare_name: compare} if compare is not None else {})}
+    results = {}
     for key, model in models.items():
-        result = explore(model, image, prompts, threshold, label)
+        results[key] = result = explore(model, image, prompts, threshold, label)
         fig = explorer_figure(image, result, label, title=f"{key}: {Path(row.image_path).name}")
         display(fig)
         plt.close(fig)
         print(_status_line(key, result))
+    if compare is not None:
+        print(comparison_reading(results["model"], results[compare_name], compare_name))
     if headless():
         return None
     explorer = PromptExplorer(segmenter, manifest, prompts, threshold, compare, compare_name,

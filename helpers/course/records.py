@@ -393,6 +393,7 @@ class ThresholdSweep(ModelResults):
     threshold_stability: Records = field(default_factory=list)  # per class: resampled val photos
     threshold_stability_reading: str = ""
     threshold_rule: str = ""  # what the course does when validation is too small to choose
+    thresholds_for_predict: PerClass = field(default_factory=dict)  # the rule's, per class
 
 
 @dataclass(kw_only=True)

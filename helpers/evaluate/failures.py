@@ -41,7 +41,7 @@ import pandas as pd
 
 from helpers.core.io import read_mask
 from helpers.data.split import SMALL_SPLIT
-from helpers.evaluate.metrics import iou
+from helpers.evaluate.metrics import MODEL_SIZE, iou
 
 FAIL_IOU = 0.5  # an image below this IoU counts as a failure
 MISS_RECALL = 0.1  # recall below this: the object was missed
@@ -165,8 +165,9 @@ def taxonomy(scores: pd.DataFrame, true_scores: pd.DataFrame | None = None) -> p
 
 
 def failure_counts(tax: pd.DataFrame) -> pd.DataFrame:
-    """Per class: failing images (IoU < `FAIL_IOU`, or a false alarm), count per category and
-    the share that the categories explain (all but "unexplained")."""
+    """Per class: images, those with an empty label (`empty`), failing images (IoU <
+    `FAIL_IOU`, or a false alarm), count per category and the share that the categories explain
+    (all but "unexplained")."""
     failing = tax[tax["category"] != PASSED]
     counts = (
         failing.groupby(["dataset", "category"]).size().unstack(fill_value=0)
@@ -176,6 +177,8 @@ def failure_counts(tax: pd.DataFrame) -> pd.DataFrame:
         counts.loc[cls] = 0
     counts = counts.sort_index()
     counts.insert(0, "failing", counts.sum(axis=1))
+    empty = (tax["truth_fraction"] == 0).groupby(tax["dataset"]).sum()
+    counts.insert(0, "empty", empty.reindex(counts.index).fillna(0).astype(int))
     counts.insert(0, "images", tax.groupby("dataset").size().reindex(counts.index).fillna(0))
     explained = counts["failing"] - counts[UNEXPLAINED]
     counts["explained_share"] = np.where(
@@ -215,9 +218,30 @@ def cause_sentence(rows: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def root_cause_table(counts: pd.DataFrame, tax: pd.DataFrame | None = None) -> pd.DataFrame:
+RESOLUTION_FIXES = ("higher resolution", "tile")  # fixes that only help photos above the input
+
+
+def fix_for(category: str, photo_side: int | None = None) -> str:
+    """`FIXES[category]`, without tiles or a higher resolution where the photos' longer side
+    (`photo_side`, px) is no larger than the model's input: there they add no detail."""
+    text = FIXES[category]
+    if photo_side is None or photo_side > MODEL_SIZE[0]:
+        return text
+    parts = [p for p in text.split("; ") if not any(h in p for h in RESOLUTION_FIXES)]
+    if len(parts) == len(text.split("; ")):
+        return text
+    return "; ".join([*parts, (
+        f"not tiles or a higher resolution: these photos ({photo_side} px on the longer side) "
+        f"are no larger than the model's {MODEL_SIZE[0]} px input"
+    )])
+
+
+def root_cause_table(
+    counts: pd.DataFrame, tax: pd.DataFrame | None = None, photo_side: int | None = None
+) -> pd.DataFrame:
     """Categories that occur, most frequent first, with counts per class, the criterion, the
-    measured cause (`cause_sentence` of the category's rows of `tax`, when given) and a fix."""
+    measured cause (`cause_sentence` of the category's rows of `tax`, when given) and a fix
+    (`fix_for`, given the test photos' median longer side `photo_side` when known)."""
     per_class = counts[[c for c in CATEGORIES if c in counts.columns]].T
     per_class = per_class[per_class.sum(axis=1) > 0]
     per_class = per_class.loc[per_class.sum(axis=1).sort_values(ascending=False).index]
@@ -226,7 +250,7 @@ def root_cause_table(counts: pd.DataFrame, tax: pd.DataFrame | None = None) -> p
     table["criterion"] = [CRITERIA[c] for c in table.index]
     if tax is not None:
         table["measured"] = [cause_sentence(tax[tax["category"] == c]) for c in table.index]
-    table["fix"] = [FIXES[c] for c in table.index]
+    table["fix"] = [fix_for(c, photo_side) for c in table.index]
     table.index.name = "failure"
     return table
 
@@ -248,9 +272,24 @@ MEANING: dict[str, str] = {
 }
 
 
-def class_verdict(cls: str, images: int, failing: int) -> str:
-    """What one class's failure count means, by the criterion IoU >= `FAIL_IOU` (a sentence)."""
+def _passing(images: int, failing: int, empty: int, false_alarms: int) -> str:
+    """"7 pass: 4 of 20 labelled images reach IoU >= 0.5, 3 of 3 empty walls stay empty"."""
     passing = images - failing
+    if not empty:
+        return f"{passing} pass"
+    quiet = empty - false_alarms
+    return (
+        f"{passing} pass: {passing - quiet} of {images - empty} labelled images reach IoU >= "
+        f"{FAIL_IOU}, {quiet} of {empty} empty walls stay empty"
+    )
+
+
+def class_verdict(
+    cls: str, images: int, failing: int, empty: int = 0, false_alarms: int = 0
+) -> str:
+    """What one class's failure count means, by the criterion IoU >= `FAIL_IOU` (a sentence);
+    with `empty` (images with an empty label) and their `false_alarms`, what the passes are."""
+    passing = _passing(images, failing, empty, false_alarms)
     if images == 0:
         return f"{cls} has no test image to judge"
     if failing == images:
@@ -261,39 +300,63 @@ def class_verdict(cls: str, images: int, failing: int) -> str:
         )
     if 2 * failing > images:
         return (
-            f"most {cls} test images fail ({failing} of {images}, {passing} pass): by the IoU >= "
+            f"most {cls} test images fail ({failing} of {images}; {passing}): by the IoU >= "
             f"{FAIL_IOU} criterion the model is not yet usable for {cls}"
         )
     if failing:
         return (
-            f"{failing} of {images} {cls} test images fail ({passing} pass): failures are the "
+            f"{failing} of {images} {cls} test images fail ({passing}): failures are the "
             "minority, so the categories describe exceptions"
         )
     return f"no {cls} test image fails ({images} images)"
 
 
+def class_counts(counts: pd.DataFrame, cls: str) -> dict[str, int]:
+    """`class_verdict`'s counts for one class of `failure_counts`."""
+    row = counts.loc[cls]
+    return {
+        "images": int(row["images"]), "failing": int(row["failing"]),
+        "empty": int(row.get("empty", 0)),
+        "false_alarms": int(row.get("false alarm on an empty image", 0)),
+    }
+
+
+def leading_categories(counts: pd.DataFrame, cls: str) -> list[str]:
+    """The categories with the most failing images of `cls` (several when tied), in the
+    order of `CATEGORIES`; none where nothing fails."""
+    row = counts.loc[cls, [c for c in CATEGORIES if c in counts.columns]]
+    top = int(row.max()) if len(row) else 0
+    return [str(c) for c, n in row.items() if top and n == top]
+
+
 def failure_conclusion(counts: pd.DataFrame) -> str:
-    """A conclusion from `failure_counts`: how many fail, the leading category with its
-    criterion and what it says about the model, and what each class's count means."""
-    cats = [c for c in CATEGORIES if c in counts.columns]
-    total = counts[cats].sum()
+    """A conclusion from `failure_counts`: how many fail, what each class's count means, and
+    per class the leading category with its criterion and what it says about the model."""
     failing = int(counts["failing"].sum())
     images = int(counts["images"].sum())
     if failing == 0:
         return f"No image of {images} fails (IoU >= {FAIL_IOU} and no false alarm)."
-    top = total.sort_values(ascending=False, kind="stable").index[0]
-    n = int(total[top])
-    explained = failing - int(total.get(UNEXPLAINED, 0))
-    per_class = ", ".join(f"{cls} {int(counts.loc[cls, top])}" for cls in counts.index)
-    verdicts = "; ".join(
-        class_verdict(str(cls), int(counts.loc[cls, "images"]), int(counts.loc[cls, "failing"]))
-        for cls in counts.index
-    )
+    explained = failing - int(counts[UNEXPLAINED].sum()) if UNEXPLAINED in counts else failing
+    verdicts = "; ".join(class_verdict(str(cls), **class_counts(counts, cls))
+                         for cls in counts.index)
+    leads = []
+    for cls in counts.index:
+        top = leading_categories(counts, cls)
+        if not top:
+            continue
+        n, of = int(counts.loc[cls, top[0]]), int(counts.loc[cls, "failing"])
+        if len(top) == 1:
+            c = top[0]
+            leads.append(f"for {cls} {c!r} ({n} of {of} failing images): {MEANING[c]} "
+                         f"(criterion: {CRITERIA[c]})")
+        else:
+            meaning = "; ".join(f"{c!r}, {MEANING[c]} (criterion: {CRITERIA[c]})" for c in top)
+            leads.append(f"for {cls} {len(top)} categories tie ({n} each of {of} failing "
+                         f"images): {meaning}")
     return (
         f"{failing} of {images} images fail (IoU < {FAIL_IOU}, or a false alarm on an empty "
-        f"image); the most common category is {top!r} with {n} ({n / failing:.0%}; {per_class}), "
-        f"criterion: {CRITERIA[top]}; the categories explain {explained} of the {failing}. "
-        f"What the counts mean: {verdicts}. The leading category says that {MEANING[top]}."
+        f"image); the categories explain {explained} of the {failing}. What the counts mean: "
+        f"{verdicts}. The most common category, per class: " + "; ".join(leads) + "."
     )
 
 

@@ -43,7 +43,8 @@ def summary_05(m: ThresholdSweep) -> list[str]:
         out.append(
             "predict's defaults: "
             + "; ".join(
-                f"{cls} post-processing '{method}', test IoU "
+                f"{cls} threshold {_predict_threshold(m, cls):.2f} and post-processing "
+                f"'{method}', test IoU "
                 f"{m.test_iou_predict_defaults[cls]:.3f} (without post-processing "
                 f"{m.test_iou_no_postprocess[cls]:.3f})"
                 for cls, method in m.postprocess_chosen_on_val.items()
@@ -51,6 +52,11 @@ def summary_05(m: ThresholdSweep) -> list[str]:
             + "."
         )
     return out
+
+
+def _predict_threshold(m: ThresholdSweep, cls: str) -> float:
+    """The threshold predict uses for `cls`: the rule's, else (older records) validation's."""
+    return m.thresholds_for_predict.get(cls, m.thresholds_chosen_on_val[cls])
 
 
 def _interval(r: dict) -> str:

@@ -26,9 +26,12 @@ def summary_07(m: FailureAnalysis) -> list[str]:
     out = []
     for cls, row in m.taxonomy_counts.items():
         categories = {k: v for k, v in row.items() if k in CATEGORIES and v}
-        verdict = class_verdict(cls, int(row["images"]), int(row["failing"]))
+        verdict = class_verdict(
+            cls, int(row["images"]), int(row["failing"]), int(row.get("empty", 0)),
+            int(row.get("false alarm on an empty image", 0)),
+        )
         out.append(
-            f"{verdict[0].upper()}{verdict[1:]} (a false alarm on an unlabelled image fails too)"
+            f"{verdict[0].upper()}{verdict[1:]} (a false alarm on an empty image fails too)"
             + _leading(categories) + "."
         )
     out += [f"{sentence}." for sentence in m.best_image_sentences]
