@@ -1,9 +1,10 @@
 """Notebooks 04-07 and the report, executed headlessly on the quick profile.
 
-The quick profile is the demo (generated data, tiny model) with one epoch and evaluation capped
-at a few images per split and class: the demo defaults are exercised by `make run`; here the
-same code paths run quickly and the tests assert on the numbers each notebook records in its
-metrics file. The notebooks' solutions (tests/test_course_material.py) reuse this run.
+The quick profile is the demo (generated data, tiny model) with one epoch cut to 12 steps and
+evaluation capped at a few images per split and class: the demo defaults are exercised by
+`make run`; here the same code paths run quickly and the tests assert on the numbers each
+notebook records in its metrics file. The notebooks' solutions (tests/test_course_material.py)
+reuse this run.
 """
 
 from __future__ import annotations

@@ -21,14 +21,14 @@ def test_demo_and_full_profiles_differ_in_data_and_model():
     assert full.epochs > demo.epochs
 
 
-def test_the_demo_evaluates_every_image_and_quick_is_the_demo_in_one_capped_epoch():
+def test_the_demo_evaluates_every_image_and_quick_is_the_demo_in_a_capped_epoch():
     from dataclasses import replace
 
     demo, quick = PROFILES["demo"], PROFILES["quick"]
     assert demo.eval_max_images is None  # make run's numbers cover every val/test image
-    assert quick.epochs == 1 and quick.eval_max_images
+    assert quick.epochs == 1 and quick.eval_max_images and quick.max_steps_per_epoch
     same = replace(quick, name="demo", epochs=demo.epochs, patience=demo.patience,
-                   eval_max_images=None)
+                   max_steps_per_epoch=None, eval_max_images=None)
     assert same == demo  # otherwise the demo's settings: what the quick run checks is the demo
 
 
