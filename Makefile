@@ -59,13 +59,17 @@ bench: data
 
 # Unit, real-data, notebook and smoke tests in one pytest run (tests/test_smoke.py runs the smoke
 # profile; tests marked gpu skip without CUDA); nbval re-executes 01-03 and compares the cells
-# tagged nbval-check-output with their stored outputs.
+# tagged nbval-check-output with their stored outputs. Two pytest-xdist workers, one test file
+# each at a time, with one thread per process: two threads in each of two workers would fight
+# over two cores.
+TEST_WORKERS ?= 2
 NBVAL_NOTEBOOKS := notebooks/01_data_inspection.ipynb notebooks/02_mask_rendering.ipynb \
 	notebooks/03_joint_dataset.ipynb
 
 test: data
 	$(PY) -m ruff check helpers tests
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests $(NBVAL_NOTEBOOKS) --nbval-lax
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		tests $(NBVAL_NOTEBOOKS) --nbval-lax
 
 test-fast: data
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m "not slow and not notebook"

@@ -48,3 +48,14 @@ def segmenter(model_dir):
     from helpers.inference.mask_files import Segmenter
 
     return Segmenter.from_pretrained(str(model_dir), device="cpu")
+
+
+# Test files that take longest run first, so that under pytest-xdist (`make test` runs two
+# workers, one file per worker at a time) the longest file does not start last and run alone.
+FIRST = ("test_smoke.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the items of `FIRST` to the front, keeping every other order as collected."""
+    items.sort(key=lambda item: item.path.name not in FIRST)
+
