@@ -106,12 +106,17 @@ def test_the_example_reads_the_zero_shot_model_against_the_trained_one():
 
     on, off = [[1, 1], [0, 0]], [[0, 0], [0, 0]]
     trained = result([0.540, 0.0], [on, off])
-    zero_shot = result([0.554, 0.0], [on, on])
-    text = ex.comparison_reading(trained, zero_shot, "zero-shot")
+    zero_shot = result([0.554, 0.554], [on, on])
+    text = ex.comparison_reading(trained, zero_shot, "zero-shot", "cracks")
     assert ('under "segment crack" the zero-shot model scores IoU 0.554 against the trained '
             "model's 0.540, about the same (within 0.02)") in text
-    assert "the trained model's mask is different under each prompt" in text
-    assert "zero-shot model's mask is the same under every prompt: it ignores the prompt" in text
-    better = ex.comparison_reading(trained, result([0.7, 0.0], [on, on]), "zero-shot")
+    # the other class's prompt is read as false alarms, never as a better outline
+    assert ('under "segment taping area", a prompt of another class, where anything marked is '
+            "a false alarm, the trained model marks 0.0% of the photo and the zero-shot model "
+            "50.0%") in text
+    assert "0.554 against the trained model's 0.000" not in text
+    assert "the trained model's mask changes with the prompt (up to 50.0% of the pixels" in text
+    assert "zero-shot model's mask is almost the same under every prompt" in text
+    better = ex.comparison_reading(trained, result([0.7, 0.0], [on, on]), "zero-shot", "cracks")
     assert "IoU 0.700 against the trained model's 0.540, higher" in better
     assert "One photo is a case, not a rate" in better

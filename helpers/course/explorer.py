@@ -187,29 +187,47 @@ def _status_line(name: str, result: Exploration) -> str:
 
 
 SAME_IOU = 0.02  # IoUs closer than this on one photo: "about the same"
+SAME_MASK = 0.01  # masks differing on at most this share of pixels: "almost the same"
 
 
-def comparison_reading(model: Exploration, other: Exploration, other_name: str) -> str:
-    """What the example shows of the trained model against `other` on one photo: IoU per
-    prompt (within `SAME_IOU`: about the same), and whether either mask changes with the
-    prompt. One photo is a case, not a rate."""
+def _prompt_class(prompt: str) -> str | None:
+    """The class a typed prompt belongs to, or None for a prompt the course does not know."""
+    from helpers.data.prompts import class_of_prompt
+
+    try:
+        return class_of_prompt(prompt)
+    except ValueError:
+        return None
+
+
+def comparison_reading(model: Exploration, other: Exploration, other_name: str,
+                       image_class: str | None = None) -> str:
+    """What the example shows of the trained model against `other` on one photo of
+    `image_class`: IoU under each prompt of the photo's class (within `SAME_IOU`: about the
+    same), what each marks under the other prompts (there any mark is a false alarm), and how
+    much either mask changes with the prompt. One photo is a case, not a rate."""
     parts = []
-    if model.ious is not None and other.ious is not None:
-        for prompt, mine, theirs in zip(model.prompts, model.ious, other.ious, strict=True):
+    for i, prompt in enumerate(model.prompts):
+        right = image_class is None or _prompt_class(prompt) == image_class
+        if right and model.ious is not None and other.ious is not None:
+            mine, theirs = model.ious[i], other.ious[i]
             if abs(theirs - mine) < SAME_IOU:
                 how = f"about the same (within {SAME_IOU:g})"
-            elif theirs > mine:
-                how = "higher: on this photo the untrained base model outlines it better"
             else:
-                how = "lower"
+                how = "higher" if theirs > mine else "lower"
             parts.append(f'under "{prompt}" the {other_name} model scores IoU {theirs:.3f} '
                          f"against the trained model's {mine:.3f}, {how}")
+        elif not right:
+            parts.append(f'under "{prompt}", a prompt of another class, where anything marked '
+                         f"is a false alarm, the trained model marks {model.foreground[i]:.1%} of "
+                         f"the photo and the {other_name} model {other.foreground[i]:.1%}")
     for name, result in (("trained", model), (other_name, other)):
         if len(result.prompts) > 1:
-            same = all(np.array_equal(result.masks[0], m) for m in result.masks[1:])
-            parts.append(f"the {name} model's mask is "
-                         + ("the same under every prompt: it ignores the prompt" if same
-                            else "different under each prompt"))
+            differ = max(float((result.masks[0] != m).mean()) for m in result.masks[1:])
+            parts.append(f"the {name} model's mask " + (
+                f"is almost the same under every prompt (at most {differ:.1%} of the pixels "
+                "differ): it barely tells the prompts apart" if differ <= SAME_MASK
+                else f"changes with the prompt (up to {differ:.1%} of the pixels differ)"))
     return ("On this photo " + "; ".join(parts) + ". One photo is a case, not a rate: the "
             "cross-prompt matrix above measures every validation image.") if parts else ""
 
@@ -239,7 +257,8 @@ def prompt_explorer(segmenter, manifest: pd.DataFrame | None = None,
         plt.close(fig)
         print(_status_line(key, result))
     if compare is not None:
-        print(comparison_reading(results["model"], results[compare_name], compare_name))
+        print(comparison_reading(results["model"], results[compare_name], compare_name,
+                                 str(row.dataset) if "dataset" in row else None))
     if headless():
         return None
     explorer = PromptExplorer(segmenter, manifest, prompts, threshold, compare, compare_name,
