@@ -182,18 +182,19 @@ def test_passes_on_empty_walls_are_told_apart_from_labelled_images_that_pass():
     assert counts.loc["cracks", "empty"] == 3
     text = failure_conclusion(counts)
     assert ("most cracks test images fail (5 of 8; 3 pass: 1 of 5 labelled images reach IoU >= "
-            "0.5, 2 of 3 empty walls stay empty)") in text
+            "0.5, 2 of 3 empty walls stay empty under the class's prompt)") in text
 
 
 def test_fixes_leave_out_tiles_for_photos_no_larger_than_the_model_input():
     assert "tile" in fix_for("missed object") and "tile" in fix_for("missed object", 640)
     small = fix_for("missed object", 320)
     assert "tile large photos" not in small and small.startswith("a lower threshold")
-    assert "these photos (320 px on the longer side)" in small
+    assert "not tiles: these photos (320 px on the longer side)" in small
     assert fix_for("under-segmentation", 320) == fix_for("under-segmentation")  # nothing to drop
     tax = taxonomy(frame([row(precision=0.3, recall=0.9)]))
     table = root_cause_table(failure_counts(tax), tax, photo_side=320)
-    assert "higher resolution or on tiles" not in table.loc["over-segmentation: halo", "fix"]
+    halo = table.loc["over-segmentation: halo", "fix"]
+    assert "on tiles" not in halo and halo.startswith("predict at a higher resolution;")
 
 
 def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice():

@@ -96,7 +96,8 @@ FIXES: dict[str, str] = {
     "false positives more (a Tversky loss)",
     "over-segmentation: elsewhere": "hard negatives: images with such structures as negative "
     "pairs; removing small components (05) where the spurious parts are small",
-    "under-segmentation": "a lower threshold; Dice or clDice in the loss; longer training",
+    "under-segmentation": "a lower threshold; more weight on the Dice term, or a clDice term, in "
+    "the loss; longer training",
     "coarse mask on the object": "predict at a higher resolution or on tiles; a thin-structure "
     "loss",
     "wrong place": "more varied training images and negatives; check the prompt is understood",
@@ -218,21 +219,20 @@ def cause_sentence(rows: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-RESOLUTION_FIXES = ("higher resolution", "tile")  # fixes that only help photos above the input
+TILE_FIX = "tile"  # fixes that help only photos larger than the model's input
 
 
 def fix_for(category: str, photo_side: int | None = None) -> str:
-    """`FIXES[category]`, without tiles or a higher resolution where the photos' longer side
-    (`photo_side`, px) is no larger than the model's input: there they add no detail."""
+    """`FIXES[category]`, without tiles where the photos' longer side (`photo_side`, px) is
+    no larger than the model's input: tiles of such a photo add no detail."""
     text = FIXES[category]
-    if photo_side is None or photo_side > MODEL_SIZE[0]:
+    if photo_side is None or photo_side > MODEL_SIZE[0] or TILE_FIX not in text:
         return text
-    parts = [p for p in text.split("; ") if not any(h in p for h in RESOLUTION_FIXES)]
-    if len(parts) == len(text.split("; ")):
-        return text
+    parts = [p.replace(" or on tiles", "") for p in text.split("; ")
+             if not p.startswith("tile ")]
     return "; ".join([*parts, (
-        f"not tiles or a higher resolution: these photos ({photo_side} px on the longer side) "
-        f"are no larger than the model's {MODEL_SIZE[0]} px input"
+        f"not tiles: these photos ({photo_side} px on the longer side) are no larger than the "
+        f"model's {MODEL_SIZE[0]} px input"
     )])
 
 
@@ -280,7 +280,7 @@ def _passing(images: int, failing: int, empty: int, false_alarms: int) -> str:
     quiet = empty - false_alarms
     return (
         f"{passing} pass: {passing - quiet} of {images - empty} labelled images reach IoU >= "
-        f"{FAIL_IOU}, {quiet} of {empty} empty walls stay empty"
+        f"{FAIL_IOU}, {quiet} of {empty} empty walls stay empty under the class's prompt"
     )
 
 
