@@ -20,11 +20,13 @@ export PYTHONHASHSEED ?= 0
 setup: $(STAMP)
 
 # Re-install only when the dependency list (pyproject.toml) changed; `make clean-venv` forces it.
+# --no-compile: modules are byte-compiled when first imported, not all of them at install.
+PIP := $(PY) -m pip install --quiet --no-compile --disable-pip-version-check
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e ".[dev]"
 	touch $(STAMP)
 
 data: setup
