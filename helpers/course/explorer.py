@@ -22,6 +22,7 @@ from helpers.core.io import read_mask
 from helpers.core.progress import headless
 from helpers.course.viz import overlay
 from helpers.data.images import load_rgb
+from helpers.data.prompts import known_class
 from helpers.evaluate.metrics import iou
 from helpers.inference.segmenter import as_stored, check_prompts
 
@@ -190,16 +191,6 @@ SAME_IOU = 0.02  # IoUs closer than this on one photo: "about the same"
 SAME_MASK = 0.01  # masks differing on at most this share of pixels: "almost the same"
 
 
-def _prompt_class(prompt: str) -> str | None:
-    """The class a typed prompt belongs to, or None for a prompt the course does not know."""
-    from helpers.data.prompts import class_of_prompt
-
-    try:
-        return class_of_prompt(prompt)
-    except ValueError:
-        return None
-
-
 def comparison_reading(model: Exploration, other: Exploration, other_name: str,
                        image_class: str | None = None) -> str:
     """What the example shows of the trained model against `other` on one photo of
@@ -208,7 +199,7 @@ def comparison_reading(model: Exploration, other: Exploration, other_name: str,
     much either mask changes with the prompt. One photo is a case, not a rate."""
     parts = []
     for i, prompt in enumerate(model.prompts):
-        right = image_class is None or _prompt_class(prompt) == image_class
+        right = image_class is None or known_class(prompt) == image_class
         if right and model.ious is not None and other.ious is not None:
             mine, theirs = model.ious[i], other.ious[i]
             if abs(theirs - mine) < SAME_IOU:

@@ -55,6 +55,14 @@ def class_of_prompt(prompt: str, prompts: Mapping[str, Sequence[str]] = PROMPTS)
     raise ValueError(f"unknown prompt {prompt!r}; known prompts: {known}")
 
 
+def known_class(prompt: str, prompts: Mapping[str, Sequence[str]] = PROMPTS) -> str | None:
+    """`class_of_prompt`, or None for a prompt of no class (a user may type any prompt)."""
+    try:
+        return class_of_prompt(prompt, prompts)
+    except ValueError:
+        return None
+
+
 def prompt_slug(prompt: str) -> str:
     """File-name-safe form of a prompt: "segment crack" -> "segment_crack".
 

@@ -36,6 +36,9 @@ thresholds are module constants, so a reader can change them and see the counts 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -311,9 +314,8 @@ def class_verdict(
     return f"no {cls} test image fails ({images} images)"
 
 
-def class_counts(counts: pd.DataFrame, cls: str) -> dict[str, int]:
-    """`class_verdict`'s counts for one class of `failure_counts`."""
-    row = counts.loc[cls]
+def class_counts(row: Mapping[str, Any]) -> dict[str, int]:
+    """`class_verdict`'s counts from one class's row of `failure_counts` (or its record)."""
     return {
         "images": int(row["images"]), "failing": int(row["failing"]),
         "empty": int(row.get("empty", 0)),
@@ -321,12 +323,13 @@ def class_counts(counts: pd.DataFrame, cls: str) -> dict[str, int]:
     }
 
 
-def leading_categories(counts: pd.DataFrame, cls: str) -> list[str]:
-    """The categories with the most failing images of `cls` (several when tied), in the
-    order of `CATEGORIES`; none where nothing fails."""
-    row = counts.loc[cls, [c for c in CATEGORIES if c in counts.columns]]
-    top = int(row.max()) if len(row) else 0
-    return [str(c) for c, n in row.items() if top and n == top]
+def leading_categories(row: Mapping[str, Any]) -> list[str]:
+    """The categories with the most failing images in one class's row of `failure_counts`
+    (or its record), several when tied, in the order of `CATEGORIES`; none where nothing
+    fails."""
+    counts = {c: int(row[c]) for c in CATEGORIES if c in row}
+    top = max(counts.values(), default=0)
+    return [c for c, n in counts.items() if top and n == top]
 
 
 def failure_conclusion(counts: pd.DataFrame) -> str:
@@ -337,11 +340,11 @@ def failure_conclusion(counts: pd.DataFrame) -> str:
     if failing == 0:
         return f"No image of {images} fails (IoU >= {FAIL_IOU} and no false alarm)."
     explained = failing - int(counts[UNEXPLAINED].sum()) if UNEXPLAINED in counts else failing
-    verdicts = "; ".join(class_verdict(str(cls), **class_counts(counts, cls))
+    verdicts = "; ".join(class_verdict(str(cls), **class_counts(counts.loc[cls]))
                          for cls in counts.index)
     leads = []
     for cls in counts.index:
-        top = leading_categories(counts, cls)
+        top = leading_categories(counts.loc[cls])
         if not top:
             continue
         n, of = int(counts.loc[cls, top[0]]), int(counts.loc[cls, "failing"])

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from helpers.core.io import read_json, write_json
 from helpers.core.runtime import get_runtime, model_device
-from helpers.data.prompts import class_of_prompt, prompt_slug
+from helpers.data.prompts import known_class, prompt_slug
 from helpers.inference.postprocess import postprocess
 
 SETTINGS_FILE = "predict_settings.json"
@@ -75,10 +75,7 @@ class PredictSettings:
 
     def for_prompt(self, prompt: str) -> tuple[float, str]:
         """(threshold, post-processing) for a prompt, by the class the prompt belongs to."""
-        try:
-            cls = class_of_prompt(prompt)
-        except ValueError:
-            cls = None
+        cls = known_class(prompt)
         return (
             float(self.threshold.get(cls, self.default_threshold)),
             str(self.postprocess.get(cls, self.default_postprocess)),

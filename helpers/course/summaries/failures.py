@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from helpers.course.records import FailureAnalysis
 from helpers.course.summaries.registry import summary_for
-from helpers.evaluate.failures import CATEGORIES, class_verdict
+from helpers.evaluate.failures import class_counts, class_verdict, leading_categories
 
 
-def _leading(categories: dict[str, int]) -> str:
+def _leading(row: Mapping[str, Any]) -> str:
     """"; the most common category is 'x' (5)", naming every category tied for the lead."""
-    if not categories:
+    tied = leading_categories(row)
+    if not tied:
         return ""
-    top = max(categories.values())
-    tied = [repr(k) for k, v in categories.items() if v == top]
+    top = int(row[tied[0]])
     if len(tied) == 1:
-        return f"; the most common category is {tied[0]} ({top})"
-    return f"; {len(tied)} categories tie as the most common ({', '.join(tied)}; {top} each)"
+        return f"; the most common category is {tied[0]!r} ({top})"
+    names = ", ".join(repr(c) for c in tied)
+    return f"; {len(tied)} categories tie as the most common ({names}; {top} each)"
 
 
 @summary_for(FailureAnalysis)
@@ -25,14 +29,10 @@ def summary_07(m: FailureAnalysis) -> list[str]:
     caveats (one training seed; synthetic seams)."""
     out = []
     for cls, row in m.taxonomy_counts.items():
-        categories = {k: v for k, v in row.items() if k in CATEGORIES and v}
-        verdict = class_verdict(
-            cls, int(row["images"]), int(row["failing"]), int(row.get("empty", 0)),
-            int(row.get("false alarm on an empty image", 0)),
-        )
+        verdict = class_verdict(cls, **class_counts(row))
         out.append(
             f"{verdict[0].upper()}{verdict[1:]} (a false alarm on an empty image fails too)"
-            + _leading(categories) + "."
+            + _leading(row) + "."
         )
     out += [f"{sentence}." for sentence in m.best_image_sentences]
     out += m.refinement_verdict  # the gain with its interval, the verdict and its caveats
