@@ -9,18 +9,22 @@ import pytest
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+from helpers.core.cache import is_current
 from helpers.core.io import atomic_folder
-from helpers.demo.shapes import PretrainSettings
+from helpers.demo import tiny_model
+from helpers.demo.shapes import PretrainSettings, shapes_iou
 from helpers.demo.tiny_model import (
     PRETRAIN_FILE,
+    SHIPPED_DIR,
     TINY_VERSION,
     build_pretrained_tiny_model,
     build_tiny_model,
     ensure_tiny_model,
+    tiny_key,
 )
 from helpers.demo.tokenizer import build_tiny_tokenizer
 from helpers.inference.loading import load_model
-from helpers.model.architecture import full_size_config
+from helpers.model.architecture import full_size_config, saved_model_present
 
 # The course prompts (helpers.data.prompts.PROMPTS) as the contracts fix them.
 COURSE_PROMPTS = [
@@ -45,7 +49,7 @@ def _all_prompts() -> list[str]:
     return sorted({p for prompts in PROMPTS.values() for p in prompts} | set(COURSE_PROMPTS))
 
 
-# A few pretraining steps on small images: the shipped settings take about a minute.
+# A few pretraining steps on small images: the shipped settings take about two minutes.
 CHEAP = PretrainSettings(steps=2, batch_size=2, size=64, warmup=1)
 
 
@@ -212,3 +216,55 @@ def test_full_size_config_is_the_checkpoint_architecture():
     assert list(config.extract_layers) == [3, 6, 9]
     assert config.reduce_dim == 64
     assert config.text_config.vocab_size == 49408
+
+
+# The shipped checkpoint (helpers/demo/checkpoint/): what a fresh clone starts the demo from.
+
+
+def test_the_shipped_checkpoint_is_of_the_current_recipe():
+    # A recipe change (TINY_VERSION, seed, pretraining settings) without
+    # `python -m helpers.demo.tiny_model` would silently pretrain on every fresh clone.
+    assert is_current(SHIPPED_DIR, tiny_key(PretrainSettings())), (
+        "helpers/demo/checkpoint/ is of another recipe: run python -m helpers.demo.tiny_model"
+    )
+    assert saved_model_present(SHIPPED_DIR)
+
+
+def test_the_default_tiny_model_is_copied_from_the_shipped_checkpoint(tmp_path, monkeypatch):
+    def no_pretraining(**_):
+        raise AssertionError("pretrained although the shipped checkpoint is current")
+
+    monkeypatch.setattr(tiny_model, "build_pretrained_tiny_model", no_pretraining)
+    folder = ensure_tiny_model(tmp_path / "tiny-clipseg", progress=False)
+    for name in ("model.safetensors", "config.json", PRETRAIN_FILE):
+        assert (folder / name).read_bytes() == (SHIPPED_DIR / name).read_bytes(), name
+    assert is_current(folder, tiny_key(PretrainSettings()))
+
+
+def test_other_settings_pretrain_instead_of_copying(tiny_dir):
+    shipped = (SHIPPED_DIR / "model.safetensors").read_bytes()
+    assert (tiny_dir / "model.safetensors").read_bytes() != shipped
+    summary = json.loads((tiny_dir / PRETRAIN_FILE).read_text(encoding="utf-8"))
+    assert summary["settings"]["steps"] == CHEAP.steps
+
+
+def test_the_shipped_summary_is_true_of_the_shipped_weights():
+    model = CLIPSegForImageSegmentation.from_pretrained(SHIPPED_DIR).eval()
+    processor = CLIPSegProcessor.from_pretrained(SHIPPED_DIR)
+    summary = json.loads((SHIPPED_DIR / PRETRAIN_FILE).read_text(encoding="utf-8"))
+    settings = PretrainSettings()
+    assert summary["settings"] == settings.to_dict() and summary["tiny_version"] == TINY_VERSION
+    measured = shapes_iou(model, processor, settings.size, seed=settings.seed + 1)
+    for kind, value in summary["held_out_iou"].items():  # other CPUs may flip a few pixels
+        assert measured[kind] == pytest.approx(value, abs=0.002), (kind, measured, summary)
+
+
+def test_ship_tiny_model_writes_a_checkpoint_ensure_accepts(tmp_path, monkeypatch):
+    def quick(**_):  # the random tiny model stands in for two minutes of pretraining
+        model, processor = build_tiny_model()
+        return model, processor, {"tiny_version": TINY_VERSION, "held_out_iou": {}}
+
+    monkeypatch.setattr(tiny_model, "build_pretrained_tiny_model", quick)
+    folder = tiny_model.ship_tiny_model(tmp_path / "checkpoint", progress=False)
+    assert is_current(folder, tiny_key(PretrainSettings())) and saved_model_present(folder)
+    assert tiny_model.main(["--force"]) == 2  # the command takes no arguments

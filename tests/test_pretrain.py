@@ -46,7 +46,7 @@ def test_shape_words_are_single_tokens():
 
 @pytest.fixture(scope="module")
 def shipped():
-    model, processor = load_model("tiny")  # built and pretrained once with the shipped settings
+    model, processor = load_model("tiny")  # the shipped checkpoint (the shipped settings)
     return model, processor
 
 

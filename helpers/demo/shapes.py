@@ -50,7 +50,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    """Length and size of the pretraining run (defaults: about a minute on 2 CPU cores)."""
+    """Length and size of the pretraining run (defaults: about two minutes on 2 CPU cores)."""
 
     steps: int = 500  # 400 on the standard schedule can leave the prompts unlearned
     batch_size: int = 16
