@@ -139,6 +139,16 @@ def test_the_reading_states_the_tables_numbers_and_where_the_default_loses() -> 
     bce = next(line for line in lines if line.startswith("bce_weight "))
     assert "the highest val mIoU" in bce
     assert "one seed (42) and 4 epochs (the profile trains 8)" in lines[-1]
+    level = _table()
+    level.loc[0, ["val_miou", "false_alarms_wrong_prompt"]] = [0.485, 0.30]  # bce_weight 1
+    bce = next(line for line in choices.choices_reading(level, settings).splitlines()
+               if line.startswith("bce_weight "))
+    assert "not the best" not in bce
+    assert ("the default and bce_weight 1 are level (0.005 apart; gaps up to 0.01 are read as "
+            "level); under the other class's prompts the default marks something on fewer pairs "
+            "(20 of 200 against 60 of 200)") in bce
+    same_length = choices.choices_reading(_table(), {**settings, "profile_epochs": 4})
+    assert "one seed (42) and 4 epochs (the profile's) on" in same_length
     assert "42 validation images (14 photos; 2 images with an empty label)" in lines[-1]
     assert "from 20 of 200 to 120 of 200 wrong-prompt pairs" in text
     assert ("for bce_weight 1, the defaults, negative_rate 0.25, lr 0.001, lr 0.02: 4, 1, 3, 2, 4 "
@@ -184,6 +194,10 @@ def test_the_command_writes_the_table_and_its_settings(tmp_path, monkeypatch) ->
     settings = table.attrs["settings"]
     assert settings["profile"] == "demo" and settings["epochs"] == 3 and settings["seed"] == 42
     assert settings["command"].startswith("python -m helpers.choices --profile demo --epochs 3")
+    assert choices.main(["--out", str(out)]) == 0  # by default the profile's epochs
+    settings = choices.read_choices(out).attrs["settings"]
+    assert settings["epochs"] == get_profile("demo").epochs == settings["profile_epochs"]
+    assert settings["command"].startswith("python -m helpers.choices --profile demo --out")
     assert str(tmp_path) not in out.with_suffix(".json").read_text()  # no machine path
     assert sorted(p.name for p in out.parent.iterdir()) == ["choices.csv", "choices.json"]
 

@@ -1,6 +1,6 @@
 """Why the demo trains with `bce_weight` 3, `negative_rate` 1.0 and `lr` 5e-3: a validation sweep.
 
-    python -m helpers.choices --profile demo --epochs 4
+    python -m helpers.choices --profile demo
 
 `sweep_choices` trains LoRA through the course's own cached path (`trained_model`, into
 `outputs/<profile>-choices/models/lora-*`, apart from the notebooks' runs), changing one
@@ -42,7 +42,6 @@ GRID: dict[str, tuple[float, ...]] = {
     "negative_rate": (0.25, 1.0),
     "lr": (1e-3, 5e-3, 2e-2),
 }
-EPOCHS = 4  # fewer than the demo's 8: the sweep trains five runs on a CPU
 SUPPORTED = ("demo",)  # the grid is placed around the demo profile's values
 SPLIT = "val"  # choices are made on validation; the test split never enters the sweep
 DEFAULTS_RUN = "lora-defaults"
@@ -55,6 +54,7 @@ NOTES: dict[str, str] = {
     "negative_rate": "Negative pairs come on top of the positive items, so a higher rate also "
     "means more optimiser steps per epoch.",
 }
+LEVEL = 0.01  # val mIoU gaps up to this are read as level: one seed, 42 validation images
 CRITERION = (
     "val mIoU: per class, the mean per-image IoU over every prompt of the class at the "
     "threshold chosen for that class on the same validation images, then the mean of the two "
@@ -171,18 +171,20 @@ def score_variant(variant: Variant, manifest: pd.DataFrame, run: str,
 def sweep_choices(
     profile: Profile,
     manifest: pd.DataFrame,
-    epochs: int = EPOCHS,
+    epochs: int | None = None,
     run: str | None = None,
     grid: Mapping[str, Sequence[float]] = GRID,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train LoRA with one setting changed at a time and score every run on validation.
 
-    A row per setting and value tried (`COLUMNS`); the three rows at the profile's own values
-    share one run (`run` names it). Runs go to `outputs/<run or "<profile>-choices">/` and
-    are reused while their settings are unchanged. Only train and validation rows of
-    `manifest` are passed on.
+    Each run trains `epochs` epochs (default: the profile's, so the table judges the settings
+    the notebooks train with). A row per setting and value tried (`COLUMNS`); the three rows
+    at the profile's own values share one run (`run` names it). Runs go to
+    `outputs/<run or "<profile>-choices">/` and are reused while their settings are unchanged.
+    Only train and validation rows of `manifest` are passed on.
     """
+    epochs = profile.epochs if epochs is None else epochs
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     base = replace(profile, epochs=epochs)
@@ -250,6 +252,16 @@ def _pairs(share: float, total: int | None) -> str:
     return f"{share:.0%}"
 
 
+def _false_alarm_contrast(default: Any, other: Any, total: int | None) -> str:
+    """How the default's wrong-prompt false alarms compare with `other`'s, as a clause."""
+    mine, theirs = default.false_alarms_wrong_prompt, other.false_alarms_wrong_prompt
+    if mine != mine or theirs != theirs or mine == theirs:
+        return ""
+    word = "fewer" if mine < theirs else "more"
+    return (f"; under the other class's prompts the default marks something on {word} pairs "
+            f"({_pairs(mine, total)} against {_pairs(theirs, total)})")
+
+
 def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = None) -> str:
     """What the table says, in sentences generated from its numbers, criterion first."""
     settings = dict(table.attrs.get("settings", {}) if settings is None else settings)
@@ -274,10 +286,14 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
             + "; ".join(parts) + "."
         )
         best = rows.loc[rows["val_miou"].idxmax()]
-        gap = float(best.val_miou) - float(d.val_miou)
-        if gap > 0:
+        gap = round(float(best.val_miou) - float(d.val_miou), 4)
+        if gap > LEVEL:
             text += (f" On validation the default is not the best: {setting} {best.value:g} "
                      f"scores {gap:.3f} more val mIoU.")
+        elif gap > 0:
+            text += (f" On val mIoU the default and {setting} {best.value:g} are level ({gap:.3f}"
+                     f" apart; gaps up to {LEVEL:g} are read as level)"
+                     + _false_alarm_contrast(d, best, wrong_n) + ".")
         else:
             text += " The default scores the highest val mIoU of these values."
         if setting in NOTES:
@@ -289,8 +305,8 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
     if len(wrong):
         low, high = _pairs(wrong.min(), wrong_n), _pairs(wrong.max(), wrong_n)
         span = low if low == high else f"from {low} to {high}"
-        lines.append(f"Under the other class's prompts every setting marks something on many "
-                     f"validation images: {span} wrong-prompt pairs.")
+        lines.append(f"Under the other class's prompts the runs mark something on {span} "
+                     "wrong-prompt pairs.")
     runs = table.drop_duplicates("run")
     best = ", ".join(
         "the defaults" if r.default else f"{r.setting} {r.value:g}" for r in runs.itertuples()
@@ -301,7 +317,10 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
         "epoch is its last might still gain from more epochs."
     )
     planned = settings.get("profile_epochs")
-    length = f"{epochs} epochs" + (f" (the profile trains {planned})" if planned else "")
+    length = f"{epochs} epochs" + (
+        "" if not planned else " (the profile's)" if planned == epochs
+        else f" (the profile trains {planned})"
+    )
     sample = ""
     if "val_images" in settings:
         sample = (f" on {settings['val_images']} validation images "
@@ -332,8 +351,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="demo",
                    help=f"the profile whose choices are checked: {', '.join(SUPPORTED)} "
                    "(default: demo)")
-    p.add_argument("--epochs", type=int, default=EPOCHS,
-                   help=f"epochs per run (default: {EPOCHS}, fewer than the profile's)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs per run (default: the profile's, as the notebooks train)")
     p.add_argument("--out",
                    help="the CSV to write (default: notebooks/data/<profile>_choices.csv)")
     return p
@@ -361,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         known = "a known profile" if args.profile in PROFILES else "not a profile"
         return _error(f"--profile {args.profile!r} ({known}) is not supported: the grid is "
                       f"placed around the values of {', '.join(SUPPORTED)}")
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         return _error(f"--epochs must be >= 1, got {args.epochs}")
     out = Path(args.out) if args.out else choices_path(args.profile)
     problem = _check_out(out)
@@ -373,13 +392,16 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
 
 
-def _run(profile: str, epochs: int, out: Path, given_out: bool) -> int:
+def _run(profile: str, epochs: int | None, out: Path, given_out: bool) -> int:
     from helpers.course.session import open_course
 
     course = open_course(profile=profile)
+    epochs = course.cfg.epochs if epochs is None else epochs
     start = time.perf_counter()
     table = sweep_choices(course.cfg, course.manifest, epochs=epochs)
-    command = f"python -m helpers.choices --profile {profile} --epochs {epochs}"
+    command = f"python -m helpers.choices --profile {profile}"
+    if epochs != course.cfg.epochs:
+        command += f" --epochs {epochs}"
     if given_out:
         command += f" --out {shown(out)}"
     settings = {
