@@ -316,6 +316,12 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
         f" {', '.join(str(int(e)) for e in runs['best_epoch'])} of {epochs}; a run whose best "
         "epoch is its last might still gain from more epochs."
     )
+    stuck = [r for r in runs.itertuples() if int(r.best_epoch) == 1 and epochs > 1]
+    if stuck:
+        names = ", ".join("the defaults" if r.default else f"{r.setting} {r.value:g}"
+                          for r in stuck)
+        lines[-1] += (f" {names} kept {'its' if len(stuck) == 1 else 'their'} first epoch: no "
+                      f"later one of the {epochs} scored a higher validation mIoU.")
     planned = settings.get("profile_epochs")
     length = f"{epochs} epochs" + (
         "" if not planned else " (the profile's)" if planned == epochs
