@@ -5,7 +5,9 @@ import any layer), and the commands at the top only call into them."""
 from __future__ import annotations
 
 import ast
+import inspect
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,37 @@ def test_readme_package_map_matches_the_code() -> None:
     assert sorted(listed) == packages
     for name in COMMANDS:
         assert f"helpers.{name}" in section, name
+
+
+MAX_LINES = 60  # a function a notebook calls stays short enough to read in one screen
+
+
+def _own_functions(obj):
+    """`obj` itself if it is a function, or the methods a helpers class defines itself."""
+    if inspect.isclass(obj):
+        members = [getattr(m, "__func__", m) for m in vars(obj).values()]
+        home = sys.modules[obj.__module__].__file__  # not the methods dataclasses writes
+        return [m for m in members if inspect.isfunction(m) and m.__code__.co_filename == home]
+    return [obj] if inspect.isfunction(obj) else []
+
+
+def test_no_function_a_notebook_calls_exceeds_60_lines() -> None:
+    from helpers.course import toolkit
+
+    long = {}
+    for module, names in toolkit.HOMES.items():
+        if not module.startswith("helpers."):
+            continue  # third-party names (peft's LoraConfig) are not ours to shorten
+        for name in names:
+            for fn in _own_functions(getattr(toolkit, name)):
+                lines = len(inspect.getsourcelines(fn)[0])
+                if lines > MAX_LINES:
+                    long[f"{module}.{fn.__qualname__}"] = lines
+    assert not long, long
+
+
+def test_the_training_loop_is_short_with_few_parameters() -> None:
+    from helpers.train.loop import train
+
+    assert len(inspect.getsourcelines(train)[0]) <= 45
+    assert len(inspect.signature(train).parameters) <= 8

@@ -49,64 +49,88 @@ def architecture_figure(config, lora: LoraSettings | None = DEFAULT_LORA):
     the model without adapters.
     """
     n_vision = config.vision_config.num_hidden_layers
-    n_text = config.text_config.num_hidden_layers
     extract = list(config.extract_layers)
-    last = max(extract)
     parts = set(lora.parts) if lora is not None else set()
     adapted = set(lora.vision_layers_for(n_vision, extract)) if "vision" in parts else set()
     targets = list(lora.target_modules) if lora is not None else []
 
-    row = 0.8
-    top = 1.4 + n_vision * row
+    top = 1.4 + n_vision * ROW
     fig, ax = plt.subplots(figsize=(11, max(4.5, 0.45 * top + 1.5)))
     ax.set_xlim(-0.2, 14)
     ax.set_ylim(0, top + 1.4)
     ax.axis("off")
+    layer_ys = _draw_vision(ax, config, adapted, targets, top)
+    emb_y = _draw_text(ax, config, "text" in parts, targets)
+    _draw_decoder(ax, config, layer_ys, emb_y, top, targets if "decoder" in parts else None)
 
-    # vision tower: one box per layer, bottom to top
+    where = ", ".join(p for p in ("vision", "text", "decoder") if p in parts) or "none"
+    lora_text = (f"LoRA r={lora.r} on {'/'.join(targets)} in: {where}"
+                 + (f" (vision layers {min(adapted)}-{max(adapted)})" if adapted else "")
+                 if lora is not None else "no LoRA")
+    ax.set_title(f"CLIPSeg: the decoder reads vision layers {extract}; {lora_text}", fontsize=10)
+    return fig
+
+
+ROW = 0.8  # height of one vision layer's row
+
+
+def _draw_vision(ax, config, adapted: set[int], targets: list[str], top: float) -> dict:
+    """The vision tower, one box per layer from the bottom; returns each layer's y."""
+    n_vision, extract = config.vision_config.num_hidden_layers, list(config.extract_layers)
+    last = max(extract)
     size, patch = config.vision_config.image_size, config.vision_config.patch_size
     _box(ax, 0, 0.1, 3.2, 0.6, f"photo {size}x{size}\n-> {patch}x{patch} patches", COLOURS["io"])
     ys = {}
     for i in range(n_vision):
-        y = 1.0 + i * row
+        y = 1.0 + i * ROW
         ys[i] = y
         kind = "extracted" if i in extract else ("feeding" if i <= last else "unused")
         text = {"extracted": f"vision layer {i} -> decoder",
                 "feeding": f"vision layer {i}",
                 "unused": f"vision layer {i} (unused)"}[kind]
-        _box(ax, 0, y, 3.2, row * 0.75, text, COLOURS[kind],
+        _box(ax, 0, y, 3.2, ROW * 0.75, text, COLOURS[kind],
              hatch="//" if kind == "unused" else None)
         if i in adapted:
-            _lora(ax, 3.3, y, row * 0.75, targets)
+            _lora(ax, 3.3, y, ROW * 0.75, targets)
     if last < n_vision - 1:
-        ax.text(3.3, ys[n_vision - 1] + row * 0.37, "never reaches the output", fontsize=7,
+        ax.text(3.3, ys[n_vision - 1] + ROW * 0.37, "never reaches the output", fontsize=7,
                 style="italic", va="center", gid="label")
     ax.text(1.6, top + 0.2, f"CLIP vision transformer\n({n_vision} layers)", ha="center",
             fontsize=9, weight="bold")
+    return ys
 
-    # text tower
+
+def _draw_text(ax, config, adapted: bool, targets: list[str]) -> float:
+    """The text tower from prompt to embedding; returns the embedding box's y."""
     _box(ax, 5.2, 0.1, 3.0, 0.6, 'prompt, e.g. "segment crack"', COLOURS["io"])
     text_y = 1.2
-    _box(ax, 5.2, text_y, 3.0, 1.4, f"CLIP text transformer\n({n_text} layers)", COLOURS["text"])
-    if "text" in parts:
+    _box(ax, 5.2, text_y, 3.0, 1.4,
+         f"CLIP text transformer\n({config.text_config.num_hidden_layers} layers)",
+         COLOURS["text"])
+    if adapted:
         _lora(ax, 5.3, text_y + 1.45, 0.3, targets)
     emb_y = text_y + 2.2
     _box(ax, 5.2, emb_y, 3.0, 0.6, f"text embedding ({config.projection_dim})", COLOURS["text"])
     _arrow(ax, (6.7, 0.7), (6.7, text_y))
     _arrow(ax, (6.7, text_y + 1.4), (6.7, emb_y))
+    return emb_y
 
-    # decoder: the deepest extracted layer first, FiLM-conditioned by the text embedding
-    dec_x, dec_h = 10.0, row * 0.75
-    order = extract[::-1]
+
+def _draw_decoder(ax, config, layer_ys: dict, emb_y: float, top: float,
+                  targets: list[str] | None) -> None:
+    """The decoder: the deepest extracted layer first, FiLM-conditioned by the text embedding;
+    `targets` marks adapters on each block (None: no decoder adapters)."""
+    dec_x, dec_h = 10.0, ROW * 0.75
+    order = list(config.extract_layers)[::-1]
     prev = 0.0  # the previous decoder block's height
     for k, layer in enumerate(order):
         y = 1.0 + k * (top - 2.0) / max(len(order), 1)
         text = f"reduce to {config.reduce_dim}" + (" + FiLM" if k == 0 else " + add")
         _box(ax, dec_x, y, 2.8, dec_h, f"decoder block {k}\n{text}", COLOURS["decoder"])
-        if "decoder" in parts:
+        if targets is not None:
             _lora(ax, dec_x + 2.85, y, dec_h, targets)
-        _arrow(ax, (3.2, ys[layer] + row * 0.37), (dec_x, y + dec_h / 2), colour="#c0661d",
-               connectionstyle="arc3,rad=-0.05")
+        _arrow(ax, (3.2, layer_ys[layer] + ROW * 0.37), (dec_x, y + dec_h / 2),
+               colour="#c0661d", connectionstyle="arc3,rad=-0.05")
         if k == 0:
             film_y = y + dec_h + 0.3
             _box(ax, 8.7, film_y, 1.2, 0.5, "FiLM\nscale, shift", COLOURS["film"])
@@ -119,13 +143,6 @@ def architecture_figure(config, lora: LoraSettings | None = DEFAULT_LORA):
     _box(ax, dec_x, out_y, 2.8, 0.6, "upsample -> mask logits", COLOURS["io"])
     _arrow(ax, (dec_x + 1.4, prev + dec_h), (dec_x + 1.4, out_y))
     ax.text(dec_x + 1.4, out_y + 0.8, "CLIPSeg decoder", ha="center", fontsize=9, weight="bold")
-
-    where = ", ".join(p for p in ("vision", "text", "decoder") if p in parts) or "none"
-    lora_text = (f"LoRA r={lora.r} on {'/'.join(targets)} in: {where}"
-                 + (f" (vision layers {min(adapted)}-{max(adapted)})" if adapted else "")
-                 if lora is not None else "no LoRA")
-    ax.set_title(f"CLIPSeg: the decoder reads vision layers {extract}; {lora_text}", fontsize=10)
-    return fig
 
 
 def figure_labels(fig) -> list[str]:

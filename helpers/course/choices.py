@@ -267,62 +267,17 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
     settings = dict(table.attrs.get("settings", {}) if settings is None else settings)
     empty_n, wrong_n = settings.get("empty_label_pairs"), settings.get("wrong_prompt_pairs")
     lines = [f"Criterion: {CRITERION}."]
-    for setting, rows in table.groupby("setting", sort=False):
-        default = rows[rows["default"].astype(bool)]
-        if len(default) != 1:
-            raise ValueError(f"{setting}: expected one row at the profile's value")
-        d = default.iloc[0]
-        others = rows[~rows["default"].astype(bool)]
-        parts = [
-            f"{o.val_miou:.3f} at {o.value:g} (false alarms {_pairs(o.false_alarms_empty, empty_n)}"
-            f" empty-label pairs, {_pairs(o.false_alarms_wrong_prompt, wrong_n)} wrong-prompt "
-            "pairs)"
-            for o in others.itertuples()
-        ]
-        text = (
-            f"{setting} {d.value:g} (the default) scores val mIoU {d.val_miou:.3f} (false alarms "
-            f"{_pairs(d.false_alarms_empty, empty_n)} empty-label pairs, "
-            f"{_pairs(d.false_alarms_wrong_prompt, wrong_n)} wrong-prompt pairs) against "
-            + "; ".join(parts) + "."
-        )
-        best = rows.loc[rows["val_miou"].idxmax()]
-        gap = round(float(best.val_miou) - float(d.val_miou), 4)
-        if gap > LEVEL:
-            text += (f" On validation the default is not the best: {setting} {best.value:g} "
-                     f"scores {gap:.3f} more val mIoU.")
-        elif gap > 0:
-            text += (f" On val mIoU the default and {setting} {best.value:g} are level ({gap:.3f}"
-                     f" apart; gaps up to {LEVEL:g} are read as level)"
-                     + _false_alarm_contrast(d, best, wrong_n) + ".")
-        else:
-            text += " The default scores the highest val mIoU of these values."
-        if setting in NOTES:
-            text += " " + NOTES[setting]
-        lines.append(text)
-    first = table.iloc[0]
-    epochs = int(first.epochs)
+    lines += [_setting_line(setting, rows, empty_n, wrong_n)
+              for setting, rows in table.groupby("setting", sort=False)]
     wrong = table["false_alarms_wrong_prompt"].dropna()
     if len(wrong):
         low, high = _pairs(wrong.min(), wrong_n), _pairs(wrong.max(), wrong_n)
         span = low if low == high else f"from {low} to {high}"
         lines.append(f"Under the other class's prompts the runs mark something on {span} "
                      "wrong-prompt pairs.")
-    runs = table.drop_duplicates("run")
-    best = ", ".join(
-        "the defaults" if r.default else f"{r.setting} {r.value:g}" for r in runs.itertuples()
-    )
-    lines.append(
-        f"Best epochs (the checkpoint each run keeps, by the loop's validation mIoU), for {best}:"
-        f" {', '.join(str(int(e)) for e in runs['best_epoch'])} of {epochs}; a run whose best "
-        "epoch is its last might still gain from more epochs."
-    )
-    stuck = [r for r in runs.itertuples() if int(r.best_epoch) == 1 and epochs > 1]
-    if stuck:
-        names = ", ".join("the defaults" if r.default else f"{r.setting} {r.value:g}"
-                          for r in stuck)
-        lines[-1] += (f" {names} kept {'its' if len(stuck) == 1 else 'their'} first epoch: no "
-                      f"later one of the {epochs} scored a higher validation mIoU.")
-    planned = settings.get("profile_epochs")
+    lines.append(_best_epochs_line(table))
+    first = table.iloc[0]
+    epochs, planned = int(first.epochs), settings.get("profile_epochs")
     length = f"{epochs} epochs" + (
         "" if not planned else " (the profile's)" if planned == epochs
         else f" (the profile trains {planned})"
@@ -338,6 +293,58 @@ def choices_reading(table: pd.DataFrame, settings: Mapping[str, Any] | None = No
         "other photos, and the test split was never used."
     )
     return "\n".join(lines)
+
+
+def _setting_line(setting: str, rows: pd.DataFrame, empty_n: int | None,
+                  wrong_n: int | None) -> str:
+    """One setting's sentence: the default against each value tried, then the verdict."""
+    default = rows[rows["default"].astype(bool)]
+    if len(default) != 1:
+        raise ValueError(f"{setting}: expected one row at the profile's value")
+    d = default.iloc[0]
+    others = rows[~rows["default"].astype(bool)]
+    parts = [
+        f"{o.val_miou:.3f} at {o.value:g} (false alarms {_pairs(o.false_alarms_empty, empty_n)}"
+        f" empty-label pairs, {_pairs(o.false_alarms_wrong_prompt, wrong_n)} wrong-prompt "
+        "pairs)"
+        for o in others.itertuples()
+    ]
+    text = (
+        f"{setting} {d.value:g} (the default) scores val mIoU {d.val_miou:.3f} (false alarms "
+        f"{_pairs(d.false_alarms_empty, empty_n)} empty-label pairs, "
+        f"{_pairs(d.false_alarms_wrong_prompt, wrong_n)} wrong-prompt pairs) against "
+        + "; ".join(parts) + "."
+    )
+    best = rows.loc[rows["val_miou"].idxmax()]
+    gap = round(float(best.val_miou) - float(d.val_miou), 4)
+    if gap > LEVEL:
+        text += (f" On validation the default is not the best: {setting} {best.value:g} "
+                 f"scores {gap:.3f} more val mIoU.")
+    elif gap > 0:
+        text += (f" On val mIoU the default and {setting} {best.value:g} are level ({gap:.3f}"
+                 f" apart; gaps up to {LEVEL:g} are read as level)"
+                 + _false_alarm_contrast(d, best, wrong_n) + ".")
+    else:
+        text += " The default scores the highest val mIoU of these values."
+    return text + (" " + NOTES[setting] if setting in NOTES else "")
+
+
+def _best_epochs_line(table: pd.DataFrame) -> str:
+    """Each run's kept epoch, and which runs never beat their first."""
+    epochs = int(table.iloc[0].epochs)
+    runs = table.drop_duplicates("run")
+    names = ["the defaults" if r.default else f"{r.setting} {r.value:g}" for r in runs.itertuples()]
+    line = (
+        f"Best epochs (the checkpoint each run keeps, by the loop's validation mIoU), for "
+        f"{', '.join(names)}: {', '.join(str(int(e)) for e in runs['best_epoch'])} of {epochs}; "
+        "a run whose best epoch is its last might still gain from more epochs."
+    )
+    kept = [int(e) for e in runs["best_epoch"]]
+    stuck = [n for n, e in zip(names, kept, strict=True) if e == 1 and epochs > 1]
+    if stuck:
+        line += (f" {', '.join(stuck)} kept {'its' if len(stuck) == 1 else 'their'} first "
+                 f"epoch: no later one of the {epochs} scored a higher validation mIoU.")
+    return line
 
 
 class _Parser(argparse.ArgumentParser):

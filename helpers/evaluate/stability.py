@@ -75,19 +75,8 @@ def threshold_stability(
     draws, summary = [], []
     for cls in sorted(chosen):
         part = val[val["dataset"] == cls]
-        # row positions of each photo's rows; a photo drawn twice has its rows twice, so it
-        # weighs twice in the mean `choose_thresholds` maximises
-        positions = part.reset_index(drop=True).groupby(
-            part["image_id"].map(photo_of).to_numpy(), sort=True
-        ).indices
-        photos = sorted(positions)
-        picks = photo_picks(rng, len(photos), n_resamples)
-        for i, row in enumerate(picks):
-            sample = part.iloc[np.concatenate([positions[photos[j]] for j in row])]
-            t = choose_thresholds(sample, split="val", metric=metric)[cls]
-            draws.append({"dataset": cls, "resample": i, "threshold": t,
-                          "test_iou": float(test_curve.loc[(cls, t)])})
-        mine = pd.DataFrame([d for d in draws if d["dataset"] == cls])
+        mine, n_photos = _resampled_choices(part, photo_of, rng, n_resamples, metric, test_curve)
+        draws += mine.to_dict("records")
         # the interval's ends on the sweep grid: the chosen thresholds are grid values
         t_low = np.percentile(mine["threshold"], tails[0], method="lower")
         t_high = np.percentile(mine["threshold"], tails[1], method="higher")
@@ -95,7 +84,7 @@ def threshold_stability(
         median = _snap(float(np.median(mine["threshold"])), grid)
         steps = int(round((t_high - t_low) / step))
         summary.append({
-            "dataset": cls, "val_photos": len(photos), "resamples": n_resamples,
+            "dataset": cls, "val_photos": n_photos, "resamples": n_resamples,
             "chosen": chosen[cls], "test_iou": float(test_curve.loc[(cls, chosen[cls])]),
             "threshold_median": float(np.median(mine["threshold"])),
             "threshold_low": float(t_low), "threshold_high": float(t_high),
@@ -106,6 +95,28 @@ def threshold_stability(
             "recommended": chosen[cls] if steps <= 1 else median, "level": level,
         })
     return pd.DataFrame(summary), pd.DataFrame(draws)
+
+
+def _resampled_choices(
+    part: pd.DataFrame, photo_of: Mapping[str, str], rng: np.random.Generator,
+    n_resamples: int, metric: str, test_curve: pd.Series,
+) -> tuple[pd.DataFrame, int]:
+    """One class's draws (the threshold chosen on each resample of its validation photos and
+    the test IoU there) and its number of validation photos."""
+    cls = part["dataset"].iloc[0]
+    # row positions of each photo's rows; a photo drawn twice has its rows twice, so it
+    # weighs twice in the mean `choose_thresholds` maximises
+    positions = part.reset_index(drop=True).groupby(
+        part["image_id"].map(photo_of).to_numpy(), sort=True
+    ).indices
+    photos = sorted(positions)
+    draws = []
+    for i, row in enumerate(photo_picks(rng, len(photos), n_resamples)):
+        sample = part.iloc[np.concatenate([positions[photos[j]] for j in row])]
+        t = choose_thresholds(sample, split="val", metric=metric)[cls]
+        draws.append({"dataset": cls, "resample": i, "threshold": t,
+                      "test_iou": float(test_curve.loc[(cls, t)])})
+    return pd.DataFrame(draws), len(photos)
 
 
 def describe_stability(summary: pd.DataFrame) -> str:
