@@ -14,6 +14,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
+# Set-up installs without byte-compiling (--no-compile): each module is compiled when first
+# imported and its .pyc kept in the venv. That needs bytecode writing on, so an inherited
+# PYTHONDONTWRITEBYTECODE is dropped; with it every notebook kernel and test process would
+# recompile torch, transformers and pandas from source (about 4 s each).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup data run smoke bench test test-fast test-gpu lint report clean clean-venv
 
