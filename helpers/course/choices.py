@@ -334,12 +334,12 @@ def _best_epochs_line(table: pd.DataFrame) -> str:
     epochs = int(table.iloc[0].epochs)
     runs = table.drop_duplicates("run")
     names = ["the defaults" if r.default else f"{r.setting} {r.value:g}" for r in runs.itertuples()]
+    kept = [int(e) for e in runs["best_epoch"]]
     line = (
         f"Best epochs (the checkpoint each run keeps, by the loop's validation mIoU), for "
-        f"{', '.join(names)}: {', '.join(str(int(e)) for e in runs['best_epoch'])} of {epochs}; "
+        f"{', '.join(names)}: {', '.join(map(str, kept))} of {epochs}; "
         "a run whose best epoch is its last might still gain from more epochs."
     )
-    kept = [int(e) for e in runs["best_epoch"]]
     stuck = [n for n, e in zip(names, kept, strict=True) if e == 1 and epochs > 1]
     if stuck:
         line += (f" {', '.join(stuck)} kept {'its' if len(stuck) == 1 else 'their'} first "

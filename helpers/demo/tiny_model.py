@@ -187,7 +187,8 @@ def ship_tiny_model(folder: str | os.PathLike[str] = SHIPPED_DIR, progress: bool
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m helpers.demo.tiny_model`: rebuild the shipped checkpoint from the recipe."""
-    if argv if argv is not None else sys.argv[1:]:
+    args = sys.argv[1:] if argv is None else argv
+    if args:
         print("usage: python -m helpers.demo.tiny_model  (no arguments: rebuilds "
               f"{SHIPPED_DIR.name}/ from the shipped recipe)", file=sys.stderr)
         return 2
