@@ -111,3 +111,72 @@ def test_a_variant_run_does_not_borrow_the_scores_of_its_mode(tmp_path):
     text = write_model_card(variant).read_text()
     assert "0.5313" not in text and "0.35" not in text  # lora's test IoU and threshold
     assert "variant of the `lora` run" in text
+
+
+def _failure_analysis(out: Path, refined_run: str | None) -> None:
+    """07's record of the taping bias and of a model trained on refined masks."""
+    write_json(out / "metrics" / "07_failure_analysis.json", {
+        "mode": "lora", "refine_method": "lines", "refined_run": refined_run,
+        "refined_thresholds_chosen_on_val": {"cracks": 0.45, "taping": 0.2},
+        "rectangle_bias": [
+            {"scored_against": "rectangle labels", "iou": 0.2422, "threshold": 0.4},
+            {"scored_against": "true seams", "iou": 0.1773, "threshold": 0.4},
+        ],
+        "refined_gain": [
+            {"mode": m, "dataset": "taping", "photos": 7, "pairs": 17, "iou": v,
+             "iou_low": v - 0.03, "iou_high": v + 0.04, "level": 0.9, "diff": d,
+             "diff_low": d - 0.005, "diff_high": d + 0.006}
+            for m, v, d in (("rectangles", 0.1773, 0.0), ("refined", 0.1849, 0.0076))
+        ],
+    })
+
+
+def test_a_mode_without_saved_settings_says_predict_uses_its_default(tmp_path):
+    folder = _run(tmp_path, "tiny", mode="decoder")
+    m06 = folder.parents[1] / "metrics" / "06_full_vs_lora.json"
+    write_json(m06, {**read_json(m06), "thresholds": {"decoder": {"cracks": 0.3, "taping": 0.1}}})
+    text = write_model_card(folder).read_text()
+    assert "Chosen on validation by notebook 06, per prompt class: cracks 0.3, taping 0.1." in text
+    assert "applied by `predict`" not in text
+    assert "`predict` applies 0.5 to every prompt unless given `--threshold`" in text
+    (folder / "best" / "predict_settings.json").write_text('{"threshold": {"cracks": 0.25}}')
+    assert "applied by `predict`: cracks 0.25." in write_model_card(folder).read_text()
+
+
+def test_the_refined_variant_card_holds_what_07_measured_for_it(tmp_path):
+    folder = _run(tmp_path, "tiny")
+    variant = folder.with_name("lora-refined-lines")
+    folder.rename(variant)
+    _failure_analysis(variant.parents[1], refined_run="lora-refined-lines")
+    card = ModelCard.load(write_model_card(variant))
+    assert card.text.startswith("\n# CLIPSeg for drywall quality assurance: lora, trained on "
+                                "lines-refined taping masks")
+    assert "refined into seam masks by the `lines` refiner" in card.text
+    assert "by notebook 07, per prompt class: cracks 0.45, taping 0.2." in card.text
+    assert "test IoU 0.1849" in card.text and "against 0.1773" in card.text
+    assert "paired gain 0.0076" in card.text
+    assert unbacked_numbers(card.text, variant.parents[1], json_values(variant / "run.json")) == []
+
+
+def test_the_box_label_limitation_gives_07s_measurement_for_the_mode_it_analysed(tmp_path):
+    folder = _run(tmp_path, "tiny")
+    out = folder.parents[1]
+    assert "0.2422" not in write_model_card(folder).read_text()  # nothing measured yet
+    _failure_analysis(out, refined_run=None)
+    text = write_model_card(folder).read_text()
+    assert ("taping test IoU at 0.2422 against the rectangles and 0.1773 against the true "
+            "seams") in text
+    other = _run(tmp_path / "other", "tiny", mode="full")
+    _failure_analysis(other.parents[1], refined_run=None)
+    assert "0.2422" not in write_model_card(other).read_text()  # 07 analysed lora, not full
+
+
+def test_a_demo_model_card_is_for_learning_not_for_inspecting_walls(tmp_path):
+    folder = _run(tmp_path, "tiny")
+    m06 = folder.parents[1] / "metrics" / "06_full_vs_lora.json"
+    write_json(m06, {**read_json(m06), "data": "demo"})
+    text = write_model_card(folder).read_text()
+    assert "Intended use: learning and teaching the method. Do not use it to inspect walls" in text
+    assert "Intended use: marking cracks" not in text
+    write_json(m06, {**read_json(m06), "data": "custom-abc"})
+    assert "Intended use: marking cracks" in write_model_card(folder).read_text()

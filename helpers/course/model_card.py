@@ -23,7 +23,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from helpers.core.io import read_json, write_json, write_text
 from helpers.core.paths import PROJECT_ROOT
-from helpers.data.prompts import PROMPTS
+from helpers.data.prompts import DEFAULT_PROMPT, PROMPTS
 from helpers.data.split import SMALL_SPLIT
 from helpers.demo.full_size_random import FULL_SIZE_RANDOM
 from helpers.demo.tiny_model import TINY
@@ -113,7 +113,10 @@ def card_text(run_folder: Path) -> str:
     settings = read_json(settings_file) if settings_file.is_file() else None
     cfg = info["train_config"]
     checkpoint = repo_path(run_folder / "best")
-    lines = [f"# CLIPSeg for drywall quality assurance: {mode}", ""]
+    variant = _variant_record(out_dir, run_folder.name)
+    method = (variant or {}).get("refine_method")
+    title = f"{mode}, trained on {method}-refined taping masks" if variant else mode
+    lines = [f"# CLIPSeg for drywall quality assurance: {title}", ""]
     lines += [
         "A text-prompted segmentation model: a photo and a prompt (\"segment crack\", "
         "\"segment taping area\") go in, a probability map comes out, and a per-class threshold "
@@ -149,6 +152,10 @@ def card_text(run_folder: Path) -> str:
         lines.append("Two Roboflow exports: wall cracks (polygon labels) and drywall "
                      "joints/taping (box labels only), split by source photo so that augmented "
                      "copies of one photo never straddle two splits.")
+    if variant:
+        lines.append(f"For this model the taping boxes were first refined into seam masks by "
+                     f"the `{method}` refiner (notebook 07); it trained on those masks, not on "
+                     "the filled rectangles.")
     lines.append("")
     sizes = m06 or m05
     if sizes is not None:
@@ -160,24 +167,20 @@ def card_text(run_folder: Path) -> str:
     lines += ["Prompts seen in training (one drawn per item and epoch):", ""]
     lines += [f"- {cls}: " + ", ".join(f'"{p}"' for p in PROMPTS[cls]) for cls in CLASSES]
     lines += ["", "## Thresholds", ""]
-    thresholds = (settings or {}).get("threshold") or (
-        ((m06 or {}).get("thresholds") or {}).get(mode) if scored else None
-    )
-    if thresholds:
-        lines.append("Chosen on validation, per prompt class, and applied by `predict`: "
-                     + ", ".join(f"{cls} {num(t)}" for cls, t in sorted(thresholds.items())) + ".")
-    else:
-        lines.append("Not chosen yet for this model (notebooks 05 and 06 choose them on "
-                     "validation); `predict` falls back to 0.5.")
+    lines += _threshold_lines(settings, m06, variant, mode if scored else None)
     lines += ["", "## Evaluation", ""]
     if scored:
         lines += _evaluation(mode, m04, m06)
+    elif variant:
+        lines += _variant_evaluation(variant)
     else:
         lines.append(f"This run (`{run_folder.name}`) is a variant of the `{mode}` run, trained "
                      "by the notebook that studies it and scored there; the course's evaluation "
                      "tables do not cover it.")
     lines += ["", "## Limitations and intended use", ""]
-    lines += _limitations(data, sizes)
+    m07 = _metrics(out_dir, "07_failure_analysis")
+    bias = (m07 or {}).get("rectangle_bias") if scored and (m07 or {}).get("mode") == mode else None
+    lines += _limitations(data, sizes, bias)
     lines += [
         "",
         "## How to use",
@@ -213,8 +216,9 @@ def _evaluation(mode: str, m04: dict | None, m06: dict | None) -> list[str]:
         rows = [r for r in m06["test_iou_photo_bootstrap"] if r["mode"] == mode]
         if rows:
             level = rows[0]["level"]
-            lines += [f"Test IoU per image at the validation thresholds, at each photo's full "
-                      f"resolution, with a {num(level)} interval from resampling the test photos:",
+            lines += [f"Test IoU per image and training prompt (each prompt of the class in "
+                      f"turn), at the validation thresholds and each photo's full resolution, "
+                      f"with a {num(level)} interval from resampling the test photos:",
                       "", "| class | test IoU | interval | photos |", "|---|---|---|---|"]
             lines += [f"| {r['dataset']} | {num(r['iou'])} | {num(r['iou_low'])} to "
                       f"{num(r['iou_high'])} | {num(r['photos'])} |" for r in rows]
@@ -263,11 +267,71 @@ def _zero_shot_lines(mode: str, m06: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _limitations(data: str | None, sizes: dict | None) -> list[str]:
-    lines = [
-        "- Taping is labelled with boxes only: a filled rectangle overstates a thin seam, so "
-        "IoU against it punishes a thin, correct mask.",
+def _threshold_lines(
+    settings: dict | None, m06: dict | None, variant: dict | None, scored_mode: str | None
+) -> list[str]:
+    """Which thresholds were chosen on validation, by which notebook, and what `predict` does."""
+    if settings and settings.get("threshold"):
+        return ["Chosen on validation, per prompt class, saved beside the weights "
+                f"(`{SETTINGS_FILE}`) and applied by `predict`: "
+                + _per_class(settings["threshold"]) + "."]
+    chosen, notebook = None, ""
+    if variant:
+        chosen, notebook = variant.get("refined_thresholds_chosen_on_val"), "07"
+    elif scored_mode:
+        chosen, notebook = ((m06 or {}).get("thresholds") or {}).get(scored_mode), "06"
+    unsaved = (f"This folder holds no `{SETTINGS_FILE}` (notebook 05 writes one for the run it "
+               "tunes), so `predict` applies 0.5 to every prompt unless given `--threshold`.")
+    if chosen:
+        return [f"Chosen on validation by notebook {notebook}, per prompt class: "
+                + _per_class(chosen) + ". " + unsaved]
+    return ["Not chosen yet for this model (notebooks 05, 06 and 07 choose them on "
+            "validation). " + unsaved]
+
+
+def _per_class(values: dict) -> str:
+    return ", ".join(f"{cls} {num(t)}" for cls, t in sorted(values.items()))
+
+
+def _variant_record(out_dir: Path, name: str) -> dict | None:
+    """07's record when this run is the refined-label variant that 07 trained, else None."""
+    m07 = _metrics(out_dir, "07_failure_analysis")
+    return m07 if m07 and m07.get("refined_run") == name else None
+
+
+def _variant_evaluation(m07: dict) -> list[str]:
+    """What 07 measured for the refined-label variant: taping test IoU against the true seams."""
+    rows = {r["mode"]: r for r in m07.get("refined_gain") or []}
+    mine, base = rows.get("refined"), rows.get("rectangles")
+    if not mine or not base:
+        return ["Notebook 07 trained this model; its scores appear here once 07 has compared it "
+                "on the true seams."]
+    level = num(mine["level"])
+    return [
+        f"Notebook 07 scores it on the {num(mine['pairs'])} taping test images "
+        f"({num(mine['photos'])} photos) against the true seams, which the demo's generated "
+        f"data keep beside the box labels, with the prompt \"{DEFAULT_PROMPT['taping']}\" at its "
+        "own validation threshold: test IoU "
+        f"{num(mine['iou'])} ({level} interval over photos {num(mine['iou_low'])} to "
+        f"{num(mine['iou_high'])}), against {num(base['iou'])} for the same recipe trained on "
+        f"the rectangles; paired gain {num(mine['diff'])} ({level} interval "
+        f"{num(mine['diff_low'])} to {num(mine['diff_high'])}). Its crack scores are not "
+        "measured.", "",
     ]
+
+
+def _limitations(data: str | None, sizes: dict | None, bias: list | None = None) -> list[str]:
+    lines = [
+        "- Taping is labelled with boxes only, so a taping IoU measures overlap with filled "
+        "rectangles, not with the seams themselves.",
+    ]
+    against = {r.get("scored_against"): r for r in bias or []}
+    rect, seams = against.get("rectangle labels"), against.get("true seams")
+    if rect and seams:
+        lines[0] += (f" On the demo's generated seams, notebook 07 measured this model's taping "
+                     f"test IoU at {num(rect['iou'])} against the rectangles and "
+                     f"{num(seams['iou'])} against the true seams (prompt "
+                     f"\"{DEFAULT_PROMPT['taping']}\", threshold {num(rect['threshold'])}).")
     if sizes is not None and any(
         n < SMALL_SPLIT for s in ("val", "test")
         for n in sizes.get("split_photos", {}).get(s, {}).values()
@@ -275,10 +339,14 @@ def _limitations(data: str | None, sizes: dict | None) -> list[str]:
         lines.append("- The validation and test splits are small (see above): a threshold or a "
                      "score from them can move with another draw of photos.")
     if data == "demo":
-        lines.append("- Trained on synthetic walls: it shows the pipeline end to end, not what "
-                     "a model sees on real construction photos. Do not use it to inspect walls.")
-    lines.append("- Intended use: marking cracks and taped joints on drywall photos for a person "
-                 "to review, not an automatic pass/fail decision.")
+        lines += ["- Trained on synthetic walls: it shows the pipeline end to end, not what "
+                  "a model sees on real construction photos.",
+                  "- Intended use: learning and teaching the method. Do not use it to inspect "
+                  "walls; a model trained on the full profile is the one meant for marking cracks "
+                  "and taped joints for a person to review."]
+    else:
+        lines.append("- Intended use: marking cracks and taped joints on drywall photos for a "
+                     "person to review, not an automatic pass/fail decision.")
     return lines
 
 

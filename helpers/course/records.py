@@ -450,6 +450,8 @@ class FailureAnalysis(ModelResults):
     # the refined model's gain over the rectangles' on the true seams, paired photo bootstrap
     refined_gain: Records | None = None
     refinement_verdict: list[str] = field(default_factory=list)  # the gain, criterion, caveats
+    refined_run: str | None = None  # the refined model's folder under models/ (its card reads this)
+    refined_thresholds_chosen_on_val: PerClass = field(default_factory=dict)
 
 
 RESULTS: dict[str, type[NotebookResults]] = {
