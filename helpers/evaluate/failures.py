@@ -21,7 +21,8 @@ whose measured criterion it meets (scores from `helpers.evaluate.stored.stored_s
 
 "FP near" is the share of false-positive pixels within one model patch (16 px of the 352 px
 input) of the labelled object (`fp_near_share`): a halo around the object is the coarse patch
-grid at work, false positives elsewhere are other structures read as the object. A mask "lies
+grid at work; false positives farther away lie on plain wall or on other structures (only the
+gallery tells which). A mask "lies
 on the object" when most of its pixels are on the object or within a patch of it
 (`share_on_object` = precision + (1 - precision) x FP near): such a mask is coarse, never in
 the wrong place, however its false positives split.
@@ -43,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.io import read_mask
+from helpers.core.numbers import signed
 from helpers.data.split import SMALL_SPLIT
 from helpers.evaluate.metrics import MODEL_SIZE, iou
 
@@ -97,8 +99,9 @@ FIXES: dict[str, str] = {
     "boundary offset": "predict at a higher resolution or on tiles; boundary-aware losses",
     "over-segmentation: halo": "predict at a higher resolution or on tiles; a loss that weighs "
     "false positives more (a Tversky loss)",
-    "over-segmentation: elsewhere": "hard negatives: images with such structures as negative "
-    "pairs; removing small components (05) where the spurious parts are small",
+    "over-segmentation: elsewhere": "negative pairs of walls without the object, so that plain "
+    "wall and other structures count as background; removing small components (05) where the "
+    "spurious parts are small",
     "under-segmentation": "a lower threshold; more weight on the Dice term, or a clDice term, in "
     "the loss; longer training",
     "coarse mask on the object": "predict at a higher resolution or on tiles; a thin-structure "
@@ -201,9 +204,11 @@ def cause_sentence(rows: pd.DataFrame) -> str:
     parts = [f"{len(rows)} image{'s' if len(rows) != 1 else ''}"]
     near = rows["fp_near_share"].dropna() if "fp_near_share" in rows else pd.Series(dtype=float)
     if len(near):
+        close = int((near >= HALO_SHARE).sum())
         parts.append(
-            f"false positives within a patch of the object in {_share(near >= HALO_SHARE)} of "
-            f"them (median share of FP near {near.median():.0%}), elsewhere in the rest"
+            f"most false positives lie within a patch of the object in {close} of {len(near)} "
+            f"and farther away in {len(near) - close} (median share within a patch "
+            f"{near.median():.0%})"
         )
     elif (rows["truth_fraction"] == 0).all():
         cover = rows["pred_fraction"].median()
@@ -213,8 +218,10 @@ def cause_sentence(rows: pd.DataFrame) -> str:
         if len(missed):
             counts = missed["missed_orientation"].value_counts()
             shapes = ", ".join(f"{n} {name}" for name, n in counts.items())
+            found = f"{missed['recall'].median():.0%}" if "recall" in missed else "part"
             parts.append(
-                f"what was missed: {shapes} (median width {missed['missed_width'].median():.1f} px)"
+                f"the missed pixels (the model found a median {found} of the object) lie along: "
+                f"{shapes} (median width {missed['missed_width'].median():.1f} px)"
             )
     if "label_kind" in rows and rows["label_kind"].notna().any():
         kinds = rows["label_kind"].value_counts()
@@ -265,8 +272,8 @@ MEANING: dict[str, str] = {
     "penalty from the box label": "the rectangle labels, not only the model, hold the score down",
     "boundary offset": "the model finds the object and misses its outline by a pixel or two",
     "over-segmentation: halo": "the model finds the object but draws it wider than it is",
-    "over-segmentation: elsewhere": "the model finds the object but also marks other structures "
-    "as the object",
+    "over-segmentation: elsewhere": "the model finds the object but also marks areas more than "
+    "a patch away from it (the gallery shows whether plain wall or other structures)",
     "under-segmentation": "the model finds only part of the object",
     "coarse mask on the object": "the model finds roughly where the object is, but its mask is too "
     "coarse to overlap it well",
@@ -427,8 +434,8 @@ def refinement_verdict(
     out = [
         f"Trained on {method}-refined masks instead of rectangles, the model's taping test IoU "
         f"against the true seams goes from {before['iou']:.3f} to {after['iou']:.3f} "
-        f"({after['diff']:+.3f}; {level:.0%} interval over {photos} photos, paired bootstrap: "
-        f"{after['diff_low']:+.3f} to {after['diff_high']:+.3f})."
+        f"({signed(after['diff'])}; {level:.0%} interval over {photos} photos, paired bootstrap: "
+        f"{signed(after['diff_low'])} to {signed(after['diff_high'])})."
     ]
     if after["diff_low"] > 0:
         out.append(
@@ -462,9 +469,10 @@ def refinement_verdict(
 def gallery_picks(
     tax: pd.DataFrame, photo_of: dict[str, str], n: int = 8, seed: int = 0
 ) -> pd.DataFrame:
-    """Failing rows for a gallery: at most one image per photo (`group_id`), worst IoU first
-    within a photo, spread over the categories that occur (round robin, most frequent first),
-    false alarms on empty images included. Deterministic for a seed."""
+    """Failing rows for a gallery: at most one image per photo (`group_id`), spread over the
+    categories that occur (round robin, rarest category first, so that each category gets a slot
+    while photos and slots last; within a category the worst IoU first), false alarms on empty
+    images included. Deterministic for a seed."""
     failing = tax[tax["category"] != PASSED].copy()
     if failing.empty:
         return failing.assign(group_id=pd.Series(dtype=object))
@@ -474,18 +482,22 @@ def gallery_picks(
     failing["group_id"] = failing["image_id"].map(photo_of)
     rng = np.random.default_rng(seed)
     failing["_order"] = rng.permutation(len(failing))
-    failing = failing.sort_values(["iou", "_order"]).drop_duplicates("group_id")
+    failing = failing.sort_values(["iou", "_order"])
     queues = {
         cat: list(group.index)
         for cat, group in sorted(
-            failing.groupby("category"), key=lambda kv: (-len(kv[1]), CATEGORIES.index(kv[0]))
+            failing.groupby("category"), key=lambda kv: (len(kv[1]), CATEGORIES.index(kv[0]))
         )
     }
     picked: list = []
+    shown: set[str] = set()
     while len(picked) < n and any(queues.values()):
-        for cat in queues:
-            if queues[cat] and len(picked) < n:
-                picked.append(queues[cat].pop(0))
+        for queue in queues.values():
+            while queue and failing.at[queue[0], "group_id"] in shown:
+                queue.pop(0)  # that photo is in the gallery already
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+                shown.add(failing.at[picked[-1], "group_id"])
     return failing.loc[picked].drop(columns="_order").reset_index(drop=True)
 
 
