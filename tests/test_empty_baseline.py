@@ -40,8 +40,10 @@ def test_empty_labels_are_counted_per_class_of_the_split():
 
 
 @pytest.mark.parametrize(("untrained", "verdict"), [
-    (0.09, "no better than marking nothing"), (0.3, "above marking nothing: it already finds"),
-    (0.13, "slightly above marking nothing (by 0.047"), (0.0, "below marking nothing"),
+    (0.09, "no better than marking nothing (within 0.02 of it"),
+    (0.3, "above marking nothing by 0.217 (at least 0.1): it already finds"),
+    (0.13, "slightly above marking nothing (by 0.047: more than the 0.02 margin, less than 0.1)"),
+    (0.0, "below marking nothing by 0.083 (more than the 0.02 margin)"),
 ])
 def test_the_untrained_score_is_read_against_marking_nothing(untrained, verdict):
     (line,) = untrained_reading({"cracks": untrained}, {"cracks": 2 / 24}, {"cracks": 2},

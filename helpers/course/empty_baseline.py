@@ -59,15 +59,20 @@ def untrained_reading(
     out = []
     for cls, score in untrained.items():
         nothing, n, k = empty_iou[cls], images[cls], empty_images.get(cls, 0)
-        if abs(score - nothing) <= EMPTY_MARGIN:
-            verdict = "no better than marking nothing"
-        elif score > nothing and score - nothing < WEAK_GAP:
-            verdict = (f"slightly above marking nothing (by {score - nothing:.3f}, under "
-                       f"{WEAK_GAP:g}): it overlaps the objects a little, far from finding them")
-        elif score > nothing:
-            verdict = "above marking nothing: it already finds some of the objects"
+        gap = score - nothing
+        if abs(gap) <= EMPTY_MARGIN:
+            verdict = (f"no better than marking nothing (within {EMPTY_MARGIN:g} of it, the "
+                       "course's margin for level)")
+        elif gap > 0 and gap < WEAK_GAP:
+            verdict = (f"slightly above marking nothing (by {gap:.3f}: more than the "
+                       f"{EMPTY_MARGIN:g} margin, less than {WEAK_GAP:g}): it overlaps the "
+                       "objects a little, far from finding them")
+        elif gap > 0:
+            verdict = (f"above marking nothing by {gap:.3f} (at least {WEAK_GAP:g}): it "
+                       "already finds some of the objects")
         else:
-            verdict = "below marking nothing: its false alarms cost more than it finds"
+            verdict = (f"below marking nothing by {-gap:.3f} (more than the {EMPTY_MARGIN:g} "
+                       "margin): its false alarms cost more than it finds")
         vanished = round(nothing * n) - k  # labels too thin to survive the resize
         resized = (" (and more labels are too thin to survive the resize to the scoring "
                    "resolution)" if vanished > 0 else "")
@@ -75,6 +80,6 @@ def untrained_reading(
             f"{cls}: {k} of {n} validation images have an empty label{resized}; an empty "
             f"prediction scores IoU 1 on those and 0 on the rest, so marking nothing scores "
             f"{nothing:.3f} (threshold {threshold:g}). The untrained model scores {score:.3f}: "
-            f"{verdict} (margin {EMPTY_MARGIN:g})."
+            f"{verdict}."
         )
     return out
