@@ -71,9 +71,10 @@ def test_the_reading_states_its_criterion_and_whether_the_model_listens():
     assert list(gaps["gap"]) == pytest.approx([-0.2] * 4)
     lora, decoder = describe_held_out(both, {"lora": 0.6, "decoder": 0.01}, close=0.05)
     assert "cracks 0.600 against 0.800 (-0.200: lower; weakest 'hairline fracture' 0.600)" in lora
-    assert "within 0.05" in lora and "listens to its training prompts (sensitivity 0.600" in lora
+    assert "within 0.05" in lora
+    assert "With its training prompts it is prompt-aware (sensitivity 0.600, at least 0.5)" in lora
     assert "on cracks and taping it does not carry over to the held-out words" in lora
-    assert "ignores the prompt (sensitivity 0.010" in decoder
+    assert "is prompt-blind (sensitivity 0.010, within 0.1 of 0)" in decoder
     (near,) = describe_held_out(scores.assign(mode="lora"), {"lora": 0.6}, close=0.25)
     assert "(-0.200: close)" in near
     assert ("on cracks and taping the held-out words mark that class's images as its training "

@@ -165,7 +165,7 @@ def test_the_modes_figure_starts_at_zero_and_labels_its_log_axis():
 
 def test_a_prompt_blind_model_is_explained_by_what_its_text_tower_separates():
     same = blind_reading("decoder", -0.001, {"within": 0.93, "across": 0.95})
-    assert "ignores the prompt (sensitivity -0.0010, below 0.1)" in same
+    assert "decoder is prompt-blind (sensitivity -0.0010, within 0.1 of 0)" in same
     assert "as close (cosine 0.950) as prompts of the same class (0.930)" in same
     assert same.endswith("frozen in this mode, so training cannot change that.")
     apart = blind_reading("lora", 0.02, {"within": 0.9, "across": 0.5})

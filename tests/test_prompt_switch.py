@@ -63,8 +63,12 @@ def test_deployed_is_read_against_the_prompt_blind_copy():
 
 
 def test_sensitivity_words_follow_the_blind_cut_off():
-    assert "prompt-blind (under 0.1)" in reading(matrix(0.02, 0.019), forms(labelled=0.05))
-    assert "inverted" in reading(matrix(0.02, 0.03), forms(labelled=-0.2))
+    assert "crack images 0.050, prompt-blind (within 0.1 of 0)" in reading(
+        matrix(0.02, 0.019), forms(labelled=0.05))
+    assert "inverted (at most -0.1)" in reading(matrix(0.02, 0.03), forms(labelled=-0.2))
+    # the same bands, with the same words, as every other sensitivity reading of the course
+    assert "partly prompt-aware (0.1 to 0.5)" in reading(matrix(0.02, 0.01), forms(labelled=0.3))
+    assert "0.600, prompt-aware (at least 0.5)" in reading(matrix(0.02, 0.01), forms(labelled=0.6))
 
 
 def test_a_class_that_is_inverted_is_named_even_when_the_mean_over_classes_is_not():

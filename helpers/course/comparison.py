@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from helpers.core.numbers import fixed, rounded
 from helpers.evaluate.sensitivity import BLIND_BELOW, describe_sensitivity
 
 ON_OBJECT = 0.5  # a wrong prompt with at least this share of its pixels on the label finds it
@@ -67,13 +68,13 @@ def _reading_of_forms(mode: str, forms: pd.DataFrame, share: float) -> str:
            else "they lie mostly off the object") + f"; cut-off {ON_OBJECT:.0%})"
     )
     return (
-        f"{mode}: sensitivity {labelled:.3f} on labelled images ({describe_sensitivity(labelled)}"
-        f"), {every:.3f} on all images (false alarms on empty walls count); deployed at each "
-        f"class's own threshold {deployed:.3f} against {blind:.3f} for a prompt-blind copy at "
-        "the same thresholds ("
+        f"{mode}: sensitivity {fixed(labelled)} on labelled images "
+        f"({describe_sensitivity(labelled)}), {fixed(every)} on all images (false alarms on empty "
+        f"walls count); deployed at each class's own threshold {fixed(deployed)} against "
+        f"{fixed(blind)} for a prompt-blind copy at the same thresholds ("
         + ("the prompt separates the masks beyond what the thresholds do" if beyond
            else "no more than the thresholds alone separate")
-        + f"; criterion: at least {BLIND_BELOW} above it); on the object itself {on_object:.3f} "
+        + f"; criterion: at least {BLIND_BELOW} above it); on the object itself {fixed(on_object)} "
         f"({describe_sensitivity(on_object)}); {where}."
     )
 
@@ -102,7 +103,8 @@ def blind_reading(mode: str, sensitivity: float, cosine: Mapping[str, float]) ->
                f"{within:.3f} within), so it is the decoder that does not use the difference")
     frozen = {"none": "; nothing is trained in this mode",
               "decoder": "; the text tower is frozen in this mode, so training cannot change that"}
-    return (f"{mode} ignores the prompt (sensitivity {sensitivity:.4f}, below {BLIND_BELOW}): "
+    return (f"{mode} is prompt-blind (sensitivity {fixed(sensitivity, 4)}, within "
+            f"{BLIND_BELOW:g} of 0): "
             f"at one threshold it marks nearly the same pixels whatever it is asked, so its IoU "
             f"does not come from the prompt; {why}{frozen.get(mode, '')}.")
 
@@ -115,8 +117,7 @@ def long_forms(forms: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 def readable(frame: pd.DataFrame, digits: int = 3, missing: str = "-") -> pd.DataFrame:
     """`frame` for display: numbers rounded to `digits`, a missing value written as `missing`
     (a word a reader can read, not NaN), counts left as they are."""
-    rounded = frame.round(digits).astype(object)
-    return rounded.where(frame.notna(), missing)
+    return rounded(frame, digits).astype(object).where(frame.notna(), missing)
 
 
 def long_localisation(localisation: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:

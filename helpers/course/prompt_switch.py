@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.evaluate.sensitivity import BLIND_BELOW
+from helpers.core.numbers import fixed
+from helpers.evaluate.sensitivity import BLIND_BELOW, sensitivity_band
 
 LABEL_COLOUR = (40, 200, 80)
 # Cut-offs of the readings: the wrong prompt's foreground as a share of the right prompt's...
@@ -220,11 +221,8 @@ def _classes(row: Mapping[str, Any]) -> list[str]:
 
 
 def _sensitivity_words(value: float) -> str:
-    if value < 0:
-        return "inverted: the wrong prompt marks more"
-    if value < BLIND_BELOW:
-        return f"prompt-blind (under {BLIND_BELOW:g})"
-    return f"the prompt changes the mask (at least {BLIND_BELOW:g})"
+    name, criterion = sensitivity_band(value)
+    return f"{name} ({criterion})"
 
 
 def _matrix_sentence(right: Mapping[str, Any], wrong: Mapping[str, Any], ratio: float | None,
@@ -248,13 +246,13 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
     labelled, every = by_form.get("labelled"), _finite(by_form.get("all"), "all")
     if labelled is not None and _finite(labelled, "all") is not None:
         per_class = "; ".join(
-            f"{_images(c)} {labelled[c]:.3f}, {_sensitivity_words(labelled[c])}"
+            f"{_images(c)} {fixed(labelled[c])}, {_sensitivity_words(labelled[c])}"
             for c in _classes(labelled)
         )
         out.append(
             f"Prompt sensitivity s = (R - W) / (R + W) per image, averaged over the labelled "
-            f"images: {labelled['all']:.3f} ({per_class})"
-            + (f"; over all images, empty walls included, {every:.3f}" if every is not None
+            f"images: {fixed(labelled['all'])} ({per_class})"
+            + (f"; over all images, empty walls included, {fixed(every)}" if every is not None
                else "")
             + ". One image at s = 0.5 has a wrong-prompt mask a third the size of the right "
             "one's; a mean weighs every image alike, so it can sit far from the ratio of the "
@@ -269,7 +267,7 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
             gain = deployed[c] - blind[c]
             verdict = ("the prompt adds to what the thresholds do" if gain > PROMPT_ADDS
                        else "no more than the thresholds alone give")
-            parts.append(f"{_images(c)} {deployed[c]:.3f} against {blind[c]:.3f}: {verdict}")
+            parts.append(f"{_images(c)} {fixed(deployed[c])} against {fixed(blind[c])}: {verdict}")
         if parts:
             out.append(
                 "Deployed (each prompt at its own class's threshold, as predict runs), against "
@@ -280,7 +278,7 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
     if on_object is not None and _classes(on_object):
         out.append(
             "Counted on the label's pixels only (on_object): " + "; ".join(
-                f"{_images(c)} {on_object[c]:.3f}, {_sensitivity_words(on_object[c])}"
+                f"{_images(c)} {fixed(on_object[c])}, {_sensitivity_words(on_object[c])}"
                 for c in _classes(on_object)
             ) + "."
         )

@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from helpers.core.numbers import fixed, signed
 from helpers.data.prompts import PROMPTS
-from helpers.evaluate.sensitivity import BLIND_BELOW
+from helpers.evaluate.sensitivity import BLIND_BELOW, sensitivity_band
 from helpers.evaluate.sweep import apply_thresholds, choose_thresholds
 
 HELD_OUT_PROMPTS: dict[str, list[str]] = {
@@ -112,17 +113,19 @@ def describe_held_out(
                 reading += f"; weakest '{weakest['prompt']}' {weakest['iou']:.3f}"
                 lower.append(r.dataset)
             per_class.append(f"{r.dataset} {r.held_out_prompts:.3f} against "
-                             f"{r.training_prompts:.3f} ({r.gap:+.3f}: {reading})")
+                             f"{r.training_prompts:.3f} ({signed(r.gap)}: {reading})")
         s = sensitivity.get(mode)
         if s is None:
             listens = ""
-        elif s < blind_below:
-            listens = (f" It ignores the prompt (sensitivity {s:.3f}, below {blind_below}), so "
-                       "any phrasing scores alike and closeness says nothing about the words.")
+        elif abs(s) < blind_below:
+            listens = (f" It is prompt-blind (sensitivity {fixed(s)}, within {blind_below:g} "
+                       "of 0), so any phrasing scores alike and closeness says nothing about "
+                       "the words.")
         else:
             followed = [c for c in part["dataset"] if c not in lower]
-            listens = (f" It listens to its training prompts (sensitivity {s:.3f}, at least "
-                       f"{blind_below})")
+            name, criterion = sensitivity_band(s)
+            listens = (f" With its training prompts it is {name} (sensitivity {fixed(s)}, "
+                       f"{criterion})")
             if followed:
                 listens += (f": on {' and '.join(followed)} the held-out words mark that class's "
                             "images as its training prompts do (they were not tried on the other "

@@ -239,19 +239,34 @@ def describe_by_class(sensitivity: Mapping[str, float]) -> str:
     )
 
 
-def describe_sensitivity(value: float) -> str:
-    """A plain-words reading of a sensitivity figure: within `BLIND_BELOW` of 0 either way it
-    is prompt-blind (a figure of -0.001 is noise, not an inverted model)."""
+AWARE_FROM = 0.5  # a sensitivity at least this: prompt-aware (the right prompt marks 3x the wrong)
+
+
+def sensitivity_band(value: float) -> tuple[str, str]:
+    """The course's one reading of a sensitivity figure, as (name, criterion): inverted,
+    prompt-blind (within `BLIND_BELOW` of 0 either way: -0.001 is noise, not an inverted
+    model), partly prompt-aware, or prompt-aware (at least `AWARE_FROM`)."""
     if value <= -BLIND_BELOW:
-        return (f"inverted (at most -{BLIND_BELOW:g}): the wrong prompt marks more than the "
-                "right one")
+        return "inverted", f"at most -{BLIND_BELOW:g}"
     if value < BLIND_BELOW:
-        return f"prompt-blind (within {BLIND_BELOW:g} of 0): the prompt barely changes the mask"
-    if value < 0.5:
-        return (f"partly prompt-aware ({BLIND_BELOW:g} to 0.5; at s = 0.5 an image's right prompt "
-                "marks 3 times the wrong one's pixels)")
-    return ("prompt-aware (at least 0.5; at s = 0.5 an image's right prompt marks 3 times the "
-            "wrong one's pixels: the matrix says how much the wrong prompt still marks)")
+        return "prompt-blind", f"within {BLIND_BELOW:g} of 0"
+    if value < AWARE_FROM:
+        return "partly prompt-aware", f"{BLIND_BELOW:g} to {AWARE_FROM:g}"
+    return "prompt-aware", f"at least {AWARE_FROM:g}"
+
+
+def describe_sensitivity(value: float) -> str:
+    """`sensitivity_band` in plain words, with what its criterion means."""
+    name, criterion = sensitivity_band(value)
+    meaning = {
+        "inverted": "the wrong prompt marks more than the right one",
+        "prompt-blind": "the prompt barely changes the mask",
+        "partly prompt-aware": "at s = 0.5 an image's right prompt marks 3 times the wrong one's "
+        "pixels",
+        "prompt-aware": "at s = 0.5 an image's right prompt marks 3 times the wrong one's pixels: "
+        "the matrix says how much the wrong prompt still marks",
+    }[name]
+    return f"{name} ({criterion}): {meaning}"
 
 
 def other_class_prompts(prompts: Mapping[str, list[str]] = PROMPTS) -> dict[str, list[str]]:
