@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.core.io import read_json, write_text
+from helpers.core.numbers import rounded
 from helpers.core.paths import OUTPUTS_DIR, profile_dir
 from helpers.course.model_card import write_model_cards
 from helpers.course.output_check import scan_outputs
@@ -52,15 +53,16 @@ def _table(
     rows: Sequence[Mapping[str, Any]] | pd.DataFrame,
     columns: Sequence[str] | None = None,
     digits: int = 4,
+    missing: str = "",
 ) -> str:
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if df.empty:
         return "_(no rows)_\n"
     if columns:
         df = df[[c for c in columns if c in df.columns]]
-    df = df.round(digits)
-    for col in df.columns[df.isna().any()]:  # a value that does not apply: an empty cell
-        df[col] = df[col].astype(object).where(df[col].notna(), "")
+    df = rounded(df, digits)
+    for col in df.columns[df.isna().any()]:  # a value that does not apply: `missing`
+        df[col] = df[col].astype(object).where(df[col].notna(), missing)
     return df.to_markdown(index=False) + "\n"
 
 
@@ -471,12 +473,15 @@ def _listening_lines(m: ModeComparison) -> list[str]:
             "The same in four forms (labelled: images whose label marks something; all: every "
             "image; deployed: each prompt at its own class's threshold, read against "
             "deployed_blind, a prompt-blind copy at those thresholds; on_object: from the "
-            "pixels on the label only), and the share of the wrong prompts' pixels that lie on "
-            "the image's label:",
+            "pixels on the label only):",
             "",
             _table(m.prompt_sensitivity_forms),
             "",
-            _table(m.wrong_prompt_localisation),
+            "Where the wrong prompts' pixels land: the share of them that lies on the image's "
+            "label, per mode and image class (near 1: the model marks the object whatever it is "
+            "asked):",
+            "",
+            _table(m.wrong_prompt_localisation, missing="marks nothing"),
         ]
     if m.sensitivity_readings:
         out += ["", *_bullets(m.sensitivity_readings)]

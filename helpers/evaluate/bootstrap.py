@@ -21,6 +21,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from helpers.core.numbers import signed
+
 N_RESAMPLES = 2000
 LEVEL = 0.9  # a 90 % interval
 
@@ -123,8 +125,8 @@ def describe_gains(
         scope += f"; {seeds}, so another seed could move it" if seeds else ""
         rough = f"; only {r.photos} photos: the interval itself is rough" * (r.photos < small)
         out.append(
-            f"{r.mode} on {r.dataset}: {what} {r.diff:+.3f} against {reference}, {pct} interval "
-            f"[{r.diff_low:+.3f}, {r.diff_high:+.3f}] over {r.photos} photos: {verdict} "
+            f"{r.mode} on {r.dataset}: {what} {signed(r.diff)} against {reference}, {pct} interval "
+            f"[{signed(r.diff_low)}, {signed(r.diff_high)}] over {r.photos} photos: {verdict} "
             f"(the criterion: the interval lies wholly above or below 0; {scope}{rough})."
         )
     return out

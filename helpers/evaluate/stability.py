@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from helpers.core.numbers import signed
 from helpers.evaluate.bootstrap import LEVEL, photo_picks
 from helpers.evaluate.sweep import choose_thresholds, threshold_curve
 
@@ -179,6 +180,6 @@ def describe_peeking(
             f"{cls}: validation picks {t:.2f} (validation IoU {val_at_chosen[cls]:.3f}); test "
             f"would pick {peeked[cls]:.2f}, which validation scores {val_at_peeked[cls]:.3f}, "
             f"{gap:.3f} lower over {val_photos[cls]} validation photos: {reading}. Choosing on "
-            f"test would have reported {inflation[cls]:+.3f} more."
+            f"test would have reported {signed(inflation[cls])} more."
         )
     return out

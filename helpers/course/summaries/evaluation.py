@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from helpers.core.numbers import signed
 from helpers.course.records import ModeComparison, ThresholdSweep
 from helpers.course.summaries.registry import summary_for
 from helpers.evaluate.bootstrap import gain_verdict
@@ -15,7 +16,7 @@ def summary_05(m: ThresholdSweep) -> list[str]:
         f"{cls}: threshold {t:.2f} chosen on validation gives test IoU "
         f"{m.test_iou_at_val_threshold[cls]:.3f}; choosing on test would have reported "
         f"{m.test_iou_if_tuned_on_test[cls]:.3f} "
-        f"(inflation {m.inflation_from_tuning_on_test[cls]:+.3f})."
+        f"(inflation {signed(m.inflation_from_tuning_on_test[cls])})."
         for cls, t in m.thresholds_chosen_on_val.items()
     ]
     for r in m.threshold_stability:
@@ -93,7 +94,8 @@ def summary_06(m: ModeComparison) -> list[str]:
         gains = [r for r in rows if mode != ref and "diff" in r]
         if gains:
             sentence += "; against " + ref + ": " + ", ".join(
-                f"{r['dataset']} {r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}] "
+                f"{r['dataset']} {signed(r['diff'])} "
+                f"[{signed(r['diff_low'])}, {signed(r['diff_high'])}] "
                 + gain_verdict(r["diff_low"], r["diff_high"], "above", "below", "not resolved")
                 + f" over {r['photos']} photos"
                 for r in gains

@@ -1,0 +1,18 @@
+"""Numbers the course prints: rounded first, never a negative zero."""
+
+import pandas as pd
+
+from helpers.core.numbers import fixed, rounded, signed
+
+
+def test_a_value_that_rounds_to_zero_prints_without_a_minus():
+    assert signed(-0.0002) == "+0.000" and fixed(-0.0002) == "0.000"
+    assert signed(-0.0049) == "-0.005" and signed(0.0123) == "+0.012"
+    assert fixed(-0.2) == "-0.200" and fixed(-0.00004, 4) == "0.0000"
+
+
+def test_a_table_rounds_its_float_columns_and_drops_negative_zero():
+    frame = pd.DataFrame({"gain": [-0.00002, 1.23456], "mode": ["a", "b"], "n": [1, 2]})
+    text = rounded(frame, 3).to_markdown(index=False)
+    assert "-0" not in text and "1.235" in text
+    assert list(rounded(frame, 3)["n"]) == [1, 2]  # counts stay as they are
