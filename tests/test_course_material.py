@@ -34,6 +34,8 @@ def test_three_to_five_exercises_each_with_a_hint(name):
     assert 3 <= len(found) <= 5, f"{name}: {len(found)} exercises"
     for i, text in enumerate(found, 1):
         assert "*Hint:*" in text, f"{name}: exercise {i} has no hint"
+    cell = section(name, "## Exercises")[1]
+    assert f"Solutions: `notebooks/solutions/{name}.py`" in cell, f"{name}: no solutions line"
 
 
 @pytest.mark.parametrize("name", NAMES)

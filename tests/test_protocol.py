@@ -12,7 +12,7 @@ from helpers.core.io import write_mask_png
 from helpers.data.prompts import PROMPTS
 from helpers.evaluate.held_out import held_out_scores
 from helpers.evaluate.predictions import evaluate_model
-from helpers.evaluate.protocol import evaluate_protocol, extra_prompts
+from helpers.evaluate.protocol import EXTRA_STORE, evaluate_protocol, extra_prompts, extra_store
 from helpers.evaluate.sensitivity import cross_prompt_scores, sensitivity_forms
 
 HELD = {"cracks": ["hairline fracture"], "taping": ["joint compound"]}
@@ -65,3 +65,16 @@ def test_the_protocol_matches_scoring_everything_in_one_pass(tmp_path, segmenter
                               progress=False)
     assert again.chosen == scores.chosen
     pd.testing.assert_frame_equal(again.test_pairs(), scores.test_pairs())
+
+
+def test_new_phrasings_get_a_store_of_their_own_and_leave_the_courses_pass_alone(
+    tmp_path, segmenter, manifest
+):
+    evaluate_protocol(segmenter, manifest, tmp_path / "lora", "k", batch_size=4, progress=False)
+    assert extra_store() == EXTRA_STORE
+    evaluate_protocol(segmenter, manifest, tmp_path / "lora", "k", batch_size=4, held_out=HELD,
+                      progress=False)
+    assert extra_store(HELD) != EXTRA_STORE
+    assert (tmp_path / "lora" / extra_store(HELD)).is_dir()
+    # the course's own pass is still stored: reading it again runs nothing
+    evaluate_protocol(Refuses(), manifest, tmp_path / "lora", "k", progress=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers.core.cache import key_hash
 from helpers.data.prompts import PROMPTS
 from helpers.evaluate.held_out import HELD_OUT_PROMPTS, check_held_out, held_out_scores
 from helpers.evaluate.predictions import evaluate_model
@@ -85,6 +86,15 @@ class ProtocolScores:
         return held_out_scores(rows, held_out)
 
 
+def extra_store(held_out: Mapping[str, Sequence[str]] = HELD_OUT_PROMPTS) -> str:
+    """The second pass's folder name: `EXTRA_STORE` for the course's held-out phrasings, a
+    folder of its own for any other set, so trying new words never overwrites the course's."""
+    if {c: list(v) for c, v in held_out.items()} == {c: list(v) for c, v in
+                                                    HELD_OUT_PROMPTS.items()}:
+        return EXTRA_STORE
+    return f"{EXTRA_STORE}-{key_hash({c: list(v) for c, v in sorted(held_out.items())})}"
+
+
 def evaluate_protocol(
     segmenter,
     manifest: pd.DataFrame,
@@ -99,7 +109,7 @@ def evaluate_protocol(
     05 evaluated is not run again)."""
     table, _ = evaluate_model(segmenter, manifest, store, key, ("val", "test"), PROMPTS,
                               batch_size, progress)
-    extra, _ = evaluate_model(segmenter, manifest, Path(store) / EXTRA_STORE,
+    extra, _ = evaluate_model(segmenter, manifest, Path(store) / extra_store(held_out),
                               f"{key}-extra-prompts-test", ("test",), extra_prompts(held_out),
                               batch_size, progress)
     return ProtocolScores(table, extra, manifest)
