@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -499,3 +500,23 @@ def test_training_reads_the_settings_said_to_reach_it():
     assert set(changed) <= TRAINING
     for key, value in changed.items():
         assert protocol(get_profile("demo", **{key: value})) != protocol(get_profile("demo")), key
+
+
+PROFILE_VALUES = re.compile(r"\((demo [^,()]+(?:, [a-z]+ [^,()]+)*)\)\s*$")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_profile_values_a_parameter_comment_quotes_are_the_profiles(name):
+    """`epochs = None  # training epochs (demo 4, full 20, smoke 1)` must say what the profiles
+    hold, so a changed profile cannot leave a parameters cell quoting the old value."""
+    from helpers.course.profiles import PROFILES
+
+    cell = next(c for c in _cells(name) if "parameters" in c.get("metadata", {}).get("tags", []))
+    for line in "".join(cell["source"]).splitlines():
+        setting, _, comment = line.partition(" = None  # ")
+        found = PROFILE_VALUES.search(comment)
+        if not comment or not found or not hasattr(PROFILES["demo"], setting):
+            continue
+        for part in found.group(1).split(", "):
+            profile, value = part.split(" ", 1)
+            assert value == f"{getattr(PROFILES[profile], setting)!s}", (name, line)
