@@ -216,9 +216,11 @@ def _evaluation(mode: str, m04: dict | None, m06: dict | None) -> list[str]:
         rows = [r for r in m06["test_iou_photo_bootstrap"] if r["mode"] == mode]
         if rows:
             level = rows[0]["level"]
+            chosen = (m06.get("thresholds") or {}).get(mode)
+            at = f" ({_per_class(chosen)}: notebook 06's choice)" if chosen else ""
             lines += [f"Test IoU per image and training prompt (each prompt of the class in "
-                      f"turn), at the validation thresholds and each photo's full resolution, "
-                      f"with a {num(level)} interval from resampling the test photos:",
+                      f"turn), at the thresholds chosen on validation{at} and each photo's full "
+                      f"resolution, with a {num(level)} interval from resampling the test photos:",
                       "", "| class | test IoU | interval | photos |", "|---|---|---|---|"]
             lines += [f"| {r['dataset']} | {num(r['iou'])} | {num(r['iou_low'])} to "
                       f"{num(r['iou_high'])} | {num(r['photos'])} |" for r in rows]
