@@ -65,11 +65,11 @@ PROFILES: dict[str, Profile] = {
         cracks_export="",
         taping_export="",
         batch_size=8,
-        epochs=4,
+        epochs=8,
         lr=5e-3,
         tower_lr=5e-4,
         full_lr=1e-3,
-        patience=4,
+        patience=8,
         negative_rate=1.0,  # a negative pair per image per epoch, on top: teaches the switch
         bce_weight=3.0,  # Dice barely penalises false positives on empty targets; BCE does
     ),
