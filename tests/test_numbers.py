@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from helpers.core.numbers import fixed, rounded, signed
+from helpers.core.numbers import fixed, percent, rounded, signed
 
 
 def test_a_value_that_rounds_to_zero_prints_without_a_minus():
@@ -16,3 +16,8 @@ def test_a_table_rounds_its_float_columns_and_drops_negative_zero():
     text = rounded(frame, 3).to_markdown(index=False)
     assert "-0" not in text and "1.235" in text
     assert list(rounded(frame, 3)["n"]) == [1, 2]  # counts stay as they are
+
+
+def test_a_small_share_keeps_a_significant_digit_and_only_zero_reads_zero():
+    assert percent(0.0) == "0%" and percent(0.123) == "12.3%"
+    assert percent(0.000008) == "0.0008%" and percent(0.0004) == "0.04%"

@@ -31,3 +31,14 @@ def rounded(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats] + 0.0
     return out
+
+
+def percent(share: float) -> str:
+    """A share as a percentage, one decimal; a share too small for that keeps its first
+    significant digit ("0.0008%"), so only an exact zero prints as 0%."""
+    value = float(share) * 100
+    if value == 0:
+        return "0%"
+    if abs(value) < 0.05:
+        return f"{value:.1g}%"
+    return f"{value:.1f}%"

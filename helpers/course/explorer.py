@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.io import read_mask
+from helpers.core.numbers import percent
 from helpers.core.progress import headless
 from helpers.course.viz import overlay
 from helpers.data.images import load_rgb
@@ -216,9 +217,9 @@ def comparison_reading(model: Exploration, other: Exploration, other_name: str,
         if len(result.prompts) > 1:
             differ = max(float((result.masks[0] != m).mean()) for m in result.masks[1:])
             parts.append(f"the {name} model's mask " + (
-                f"is almost the same under every prompt (at most {differ:.1%} of the pixels "
+                f"is almost the same under every prompt (at most {percent(differ)} of the pixels "
                 "differ): it barely tells the prompts apart" if differ <= SAME_MASK
-                else f"changes with the prompt (up to {differ:.1%} of the pixels differ)"))
+                else f"changes with the prompt (up to {percent(differ)} of the pixels differ)"))
     return ("On this photo " + "; ".join(parts) + ". One photo is a case, not a rate: the "
             "cross-prompt matrix above measures every validation image.") if parts else ""
 

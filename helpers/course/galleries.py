@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.io import read_mask
+from helpers.core.numbers import percent
 from helpers.course.viz import CLASS_COLOURS, overlay
 from helpers.data.images import load_rgb
 from helpers.evaluate.predictions import probability_path, read_probability
@@ -29,7 +30,7 @@ def caption(row) -> str:
     and IoU; on an image without a label, how much was predicted instead."""
     head = getattr(row, "category", None) or getattr(row, "kind", "")
     if row.truth_fraction == 0:
-        return f"{head}\npredicted {row.pred_fraction:.1%} of an unlabelled image"
+        return f"{head}\npredicted {percent(row.pred_fraction)} of an unlabelled image"
     return f"{head}\nIoU {row.iou:.3f} (P {row.precision:.2f}, R {row.recall:.2f})"
 
 
@@ -77,7 +78,8 @@ def prediction_gallery(
         )
         _probability_panel(row_axes[2], probs, t)
         row_axes[3].imshow(pred, cmap="gray", vmin=0, vmax=1)
-        row_axes[3].set_title(f"mask at t={t:.2f} ({pred.mean():.1%} of the image)", fontsize=8)
+        row_axes[3].set_title(f"mask at t={t:.2f} ({percent(pred.mean())} of the image)",
+                              fontsize=8)
         both = overlay(overlay(image, truth, LABEL_COLOUR), pred, CLASS_COLOURS[cls])
         row_axes[4].imshow(both)
         row_axes[4].set_title(
