@@ -233,6 +233,9 @@ def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice(
     cracks = more[more["dataset"] == "cracks"]
     assert cracks[cracks["kind"] == "worst"]["image_id"].tolist() == ["img4", "img2"]
     assert cracks[cracks["kind"] == "best"]["image_id"].tolist() == ["img0"]  # B is taken
+    failing = best_and_worst(scores.assign(iou=scores["iou"] * 0.4), photo_of, n=1)
+    assert "best" not in set(failing["kind"])  # no image passes: the best row says it fails
+    assert set(failing["kind"]) == {"least bad (IoU < 0.5: fails)", "worst"}
     assert more[more["dataset"] == "taping"]["kind"].tolist() == ["worst"]
     assert "img5" not in set(more["image_id"])  # no label: never best or worst
     assert not more.duplicated(["dataset", "group_id"]).any()

@@ -370,9 +370,13 @@ def failure_conclusion(counts: pd.DataFrame) -> str:
     )
 
 
+LEAST_BAD = f"least bad (IoU < {FAIL_IOU}: fails)"
+
+
 def best_and_worst(scores: pd.DataFrame, photo_of: dict[str, str], n: int = 3) -> pd.DataFrame:
     """Per class, the `n` best and `n` worst labelled images (IoU), at most one image per photo
-    (`group_id`) and no photo in both lists; column `kind` is "best" or "worst".
+    (`group_id`) and no photo in both lists; column `kind` is "best", "worst", or
+    `LEAST_BAD` for a best image that still fails (IoU < `FAIL_IOU`).
 
     The worst photos are taken first (each by its worst image), so a photo whose copies score
     both well and badly shows its failure; the best come from the remaining photos."""
@@ -387,7 +391,8 @@ def best_and_worst(scores: pd.DataFrame, photo_of: dict[str, str], n: int = 3) -
         rest = part[~part["group_id"].isin(worst["group_id"])]
         best = rest.sort_values(["iou", "image_id"], ascending=[False, True])
         best = best.drop_duplicates("group_id").head(n)
-        out += [best.assign(kind="best"), worst.assign(kind="worst")]
+        best = best.assign(kind=np.where(best["iou"] >= FAIL_IOU, "best", LEAST_BAD))
+        out += [best, worst.assign(kind="worst")]
     return pd.concat(out, ignore_index=True) if out else labelled.assign(kind=[])
 
 
