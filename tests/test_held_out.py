@@ -79,3 +79,13 @@ def test_the_reading_states_its_criterion_and_whether_the_model_listens():
     assert "(-0.200: close)" in near
     assert ("on cracks and taping the held-out words mark that class's images as its training "
             "prompts do" in near)
+
+
+def test_a_class_whose_images_the_model_is_blind_on_gets_no_verdict_of_closeness():
+    scores = held_out_scores(_table(), HELD, TRAINED).assign(mode="lora")
+    (line,) = describe_held_out(scores, {"lora": {"cracks": -0.02, "taping": 0.9, "all": 0.44}},
+                                close=0.25)
+    assert "partly prompt-aware (sensitivity 0.440" in line
+    assert "on taping the held-out words mark that class's images" in line
+    assert "on crack images (sensitivity -0.020) it is prompt-blind" in line
+    assert "on cracks and taping the held-out words" not in line

@@ -89,18 +89,23 @@ def held_out_gaps(scores: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+IMAGES = {"cracks": "crack images", "taping": "taping images"}  # a class's images, in words
+
+
 def _closeness(gap: float, close: float) -> str:
     return "close" if abs(gap) <= close else "lower" if gap < 0 else "higher"
 
 
 def describe_held_out(
-    scores: pd.DataFrame, sensitivity: Mapping[str, float], close: float = CLOSE,
+    scores: pd.DataFrame, sensitivity: Mapping[str, float | Mapping[str, float]],
+    close: float = CLOSE,
     blind_below: float = BLIND_BELOW,
 ) -> list[str]:
     """One sentence per mode: do its held-out phrasings score within `close` mean IoU of its
     training prompts, class by class (naming the weakest held-out phrasing where they score
     lower), and does that mean anything (its prompt sensitivity, `sensitivity[mode]`, at or
-    above `blind_below`)?"""
+    above `blind_below`)? `sensitivity[mode]` is one figure, or one per image class with "all":
+    then a class on whose images the model is prompt-blind gets no verdict of closeness."""
     out = []
     gaps = held_out_gaps(scores)
     for mode, part in gaps.groupby("mode", sort=False):
@@ -114,7 +119,9 @@ def describe_held_out(
                 lower.append(r.dataset)
             per_class.append(f"{r.dataset} {r.held_out_prompts:.3f} against "
                              f"{r.training_prompts:.3f} ({signed(r.gap)}: {reading})")
-        s = sensitivity.get(mode)
+        s, per_image_class = sensitivity.get(mode), {}
+        if isinstance(s, Mapping):  # per image class and "all"
+            per_image_class, s = s, s.get("all")
         if s is None:
             listens = ""
         elif abs(s) < blind_below:
@@ -122,7 +129,9 @@ def describe_held_out(
                        "of 0), so any phrasing scores alike and closeness says nothing about "
                        "the words.")
         else:
-            followed = [c for c in part["dataset"] if c not in lower]
+            deaf = [c for c in part["dataset"] if c in per_image_class
+                    and abs(per_image_class[c]) < blind_below]  # blind on this class's images
+            followed = [c for c in part["dataset"] if c not in lower and c not in deaf]
             name, criterion = sensitivity_band(s)
             listens = (f" With its training prompts it is {name} (sensitivity {fixed(s)}, "
                        f"{criterion})")
@@ -131,9 +140,16 @@ def describe_held_out(
                             "images as its training prompts do (they were not tried on the other "
                             "class's images, so this does not show that they tell the classes "
                             "apart)")
+            lower = [c for c in lower if c not in deaf]
             if lower:
                 listens += (f"{';' if followed else ':'} on {' and '.join(lower)} it does not "
                             "carry over to the held-out words as well as to its training ones")
+            if deaf:
+                listens += (f"{';' if followed or lower else ':'} on "
+                            + " and ".join(f"{IMAGES.get(c, c + ' images')} (sensitivity "
+                                           f"{fixed(per_image_class[c])})" for c in deaf)
+                            + " it is prompt-blind, so there closeness says nothing about the "
+                            "words")
             listens += "."
         out.append(f"{mode}: held-out phrasings score mean test IoU {'; '.join(per_class)} "
                    f"(close: within {close} of the training prompts' mean).{listens}")
