@@ -236,7 +236,7 @@ class NotebookResults:
         if not results.summary_sentences and type(results) in SUMMARIES:
             results.summary_sentences = written_summary(results)
         path = results.write(course.out_name)
-        print("wrote", path.relative_to(path.parents[2]))  # <run>/metrics/<NAME>.json
+        print("wrote", shown(path))  # outputs/<run>/metrics/<NAME>.json, from the repository
         return results
 
     @classmethod
