@@ -118,6 +118,7 @@ def _failure_analysis(out: Path, refined_run: str | None) -> None:
     write_json(out / "metrics" / "07_failure_analysis.json", {
         "mode": "lora", "refine_method": "lines", "refined_run": refined_run,
         "refined_thresholds_chosen_on_val": {"cracks": 0.45, "taping": 0.2},
+        "refinement_iou_vs_true_seams": {"rectangle_iou": 0.6707, "refined_iou": 0.8745},
         "rectangle_bias": [
             {"scored_against": "rectangle labels", "iou": 0.2422, "threshold": 0.4},
             {"scored_against": "true seams", "iou": 0.1773, "threshold": 0.4},
@@ -155,6 +156,9 @@ def test_the_refined_variant_card_holds_what_07_measured_for_it(tmp_path):
     assert "by notebook 07, per prompt class: cracks 0.45, taping 0.2." in card.text
     assert "test IoU 0.1849" in card.text and "against 0.1773" in card.text
     assert "paired gain 0.0076" in card.text
+    assert "this model trained on masks refined from them" in card.text
+    assert ("refined masks at IoU 0.8745 against the true seams, the rectangles at "
+            "0.6707") in card.text
     assert unbacked_numbers(card.text, variant.parents[1], json_values(variant / "run.json")) == []
 
 

@@ -318,7 +318,7 @@ def section_05(m: ThresholdSweep) -> str:
     out.append(
         _table(
             m.resolution_test,
-            ["dataset", "resolution", "images", "iou", "dice", "cldice", "bf1"],
+            ["dataset", "resolution", "images", "threshold", "iou", "dice", "cldice", "bf1"],
         )
     )
     out += [
@@ -332,7 +332,7 @@ def section_05(m: ThresholdSweep) -> str:
     out.append(
         _table(
             m.postprocess_ablation,
-            ["dataset", "split", "method", "images", "iou", "cldice", "bf1"],
+            ["dataset", "split", "method", "images", "threshold", "iou", "cldice", "bf1"],
         )
     )
     if m.postprocess_gain_val:
