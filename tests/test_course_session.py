@@ -65,6 +65,7 @@ def _course(tmp_path, monkeypatch) -> SimpleNamespace:
     import helpers.core.paths
 
     monkeypatch.setattr(helpers.core.paths, "profile_dir", lambda run: tmp_path / run)
+    monkeypatch.setattr(helpers.core.paths, "PROJECT_ROOT", tmp_path)  # outputs name paths from it
     return SimpleNamespace(
         cfg=get_profile("demo", seed=7, epochs=2), out_name="run",
         sources=SimpleNamespace(name="demo-data"),
@@ -84,6 +85,7 @@ def test_record_gathers_what_every_run_shares_and_writes_it(tmp_path, monkeypatc
         "summary_sentences": [],  # no summary is registered for this probe
     }
     assert results == Probe.read(tmp_path / "run")
+    # named from the repository root, never as a machine path
     assert capsys.readouterr().out == "wrote run/metrics/99_probe.json\n"
     Probe.record(course, per_class={}, seed=1)  # a value given wins over the course's
     assert Probe.read(tmp_path / "run").seed == 1
