@@ -163,7 +163,7 @@ def test_an_unknown_run_is_one_line_and_exit_2(capsys) -> None:
 
     assert main(["--profile", "nosuch-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no run 'nosuch-run'") and "\n" not in err
+    assert err.startswith("error: no run 'nosuch-run' in outputs (") and "\n" not in err
     assert "make run PROFILE=nosuch-run" in err
 
 

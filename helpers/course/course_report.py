@@ -28,7 +28,7 @@ import pandas as pd
 
 from helpers.core.io import read_json, write_text
 from helpers.core.numbers import rounded
-from helpers.core.paths import OUTPUTS_DIR, profile_dir
+from helpers.core.paths import OUTPUTS_DIR, profile_dir, shown
 from helpers.course.model_card import write_model_cards
 from helpers.course.output_check import scan_outputs
 from helpers.course.records import (
@@ -781,7 +781,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     if not (OUTPUTS_DIR / args.profile / "metrics").is_dir():
         runs = ", ".join(sorted(set(found))) or "none yet"
         print(
-            f"error: no run {args.profile!r} in {OUTPUTS_DIR} (runs with metrics: {runs}); "
+            f"error: no run {args.profile!r} in {shown(OUTPUTS_DIR)} (runs with metrics: {runs}); "
             f"run the notebooks first, e.g. make run PROFILE={args.profile}",
             file=sys.stderr,
         )
@@ -796,8 +796,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"error: cannot build the report of {args.profile!r}: {err}", file=sys.stderr)
         return 2
     print(
-        f"wrote {report}, {len(cards)} model card(s) and {len(html)} HTML notebook(s) in "
-        f"{out_dir / 'html'}"
+        f"wrote {shown(report)}, {len(cards)} model card(s) and {len(html)} HTML notebook(s) in "
+        f"{shown(out_dir / 'html')}"
     )
     metrics = read_results(out_dir)
     for name, why in missing_sections(out_dir, metrics).items():
