@@ -43,7 +43,7 @@ def test_the_reading_says_the_wrong_prompt_still_marks_about_half_when_it_does()
 
 @pytest.mark.parametrize(("wrong", "words"), [
     (0.001, "almost nothing"), (0.006, "a small fraction"), (0.015, "most"),
-    (0.03, "as much or more"),
+    (0.03, "nearly as much or more"),
 ])
 def test_the_ratio_words_follow_their_cut_offs(wrong, words):
     assert f"marks {words} (" in reading(matrix(0.02, wrong))
@@ -76,7 +76,7 @@ def test_a_class_that_is_inverted_is_named_even_when_the_mean_over_classes_is_no
     rows[0].update(cracks=-0.2, taping=0.5, all=0.11)  # the labelled form
     text = reading(matrix(0.017, 0.027), rows)
     assert "0.110 (crack images -0.200, inverted" in text and "taping images 0.500" in text
-    assert "as much or more (1.588 times as much" in text
+    assert "nearly as much or more (1.588 times as much" in text
 
 
 def test_where_the_wrong_prompt_marks_is_read_with_its_cut_off():
@@ -100,7 +100,7 @@ def test_a_high_mean_sensitivity_beside_a_large_wrong_share_is_traced_to_a_few_i
     text = " ".join(switch_reading(matrix(0.0411, 0.0438), forms(labelled=0.927), {},
                                    foreground_ratios(matrix(0.0411, 0.0438)),
                                    excess=excess.to_dict("records")))
-    assert "as much or more (1.066 times as much" in text
+    assert "nearly as much or more (1.066 times as much" in text
     assert "on 1 of the 21 images, which hold 1.000 of every pixel" in text
     assert "a few images carry its mean" in text
 

@@ -27,7 +27,7 @@ from helpers.evaluate.sensitivity import BLIND_BELOW, sensitivity_band
 LABEL_COLOUR = (40, 200, 80)
 # Cut-offs of the readings: the wrong prompt's foreground as a share of the right prompt's...
 RATIO_WORDS = ((0.1, "almost nothing"), (0.4, "a small fraction"), (0.6, "about half"),
-               (0.9, "most"), (math.inf, "as much or more"))
+               (0.9, "most"), (math.inf, "nearly as much or more"))
 ON_LABEL_HALF = 0.5  # ...and where the wrong prompt's pixels lie: on the label or elsewhere
 PROMPT_ADDS = 0.1  # deployed sensitivity above a prompt-blind copy's by more: the prompt works
 FEW_IMAGES, MOST_PIXELS = 0.25, 0.5  # at most this share of images holding at least this share
@@ -231,8 +231,10 @@ def _matrix_sentence(right: Mapping[str, Any], wrong: Mapping[str, Any], ratio: 
         return (f"On {where} the right prompt marks nothing at these thresholds; the wrong "
                 f"prompt marks {wrong['foreground_share']:.4f} of the image.")
     return (
-        f"On {where} the right prompt marks {right['foreground_share']:.4f} of the image on "
-        f"average (IoU {right['iou']:.3f}) and the wrong prompt {wrong['foreground_share']:.4f} "
+        f"On {where} (every prompt of each class, at the image class's threshold chosen on "
+        f"validation, full resolution) the right prompt marks "
+        f"{right['foreground_share']:.4f} of the image on average (IoU with the label "
+        f"{right['iou']:.3f}) and the wrong prompt {wrong['foreground_share']:.4f} "
         f"(IoU {wrong['iou']:.3f}): the wrong prompt "
         f"{'still ' if ratio >= RATIO_WORDS[0][0] else ''}marks {_ratio_words(ratio)} "
         f"({ratio:.3f} times as much; cut-offs "
