@@ -79,7 +79,9 @@ def _draw_vision(ax, config, adapted: set[int], targets: list[str], top: float) 
     n_vision, extract = config.vision_config.num_hidden_layers, list(config.extract_layers)
     last = max(extract)
     size, patch = config.vision_config.image_size, config.vision_config.patch_size
-    _box(ax, 0, 0.1, 3.2, 0.6, f"photo {size}x{size}\n-> {patch}x{patch} patches", COLOURS["io"])
+    grid = size // patch
+    text = f"photo {size}x{size} -> {grid}x{grid}\npatches of {patch}x{patch} px"
+    _box(ax, 0, 0.1, 3.2, 0.6, text, COLOURS["io"])
     ys = {}
     for i in range(n_vision):
         y = 1.0 + i * ROW

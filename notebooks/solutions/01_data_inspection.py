@@ -32,7 +32,9 @@ def exercise_1(course) -> pd.DataFrame:
     more = int((table["group_id"] > table["source_id"]).sum())
     fewer = int((table["group_id"] < table["source_id"]).sum())
     print(f"The hash finds more shared photos than the stems in {more} of {len(table)} split "
-          f"pairs and fewer in {fewer}: groups are unions of stems, so never fewer.")
+          f"pairs and fewer in {fewer}. A group is a union of stems, so a stem on both sides "
+          "always leaves its group on both sides; the count can still fall, when two shared "
+          "stems turn out to be one picture and count once.")
     return table
 
 

@@ -46,8 +46,8 @@ def summary_01(m: DataInspection) -> list[str]:
     out.append(
         "The exports' own splits share no source photo (matched by file stem)."
         if not leaks
-        else "The exports' own splits leak (a photo in both splits counts; by file stem, so a "
-        "lower bound): " + "; ".join(
+        else "The exports' own splits leak (a photo in both splits counts; matched by file stem, "
+        "so copies exported under another name are missed): " + "; ".join(
             f"{r['dataset']}: {r['n_shared']} of {r['n_b']} {r['split_b']} source photos are also "
             f"in {r['split_a']}" for r in leaks) + "."
     )
