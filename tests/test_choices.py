@@ -137,7 +137,13 @@ def test_the_reading_states_the_tables_numbers_and_where_the_default_loses() -> 
     lr = next(line for line in lines if line.startswith("lr "))
     assert "not the best: lr 0.02 scores 0.030 more val mIoU" in lr
     bce = next(line for line in lines if line.startswith("bce_weight "))
-    assert "the highest val mIoU" in bce
+    assert "the highest val mIoU of these values, more than 0.01 above every other value" in bce
+    near = _table()
+    near.loc[2, "val_miou"] = 0.475  # negative_rate 0.25 just below the default
+    line = next(line for line in choices.choices_reading(near, settings).splitlines()
+                if line.startswith("negative_rate "))
+    assert ("the highest val mIoU of these values, level with negative_rate 0.25 by the same "
+            "rule (0.005 below; gaps up to 0.01 are read as level)") in line
     assert "one seed (42) and 4 epochs (the profile trains 8)" in lines[-1]
     level = _table()
     level.loc[0, ["val_miou", "false_alarms_wrong_prompt"]] = [0.485, 0.30]  # bce_weight 1

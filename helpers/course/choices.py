@@ -325,7 +325,14 @@ def _setting_line(setting: str, rows: pd.DataFrame, empty_n: int | None,
                  f" apart; gaps up to {LEVEL:g} are read as level)"
                  + _false_alarm_contrast(d, best, wrong_n) + ".")
     else:
-        text += " The default scores the highest val mIoU of these values."
+        text += " The default scores the highest val mIoU of these values"
+        if len(others):
+            runner = others.loc[others["val_miou"].idxmax()]
+            below = round(float(d.val_miou) - float(runner.val_miou), 4)
+            text += (f", level with {setting} {runner.value:g} by the same rule ({below:.3f} below"
+                     f"; gaps up to {LEVEL:g} are read as level)" if below <= LEVEL else
+                     f", more than {LEVEL:g} above every other value")
+        text += "."
     return text + (" " + NOTES[setting] if setting in NOTES else "")
 
 
