@@ -140,8 +140,33 @@ def test_a_mode_without_saved_settings_says_predict_uses_its_default(tmp_path):
     assert "Chosen on validation by notebook 06, per prompt class: cracks 0.3, taping 0.1." in text
     assert "applied by `predict`" not in text
     assert "`predict` applies 0.5 to every prompt unless given `--threshold`" in text
+    # how to use it: one predict call per class at the thresholds chosen for it, not at 0.5
+    assert ('python -m helpers.predict photos/ --prompt "segment crack" --threshold 0.3 '
+            "--model") in text
+    assert '--prompt "segment taping area" --threshold 0.1 --model' in text
+    assert "PredictSettings(threshold={'cracks': 0.3, 'taping': 0.1})" in text
     (folder / "best" / "predict_settings.json").write_text('{"threshold": {"cracks": 0.25}}')
-    assert "applied by `predict`: cracks 0.25." in write_model_card(folder).read_text()
+    saved = write_model_card(folder).read_text()
+    assert "applied by `predict`: cracks 0.25." in saved
+    assert "--threshold" not in saved.split("## How to use")[1]  # the saved settings apply
+
+
+@pytest.mark.parametrize(("all_", "words"), [
+    (0.52, "the prompt is the switch (prompt sensitivity on test 0.52: prompt-aware"),
+    (0.3, "on test this model is only partly prompt-aware (prompt sensitivity 0.3"),
+    (0.0004, "but on test this model is prompt-blind (prompt sensitivity 0.0004, by notebook "
+             "06's criterion): its mask barely depends on the prompt"),
+])
+def test_the_card_says_whether_the_prompt_switches_as_its_test_sensitivity_reads(
+    tmp_path, all_, words
+):
+    folder = _run(tmp_path, "tiny")
+    m06 = folder.parents[1] / "metrics" / "06_full_vs_lora.json"
+    write_json(m06, {**read_json(m06), "prompt_sensitivity_test": {"lora": {
+        "cracks": all_, "taping": all_, "all": all_}}})
+    text = write_model_card(folder).read_text()
+    assert words in text
+    assert unbacked_numbers(text, folder.parents[1], json_values(folder / "run.json")) == []
 
 
 def test_the_refined_variant_card_holds_what_07_measured_for_it(tmp_path):

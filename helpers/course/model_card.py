@@ -27,6 +27,7 @@ from helpers.data.prompts import DEFAULT_PROMPT, PROMPTS
 from helpers.data.split import SMALL_SPLIT
 from helpers.demo.full_size_random import FULL_SIZE_RANDOM
 from helpers.demo.tiny_model import TINY
+from helpers.evaluate.sensitivity import sensitivity_band
 from helpers.inference.segmenter import SETTINGS_FILE
 
 CARD_FILE = "README.md"
@@ -120,7 +121,8 @@ def card_text(run_folder: Path) -> str:
     lines += [
         "A text-prompted segmentation model: a photo and a prompt (\"segment crack\", "
         "\"segment taping area\") go in, a probability map comes out, and a per-class threshold "
-        "turns it into a binary mask. One model serves both tasks; the prompt is the switch.",
+        "turns it into a binary mask. " + _switch_sentence(
+            ((m06 or {}).get("prompt_sensitivity_test") or {}).get(mode) if scored else None),
         "",
         "## Model details",
         "",
@@ -181,21 +183,10 @@ def card_text(run_folder: Path) -> str:
     m07 = _metrics(out_dir, "07_failure_analysis")
     bias = (m07 or {}).get("rectangle_bias") if scored and (m07 or {}).get("mode") == mode else None
     lines += _limitations(data, sizes, bias, variant)
+    lines += ["", "## How to use", ""]
+    lines += _usage(checkpoint, None if settings and settings.get("threshold")
+                    else _unsaved_thresholds(m06, variant, mode if scored else None))
     lines += [
-        "",
-        "## How to use",
-        "",
-        "```bash",
-        f'python -m helpers.predict photos/ --prompt "segment crack" '
-        f'--prompt "segment taping area" --model {checkpoint} --out masks/',
-        "```",
-        "",
-        "```python",
-        "from helpers.inference.segmenter import Segmenter",
-        f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
-        'masks = segmenter.masks(rgb_array, ["segment crack", "segment taping area"])',
-        "```",
-        "",
         "## References",
         "",
         REFERENCES,
@@ -269,6 +260,66 @@ def _zero_shot_lines(mode: str, m06: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _switch_sentence(sensitivity: dict | None) -> str:
+    """Whether the prompt switches between the tasks, as this model's test sensitivity says."""
+    if not sensitivity or sensitivity.get("all") is None:
+        return ("One model serves both tasks, and the prompt is meant to be the switch (this "
+                "card holds no test measure of how well it switches).")
+    value = sensitivity["all"]
+    name, _ = sensitivity_band(value)
+    if name == "prompt-aware":
+        return (f"One model serves both tasks; the prompt is the switch (prompt sensitivity on "
+                f"test {num(value)}: prompt-aware by notebook 06's criterion).")
+    if name == "partly prompt-aware":
+        return (f"One model serves both tasks and the prompt is meant to be the switch; on test "
+                f"this model is only partly prompt-aware (prompt sensitivity {num(value)}, by "
+                "notebook 06's criterion): the wrong prompt still marks part of what the right "
+                "one does.")
+    return (f"The prompt is meant to be the switch between the two tasks, but on test this "
+            f"model is {name} (prompt sensitivity {num(value)}, by notebook 06's criterion): "
+            + ("its mask barely depends on the prompt, so only the per-class threshold tells "
+               "the tasks apart." if name == "prompt-blind" else
+               "the wrong prompt marks more than the right one."))
+
+
+def _unsaved_thresholds(
+    m06: dict | None, variant: dict | None, scored_mode: str | None
+) -> tuple[dict | None, str]:
+    """Thresholds chosen on validation for a run without saved settings, and the notebook."""
+    if variant:
+        return variant.get("refined_thresholds_chosen_on_val"), "07"
+    if scored_mode:
+        return ((m06 or {}).get("thresholds") or {}).get(scored_mode), "06"
+    return None, ""
+
+
+def _usage(checkpoint: str, unsaved: tuple[dict | None, str] | None) -> list[str]:
+    """How to run the model: at its saved thresholds, or (`unsaved`) at the ones chosen for it."""
+    both = '["segment crack", "segment taping area"]'
+    chosen = unsaved[0] if unsaved else None
+    if not chosen:
+        bash = [f'python -m helpers.predict photos/ --prompt "segment crack" '
+                f'--prompt "segment taping area" --model {checkpoint} --out masks/']
+        python = [f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
+                  f"masks = segmenter.masks(rgb_array, {both})"]
+        intro = ([] if unsaved is None else
+                 ["No thresholds were chosen for this model yet, so these run at 0.5.", ""])
+    else:
+        bash = [f'python -m helpers.predict photos/ --prompt "{DEFAULT_PROMPT[c]}" '
+                f"--threshold {num(t)} --model {checkpoint} --out masks/"
+                for c, t in sorted(chosen.items()) if c in DEFAULT_PROMPT]
+        per_class = ", ".join(f"{c!r}: {num(t)}" for c, t in sorted(chosen.items()))
+        python = ["from helpers.inference.mask_files import PredictSettings",
+                  f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
+                  f"settings = PredictSettings(threshold={{{per_class}}})",
+                  f"masks = segmenter.masks(rgb_array, {both}, settings)"]
+        intro = [f"This folder saves no thresholds, so pass the ones notebook {unsaved[1]} chose "
+                 "on validation (`--threshold` applies one value to every prompt of a call: one "
+                 "call per class):", ""]
+    return [*intro, "```bash", *bash, "```", "", "```python",
+            "from helpers.inference.segmenter import Segmenter", *python, "```", ""]
+
+
 def _threshold_lines(
     settings: dict | None, m06: dict | None, variant: dict | None, scored_mode: str | None
 ) -> list[str]:
@@ -277,11 +328,7 @@ def _threshold_lines(
         return ["Chosen on validation, per prompt class, saved beside the weights "
                 f"(`{SETTINGS_FILE}`) and applied by `predict`: "
                 + _per_class(settings["threshold"]) + "."]
-    chosen, notebook = None, ""
-    if variant:
-        chosen, notebook = variant.get("refined_thresholds_chosen_on_val"), "07"
-    elif scored_mode:
-        chosen, notebook = ((m06 or {}).get("thresholds") or {}).get(scored_mode), "06"
+    chosen, notebook = _unsaved_thresholds(m06, variant, scored_mode)
     unsaved = (f"This folder holds no `{SETTINGS_FILE}` (notebook 05 writes one for the run it "
                "tunes), so `predict` applies 0.5 to every prompt unless given `--threshold`.")
     if chosen:
@@ -343,8 +390,9 @@ def _limitations(
     if rect and seams:
         lines[0] += (f" On the demo's generated seams, notebook 07 measured this model's taping "
                      f"test IoU at {num(rect['iou'])} against the rectangles and "
-                     f"{num(seams['iou'])} against the true seams (prompt "
-                     f"\"{DEFAULT_PROMPT['taping']}\", threshold {num(rect['threshold'])}).")
+                     f"{num(seams['iou'])} against the true seams (one prompt, "
+                     f"\"{DEFAULT_PROMPT['taping']}\", at threshold {num(rect['threshold'])}; "
+                     "the evaluation above averages every training prompt).")
     if sizes is not None and any(
         n < SMALL_SPLIT for s in ("val", "test")
         for n in sizes.get("split_photos", {}).get(s, {}).values()
