@@ -19,6 +19,7 @@ from helpers.evaluate.failures import (
     failure_counts,
     fix_for,
     gallery_picks,
+    hidden_passes,
     refinement_verdict,
     root_cause_table,
     taxonomy,
@@ -207,12 +208,24 @@ def test_fixes_leave_out_tiles_for_photos_no_larger_than_the_model_input():
     assert "tile" in fix_for("missed object") and "tile" in fix_for("missed object", 640)
     small = fix_for("missed object", 320)
     assert "tile large photos" not in small and small.startswith("a lower threshold")
-    assert "not tiles: these photos (320 px on the longer side)" in small
+    assert "not a higher resolution or tiles: these photos (320 px on the longer side)" in small
     assert fix_for("under-segmentation", 320) == fix_for("under-segmentation")  # nothing to drop
     tax = taxonomy(frame([row(precision=0.3, recall=0.9)]))
     table = root_cause_table(failure_counts(tax), tax, photo_side=320)
     halo = table.loc["over-segmentation: halo", "fix"]
-    assert "on tiles" not in halo and halo.startswith("predict at a higher resolution;")
+    suggested = halo.split("; not")[0]
+    assert "tiles" not in suggested and "higher resolution" not in suggested
+    assert halo.startswith("a loss that weighs false positives more")
+    large = root_cause_table(failure_counts(tax), tax, photo_side=1408)
+    assert large.loc["over-segmentation: halo", "fix"].startswith("predict at a higher resolution")
+
+
+def test_a_fix_asking_for_negatives_names_the_negatives_the_run_already_draws():
+    assert "already draws" not in fix_for("over-segmentation: elsewhere")
+    said = fix_for("over-segmentation: elsewhere", negative_rate=1.0)
+    assert said.endswith("this run already draws 1 negative pair(s) per image and epoch, so the "
+                         "lever is more of them or harder ones")
+    assert "already draws" not in fix_for("under-segmentation", negative_rate=1.0)
 
 
 def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice():
@@ -239,6 +252,17 @@ def test_best_and_worst_take_one_image_per_photo_and_never_the_same_photo_twice(
     assert more[more["dataset"] == "taping"]["kind"].tolist() == ["worst"]
     assert "img5" not in set(more["image_id"])  # no label: never best or worst
     assert not more.duplicated(["dataset", "group_id"]).any()
+
+
+def test_a_passing_image_of_a_photo_shown_among_the_worst_is_named():
+    scores = frame([row(iou=0.6), row(iou=0.1),  # img0, img1: photo A passes and fails
+                    row(iou=0.7), row(iou=0.3)])  # img2: photo B, img3: photo C
+    photo_of = {"img0": "A", "img1": "A", "img2": "B", "img3": "C"}
+    picks = best_and_worst(scores, photo_of, n=1)  # worst: A by img1; best: B by img2
+    assert hidden_passes(picks, scores, photo_of) == [
+        "cracks: 1 of the 2 passing images belong to photo A (shown among the worst by its "
+        "worst copy, IoU 0.100): a photo whose copies both pass and fail is shown by its failure"]
+    assert hidden_passes(best_and_worst(scores, photo_of, n=1), scores.iloc[1:], photo_of) == []
 
 
 def test_best_image_sentence_says_when_even_the_best_image_fails():
@@ -274,6 +298,8 @@ def test_refinement_is_called_a_fix_only_when_its_interval_lies_above_zero(low, 
     assert "trained once (seed 42)" in text and "synthetic" not in text
     caveat = refinement_verdict(_gain(low, high), 42, "lines", synthetic=True)[-1]
     assert "synthetic" in caveat and "'lines' refiner" in caveat
+    measured = refinement_verdict(_gain(low, high), 42, "lines", True, refined_iou=0.8745)[-1]
+    assert "its masks reach a mean IoU of 0.875 against the true seams, not 1" in measured
 
 
 # -- causes measured from stored probability maps: a fixture where each cause is known --------

@@ -64,3 +64,18 @@ def test_resampling_is_deterministic_and_needs_every_photo():
     del photo_of["v0_0"]
     with pytest.raises(KeyError, match="v0_0"):
         threshold_stability(table, photo_of, n_resamples=5)
+
+
+def test_a_notebook_says_whether_its_thresholds_are_the_ones_predict_applies(tmp_path):
+    from helpers.evaluate.stability import against_saved
+    from helpers.inference.segmenter import PredictSettings
+
+    assert "No thresholds are saved beside this model yet" in against_saved({"cracks": 0.3},
+                                                                           tmp_path)
+    PredictSettings(threshold={"cracks": 0.3, "taping": 0.25}).write(tmp_path)
+    assert against_saved({"cracks": 0.3, "taping": 0.25}, tmp_path).startswith(
+        "These are also the thresholds predict applies (saved by notebook 05's rule: cracks "
+        "0.30, taping 0.25)")
+    differ = against_saved({"cracks": 0.3, "taping": 0.15}, tmp_path)
+    assert differ.startswith("predict applies notebook 05's rule instead: taping 0.25 (here "
+                             "0.15).")

@@ -51,7 +51,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.evaluate.failures": (
         "FAIL_IOU", "cause_sentence", "failure_conclusion", "failure_counts", "gallery_picks",
         "refinement_quality", "root_cause_table", "taxonomy",
-        "best_and_worst", "best_image_sentences", "refinement_gain", "refinement_verdict",
+        "best_and_worst", "best_image_sentences", "hidden_passes", "refinement_gain",
+        "refinement_verdict",
     ),
     "helpers.evaluate.metrics": ("iou", "mean_scores"),
     "helpers.evaluate.predictions": (
@@ -66,7 +67,7 @@ HOMES: dict[str, tuple[str, ...]] = {
         "prompt_embedding_similarity", "sensitivity_forms", "wrong_prompt_localisation",
     ),
     "helpers.evaluate.stability": (
-        "RULE", "describe_peeking", "describe_stability", "threshold_stability",
+        "RULE", "against_saved", "describe_peeking", "describe_stability", "threshold_stability",
     ),
     "helpers.evaluate.stored": ("stored_scores",),
     "helpers.evaluate.sweep": (

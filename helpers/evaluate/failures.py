@@ -100,8 +100,8 @@ FIXES: dict[str, str] = {
     "over-segmentation: halo": "predict at a higher resolution or on tiles; a loss that weighs "
     "false positives more (a Tversky loss)",
     "over-segmentation: elsewhere": "negative pairs of walls without the object, so that plain "
-    "wall and other structures count as background; removing small components (05) where the "
-    "spurious parts are small",
+    "wall and other structures count as background; removing small components (05) only if the "
+    "spurious parts are small (05's post-processing table measures whether it helps)",
     "under-segmentation": "a lower threshold; more weight on the Dice term, or a clDice term, in "
     "the loss; longer training",
     "coarse mask on the object": "predict at a higher resolution or on tiles; a thin-structure "
@@ -229,29 +229,39 @@ def cause_sentence(rows: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-TILE_FIX = "tile"  # fixes that help only photos larger than the model's input
+TILE_FIX = "tile"  # fixes that help only photos larger than the model's input...
+HIGHER_RESOLUTION = "predict at a higher resolution"  # ...as does this one
 
 
-def fix_for(category: str, photo_side: int | None = None) -> str:
-    """`FIXES[category]`, without tiles where the photos' longer side (`photo_side`, px) is
-    no larger than the model's input: tiles of such a photo add no detail."""
+def fix_for(
+    category: str, photo_side: int | None = None, negative_rate: float | None = None
+) -> str:
+    """`FIXES[category]`, fitted to the run: without a higher resolution or tiles where the
+    photos' longer side (`photo_side`, px) is no larger than the model's input (neither adds
+    detail to such a photo), and naming the run's `negative_rate` where a fix asks for
+    negatives."""
     text = FIXES[category]
-    if photo_side is None or photo_side > MODEL_SIZE[0] or TILE_FIX not in text:
-        return text
-    parts = [p.replace(" or on tiles", "") for p in text.split("; ")
-             if not p.startswith("tile ")]
-    return "; ".join([*parts, (
-        f"not tiles: these photos ({photo_side} px on the longer side) are no larger than the "
-        f"model's {MODEL_SIZE[0]} px input"
-    )])
+    parts = text.split("; ")
+    if photo_side is not None and photo_side <= MODEL_SIZE[0] and TILE_FIX in text:
+        parts = [p for p in parts if not p.startswith(("tile ", HIGHER_RESOLUTION))]
+        parts.append(
+            f"not a higher resolution or tiles: these photos ({photo_side} px on the longer "
+            f"side) are no larger than the model's {MODEL_SIZE[0]} px input"
+        )
+    if negative_rate and "negative" in text:
+        parts.append(f"this run already draws {negative_rate:g} negative pair(s) per image and "
+                     "epoch, so the lever is more of them or harder ones")
+    return "; ".join(parts)
 
 
 def root_cause_table(
-    counts: pd.DataFrame, tax: pd.DataFrame | None = None, photo_side: int | None = None
+    counts: pd.DataFrame, tax: pd.DataFrame | None = None, photo_side: int | None = None,
+    negative_rate: float | None = None,
 ) -> pd.DataFrame:
     """Categories that occur, most frequent first, with counts per class, the criterion, the
     measured cause (`cause_sentence` of the category's rows of `tax`, when given) and a fix
-    (`fix_for`, given the test photos' median longer side `photo_side` when known)."""
+    (`fix_for`, given the test photos' median longer side `photo_side` and the run's
+    `negative_rate` when known)."""
     per_class = counts[[c for c in CATEGORIES if c in counts.columns]].T
     per_class = per_class[per_class.sum(axis=1) > 0]
     per_class = per_class.loc[per_class.sum(axis=1).sort_values(ascending=False).index]
@@ -260,7 +270,7 @@ def root_cause_table(
     table["criterion"] = [CRITERIA[c] for c in table.index]
     if tax is not None:
         table["measured"] = [cause_sentence(tax[tax["category"] == c]) for c in table.index]
-    table["fix"] = [fix_for(c, photo_side) for c in table.index]
+    table["fix"] = [fix_for(c, photo_side, negative_rate) for c in table.index]
     table.index.name = "failure"
     return table
 
@@ -415,6 +425,28 @@ def best_image_sentences(scores: pd.DataFrame) -> list[str]:
     return out
 
 
+def hidden_passes(picks: pd.DataFrame, scores: pd.DataFrame, photo_of: dict[str, str]) -> list[str]:
+    """Per class, the passing images (IoU >= `FAIL_IOU`) whose photo `best_and_worst` shows
+    among the worst: a gallery row shows one image per photo, so they are not in it."""
+    out = []
+    labelled = scores[scores["truth_fraction"] > 0]
+    for cls, part in labelled.groupby("dataset", sort=True):
+        passing = part[part["iou"] >= FAIL_IOU]
+        worst = picks[(picks["dataset"] == cls) & (picks["kind"] == "worst")]
+        shown = dict(zip(worst["image_id"].map(photo_of), worst["iou"], strict=True))
+        hidden = passing[passing["image_id"].map(photo_of).isin(shown)]
+        if hidden.empty:
+            continue
+        photos = sorted(set(hidden["image_id"].map(photo_of)))
+        out.append(
+            f"{cls}: {len(hidden)} of the {len(passing)} passing images belong to "
+            + ", ".join(f"photo {p} (shown among the worst by its worst copy, IoU "
+                        f"{shown[p]:.3f})" for p in photos)
+            + ": a photo whose copies both pass and fail is shown by its failure"
+        )
+    return out
+
+
 def refinement_gain(
     rectangles: pd.DataFrame, refined: pd.DataFrame, photo_of: dict[str, str], seed: int = 0
 ) -> pd.DataFrame:
@@ -428,11 +460,13 @@ def refinement_gain(
 
 
 def refinement_verdict(
-    gain: pd.DataFrame, training_seed: int, method: str, synthetic: bool
+    gain: pd.DataFrame, training_seed: int, method: str, synthetic: bool,
+    refined_iou: float | None = None,
 ) -> list[str]:
     """Sentences on the refinement's gain (`refinement_gain`): the gain with its interval, the
     verdict by the stated criterion (a fix only when the whole interval lies above 0), the one
-    training seed, and, on synthetic seams, whose assumption they were drawn to."""
+    training seed, and, on synthetic seams, whose assumption they were drawn to (with
+    `refined_iou`, the refined masks' mean IoU against the true seams, `refinement_quality`)."""
     before = gain[gain["mode"] == "rectangles"].iloc[0]
     after = gain[gain["mode"] == "refined"].iloc[0]
     level, photos = float(after["level"]), int(after["photos"])
@@ -465,8 +499,11 @@ def refinement_verdict(
         out.append(
             "The demo's seams are synthetic: each is a band of different tone with plain wall on "
             f"both sides, the very assumption the {method!r} refiner is built on, so this gain "
-            "is measured where the refiner cannot be wrong about what a seam looks like; on real "
-            "photos it is untested until refined masks are checked against seams traced by hand."
+            "is measured where the refiner's picture of a seam holds by construction"
+            + (f" (even so, its masks reach a mean IoU of {refined_iou:.3f} against the true "
+               "seams, not 1)" if refined_iou is not None else "")
+            + "; on real photos it is untested until refined masks are checked against seams "
+            "traced by hand."
         )
     return out
 

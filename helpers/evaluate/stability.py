@@ -9,9 +9,11 @@ test split) with replacement, re-chooses the threshold on every sample with
 
 The rule the course recommends when validation is too small to choose (the bootstrap choices
 spread over more than one step of the sweep): take the **median of the bootstrap choices**
-(snapped to the sweep's grid) instead of the single best threshold. It is the choice that
-moves least with the validation photos; its test IoU is measured by the same function, beside
-the single choice's, so a notebook shows both rather than asserting the rule helps.
+(snapped to the sweep's grid) instead of the single best threshold. It pools the choices of
+every resample rather than hanging on the one sample validation happens to be; its test IoU is
+measured by the same function, beside the single choice's, so a notebook shows both rather
+than asserting the rule helps. `against_saved` says whether the thresholds a notebook scores
+at are the ones `predict` uses (saved beside the model by notebook 05's rule).
 """
 
 from __future__ import annotations
@@ -183,3 +185,25 @@ def describe_peeking(
             f"test would have reported {signed(inflation[cls])} more."
         )
     return out
+
+
+def against_saved(chosen: Mapping[str, float], folder) -> str:
+    """Whether `chosen` (the single validation choice per class) are the thresholds saved
+    beside the model in `folder` (notebook 05's rule, which `predict` applies), in a sentence."""
+    from helpers.inference.segmenter import SETTINGS_FILE, PredictSettings
+
+    saved = PredictSettings.read(folder).threshold
+    if not saved:
+        return (f"No thresholds are saved beside this model yet ({SETTINGS_FILE}, written by "
+                "notebook 05), so predict would apply 0.5.")
+    differ = {c: t for c, t in chosen.items() if c in saved and abs(saved[c] - t) > 1e-9}
+    listed = ", ".join(f"{c} {saved[c]:.2f}" for c in sorted(saved))
+    if not differ:
+        return (f"These are also the thresholds predict applies (saved by notebook 05's rule: "
+                f"{listed}).")
+    return (
+        "predict applies notebook 05's rule instead: " + "; ".join(
+            f"{c} {saved[c]:.2f} (here {t:.2f})" for c, t in sorted(differ.items()))
+        + ". What follows analyses the single validation choice, the protocol notebook 06 "
+        "scores every mode by."
+    )
