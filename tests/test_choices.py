@@ -135,7 +135,8 @@ def test_the_reading_states_the_tables_numbers_and_where_the_default_loses() -> 
     assert "0.450 at 1 (false alarms 6 of 10 empty-label pairs, 60 of 200 wrong-prompt" in text
     assert "0.460 at 0.25" in text and "0.350 at 0.001" in text and "0.510 at 0.02" in text
     lr = next(line for line in lines if line.startswith("lr "))
-    assert "not the best: lr 0.02 scores 0.030 more val mIoU" in lr
+    assert ("not the best: lr 0.02 scores 0.030 more val mIoU; under the other class's prompts "
+            "the default marks something on fewer pairs (20 of 200 against 40 of 200)") in lr
     bce = next(line for line in lines if line.startswith("bce_weight "))
     assert "the highest val mIoU of these values, more than 0.01 above every other value" in bce
     near = _table()
@@ -230,3 +231,28 @@ def test_the_stored_table_is_what_the_reader_expects() -> None:
     reading = choices.choices_reading(table)
     for value in table["val_miou"]:
         assert f"{value:.3f}" in reading
+
+
+def _val_table(cracks: float, taping: float) -> pd.DataFrame:
+    """Two validation images per class; each scores its class's IoU at threshold 0.5 (less at
+    0.3 and 0.7), so the validation choice is 0.5 and the class's IoU is the one given."""
+    rows = [{"image_id": f"{cls}{i}", "dataset": cls, "prompt": "p", "split": split,
+             "threshold": t, "iou": peak if t == 0.5 else peak / 2}
+            for cls, peak in (("cracks", cracks), ("taping", taping))
+            for i in range(2) for t in (0.3, 0.5, 0.7) for split in ("val", "test")]
+    return pd.DataFrame(rows)
+
+
+def test_the_notebook_says_whether_the_stored_defaults_row_is_its_own_run() -> None:
+    table = _table()
+    table.loc[table["default"], ["val_iou_cracks", "val_iou_taping"]] = [0.42, 0.54]
+    table.attrs["settings"] = {"profile": "demo"}
+    same = choices.defaults_check(table, _val_table(0.42, 0.54), 1, "demo", 4, 42)
+    assert same == ("The choices table's defaults row is this run: best epoch 1, validation IoU "
+                    "cracks 0.4200 and taping 0.5400 in both.")
+    stale = choices.defaults_check(table, _val_table(0.40, 0.54), 3, "demo", 4, 42)
+    assert stale.startswith("The choices table's defaults row is not this run (table: best "
+                            "epoch 1, validation IoU cracks 0.4200, taping 0.5400; this run: "
+                            "best epoch 3, cracks 0.4000, taping 0.5400)")
+    other = choices.defaults_check(table, _val_table(0.42, 0.54), 1, "full", 20, 42)
+    assert other.startswith("The choices table holds the demo profile's runs (4 epochs, seed 42)")

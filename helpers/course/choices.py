@@ -227,6 +227,35 @@ def write_choices(table: pd.DataFrame, settings: Mapping[str, Any], out: str | P
     return out
 
 
+def defaults_check(choices: pd.DataFrame, table: pd.DataFrame, best_epoch: int,
+                   profile: str, epochs: int, seed: int) -> str:
+    """Whether the stored table's defaults row is the run a notebook just trained: the same
+    best epoch and validation IoU per class (`table`: that run's `evaluate_model` table, scored
+    as `validation_scores` scores). A table from other code or settings is called stale."""
+    from helpers.evaluate.sweep import choose_thresholds, summary_at
+
+    meta = choices.attrs.get("settings", {})
+    d = choices[choices["default"].astype(bool)].iloc[0]
+    if (meta.get("profile"), int(d.epochs), int(d.seed)) != (profile, epochs, seed):
+        return (f"The choices table holds the {meta.get('profile', 'demo')} profile's runs "
+                f"({int(d.epochs)} epochs, seed {int(d.seed)}); this run ({profile}, {epochs} "
+                f"epochs, seed {seed}) is not one of them.")
+    val = table[table["split"] == SPLIT]
+    iou = summary_at(val, choose_thresholds(val, split=SPLIT, by=["dataset"]),
+                     split=SPLIT).set_index("dataset")["iou"]
+    mine = {c: round(float(iou[c]), 4) for c in ("cracks", "taping")}
+    stored = {c: float(getattr(d, f"val_iou_{c}")) for c in ("cracks", "taping")}
+    if int(d.best_epoch) == best_epoch and all(abs(mine[c] - stored[c]) < 1e-4 for c in mine):
+        return (f"The choices table's defaults row is this run: best epoch {best_epoch}, "
+                f"validation IoU cracks {mine['cracks']:.4f} and taping {mine['taping']:.4f} in "
+                "both.")
+    return (f"The choices table's defaults row is not this run (table: best epoch "
+            f"{int(d.best_epoch)}, validation IoU cracks {stored['cracks']:.4f}, taping "
+            f"{stored['taping']:.4f}; this run: best epoch {best_epoch}, cracks "
+            f"{mine['cracks']:.4f}, taping {mine['taping']:.4f}): the table was made by other "
+            "code or settings; `python -m helpers.choices --profile demo` remakes it.")
+
+
 def read_choices(path: str | Path | None = None) -> pd.DataFrame:
     """The cached table (default: the demo's), its settings JSON in `.attrs["settings"]`."""
     path = Path(path) if path is not None else choices_path()
@@ -319,7 +348,7 @@ def _setting_line(setting: str, rows: pd.DataFrame, empty_n: int | None,
     gap = round(float(best.val_miou) - float(d.val_miou), 4)
     if gap > LEVEL:
         text += (f" On validation the default is not the best: {setting} {best.value:g} "
-                 f"scores {gap:.3f} more val mIoU.")
+                 f"scores {gap:.3f} more val mIoU" + _false_alarm_contrast(d, best, wrong_n) + ".")
     elif gap > 0:
         text += (f" On val mIoU the default and {setting} {best.value:g} are level ({gap:.3f}"
                  f" apart; gaps up to {LEVEL:g} are read as level)"

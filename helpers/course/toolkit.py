@@ -82,7 +82,7 @@ HOMES: dict[str, tuple[str, ...]] = {
         "datasets", "folder_size_mb", "lora_settings", "train_config", "trained_model",
     ),
     "helpers.course.architecture": ("architecture_figure",),
-    "helpers.course.choices": ("choices_reading", "read_choices"),
+    "helpers.course.choices": ("choices_reading", "defaults_check", "read_choices"),
     "helpers.course.empty_baseline": (
         "empty_labels", "empty_prediction_scores", "untrained_reading",
     ),
