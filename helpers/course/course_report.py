@@ -279,7 +279,7 @@ def section_05(m: ThresholdSweep) -> str:
             "test IoU": m.test_iou_at_val_threshold[c],
             "threshold (test)": m.thresholds_if_tuned_on_test.get(c),
             "val IoU at the test's pick": m.val_iou_at_test_threshold.get(c),
-            "test IoU if tuned on test": m.test_iou_if_tuned_on_test[c],
+            "test IoU, tuned on test": m.test_iou_if_tuned_on_test[c],
             "inflation": m.inflation_from_tuning_on_test[c],
         }
         for c in m.thresholds_chosen_on_val
