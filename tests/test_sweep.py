@@ -124,3 +124,13 @@ def test_curve_and_summary_share_one_set_of_columns():
     assert (at_half["images"], at_half["pairs"]) == (2, 3)
     assert summary.loc[0, "iou"] == pytest.approx(at_half["iou"])
     assert summary.loc[0, "pooled_iou"] == pytest.approx(at_half["pooled_iou"])
+
+
+def test_a_choice_on_the_edge_of_the_grid_is_named():
+    from helpers.evaluate.sweep import edge_choices
+
+    said = edge_choices({"none": {"cracks": 0.3, "taping": 0.05}, "lora": {"cracks": 0.95}})
+    assert said.startswith("At the edge of the sweep grid (0.05 to 0.95): none taping 0.05, "
+                           "lora cracks 0.95.")
+    assert edge_choices({"lora": {"cracks": 0.3}}) == (
+        "No threshold was chosen at the edge of the sweep grid (0.05 to 0.95).")

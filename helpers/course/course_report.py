@@ -462,7 +462,7 @@ def _listening_lines(m: ModeComparison) -> list[str]:
         "when only the right prompt marks anything:",
         "",
         _table([
-            {"mode": mode, "prompt sensitivity": s["all"], "crack images": s["cracks"],
+            {"mode": mode, "sensitivity, labelled images": s["all"], "crack images": s["cracks"],
              "taping images": s["taping"], "reading": describe_by_class(s)}
             for mode, s in sensitivity.items()
         ]),

@@ -71,7 +71,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     ),
     "helpers.evaluate.stored": ("stored_scores",),
     "helpers.evaluate.sweep": (
-        "apply_thresholds", "choose_thresholds", "summary_at", "threshold_curve",
+        "apply_thresholds", "choose_thresholds", "edge_choices", "summary_at", "threshold_curve",
     ),
     # course
     "helpers.course.records": (

@@ -161,3 +161,18 @@ def summary_at(
     out = mean_scores(rows, group_by if group_by is not None else by)
     out.insert(0, "split", split)
     return out
+
+
+def edge_choices(
+    chosen: Mapping[str, Mapping[str, float]], grid: Sequence[float] = THRESHOLDS
+) -> str:
+    """One sentence naming the choices (per model, per class) that lie on the lowest or highest
+    threshold of the sweep grid, where validation might prefer a value the grid lacks."""
+    low, high = float(min(grid)), float(max(grid))
+    edge = [f"{name} {cls} {t:.2f}" for name, per_class in chosen.items()
+            for cls, t in per_class.items() if abs(t - low) < 1e-9 or abs(t - high) < 1e-9]
+    if not edge:
+        return f"No threshold was chosen at the edge of the sweep grid ({low:.2f} to {high:.2f})."
+    return (f"At the edge of the sweep grid ({low:.2f} to {high:.2f}): " + ", ".join(edge)
+            + ". Validation might prefer a threshold beyond it, which the grid cannot offer; "
+            "the score at the edge is the best the grid allows, not necessarily the best there is.")
