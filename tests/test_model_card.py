@@ -144,6 +144,7 @@ def test_a_mode_without_saved_settings_says_predict_uses_its_default(tmp_path):
     assert ('python -m helpers.predict photos/ --prompt "segment crack" --threshold 0.3 '
             "--model") in text
     assert '--prompt "segment taping area" --threshold 0.1 --model' in text
+    assert "--out masks/taping/" in text
     assert "PredictSettings(threshold={'cracks': 0.3, 'taping': 0.1})" in text
     (folder / "best" / "predict_settings.json").write_text('{"threshold": {"cracks": 0.25}}')
     saved = write_model_card(folder).read_text()

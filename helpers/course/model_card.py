@@ -306,16 +306,16 @@ def _usage(checkpoint: str, unsaved: tuple[dict | None, str] | None) -> list[str
                  ["No thresholds were chosen for this model yet, so these run at 0.5.", ""])
     else:
         bash = [f'python -m helpers.predict photos/ --prompt "{DEFAULT_PROMPT[c]}" '
-                f"--threshold {num(t)} --model {checkpoint} --out masks/"
+                f"--threshold {num(t)} --model {checkpoint} --out masks/{c}/"
                 for c, t in sorted(chosen.items()) if c in DEFAULT_PROMPT]
         per_class = ", ".join(f"{c!r}: {num(t)}" for c, t in sorted(chosen.items()))
-        python = ["from helpers.inference.mask_files import PredictSettings",
+        python = ["from helpers.inference.segmenter import PredictSettings",
                   f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
                   f"settings = PredictSettings(threshold={{{per_class}}})",
                   f"masks = segmenter.masks(rgb_array, {both}, settings)"]
         intro = [f"This folder saves no thresholds, so pass the ones notebook {unsaved[1]} chose "
                  "on validation (`--threshold` applies one value to every prompt of a call: one "
-                 "call per class):", ""]
+                 "call per class, each with its own output folder and run record):", ""]
     return [*intro, "```bash", *bash, "```", "", "```python",
             "from helpers.inference.segmenter import Segmenter", *python, "```", ""]
 
