@@ -248,8 +248,9 @@ def test_the_notebook_says_whether_the_stored_defaults_row_is_its_own_run() -> N
     table.loc[table["default"], ["val_iou_cracks", "val_iou_taping"]] = [0.42, 0.54]
     table.attrs["settings"] = {"profile": "demo"}
     same = choices.defaults_check(table, _val_table(0.42, 0.54), 1, "demo", 4, 42)
-    assert same == ("The choices table's defaults row is this run: best epoch 1, validation IoU "
-                    "cracks 0.4200 and taping 0.5400 in both.")
+    assert same.startswith("The choices table's defaults row is this run: best epoch 1, "
+                           "validation IoU cracks 0.4200 and taping 0.5400 in both (the table's "
+                           "protocol: thresholds chosen on validation")
     stale = choices.defaults_check(table, _val_table(0.40, 0.54), 3, "demo", 4, 42)
     assert stale.startswith("The choices table's defaults row is not this run (table: best "
                             "epoch 1, validation IoU cracks 0.4200, taping 0.5400; this run: "

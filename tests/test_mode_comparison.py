@@ -144,6 +144,11 @@ def test_sensitivity_readings_state_their_cut_offs():
     assert "at least 0.1 above it" in line
     assert "80% of the wrong prompts' pixels lie on the image's label" in line
     assert "finds the object whatever it is asked; cut-off 50%" in line
+    (split,) = sensitivity_readings({"lora": forms},
+                                    {"lora": {"cracks": 0.09, "taping": 0.9, "all": 0.2}})
+    assert ("of the wrong prompts' pixels, on cracks images 9% lie on the image's label (mostly "
+            "off the object); on taping images 90% lie on the image's label (it finds the object "
+            "whatever it is asked) (cut-off 50%)") in split  # a pooled share hides a class
     (quiet,) = sensitivity_readings({"lora": forms}, {"lora": {"all": math.nan}})
     assert "the wrong prompts mark nothing" in quiet
 

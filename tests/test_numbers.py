@@ -21,3 +21,11 @@ def test_a_table_rounds_its_float_columns_and_drops_negative_zero():
 def test_a_small_share_keeps_a_significant_digit_and_only_zero_reads_zero():
     assert percent(0.0) == "0%" and percent(0.123) == "12.3%"
     assert percent(0.000008) == "0.0008%" and percent(0.0004) == "0.04%"
+
+
+def test_an_interval_keeps_the_sign_of_a_bound_too_small_for_three_places():
+    from helpers.core.numbers import signed_interval
+
+    assert signed_interval(-0.0003, 0.0012) == "[-0.0003, +0.0012]"
+    assert signed_interval(0.012, 0.05) == "[+0.012, +0.050]"
+    assert signed_interval(0.0, 0.0) == "[+0.000, +0.000]"  # an exact zero stays short

@@ -20,6 +20,17 @@ def signed(value: float, digits: int = 3) -> str:
     return f"{_rounded(value, digits):+.{digits}f}"
 
 
+def signed_interval(low: float, high: float, digits: int = 3, most: int = 6) -> str:
+    """"[low, high]" signed, with more places (up to `most`) while a bound that is not zero
+    would print as zero: "[-0.0003, +0.0010]", never "[+0.000, +0.001]" for a negative bound."""
+    def hidden(v: float, d: int) -> bool:
+        return float(v) != 0 and _rounded(v, d) == 0
+
+    while digits < most and (hidden(low, digits) or hidden(high, digits)):
+        digits += 1
+    return f"[{signed(low, digits)}, {signed(high, digits)}]"
+
+
 def fixed(value: float, digits: int = 3) -> str:
     """`value` to `digits` places, "0.000" (not "-0.000") for a value that rounds to zero."""
     return f"{_rounded(value, digits):.{digits}f}"

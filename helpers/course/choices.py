@@ -248,7 +248,8 @@ def defaults_check(choices: pd.DataFrame, table: pd.DataFrame, best_epoch: int,
     if int(d.best_epoch) == best_epoch and all(abs(mine[c] - stored[c]) < 1e-4 for c in mine):
         return (f"The choices table's defaults row is this run: best epoch {best_epoch}, "
                 f"validation IoU cracks {mine['cracks']:.4f} and taping {mine['taping']:.4f} in "
-                "both.")
+                "both (the table's protocol: thresholds chosen on validation, full resolution, "
+                "every prompt; not the loop's threshold 0.5 at the model's input size).")
     return (f"The choices table's defaults row is not this run (table: best epoch "
             f"{int(d.best_epoch)}, validation IoU cracks {stored['cracks']:.4f}, taping "
             f"{stored['taping']:.4f}; this run: best epoch {best_epoch}, cracks "

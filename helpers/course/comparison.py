@@ -55,18 +55,29 @@ def mode_comparison(runs: Mapping[str, Any], per_class: pd.DataFrame, cuda: bool
     return pd.DataFrame(rows, dtype=object).set_index("mode")
 
 
-def _reading_of_forms(mode: str, forms: pd.DataFrame, share: float) -> str:
-    """One sentence on one mode's sensitivity forms and wrong-prompt localisation."""
+def _where_wrong(share: float) -> str:
+    """Where one share of the wrong prompts' pixels lies, read against `ON_OBJECT`."""
+    return ("it finds the object whatever it is asked" if share >= ON_OBJECT
+            else "mostly off the object")
+
+
+def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float]) -> str:
+    """One sentence on one mode's sensitivity forms and wrong-prompt localisation (`shares`:
+    per image class and "all")."""
     labelled, every = forms.loc["labelled", "all"], forms.loc["all", "all"]
     deployed, blind = forms.loc["deployed", "all"], forms.loc["deployed_blind", "all"]
     on_object = forms.loc["on_object", "all"]
     beyond = deployed - blind >= BLIND_BELOW
-    where = (
-        "the wrong prompts mark nothing" if pd.isna(share)
-        else f"{share:.0%} of the wrong prompts' pixels lie on the image's label ("
-        + ("it finds the object whatever it is asked" if share >= ON_OBJECT
-           else "they lie mostly off the object") + f"; cut-off {ON_OBJECT:.0%})"
-    )
+    classes = {c: v for c, v in shares.items() if c != "all" and not pd.isna(v)}
+    if pd.isna(shares.get("all", float("nan"))):
+        where = "the wrong prompts mark nothing"
+    elif classes:
+        where = ("of the wrong prompts' pixels, " + "; ".join(
+            f"on {c} images {v:.0%} lie on the image's label ({_where_wrong(v)})"
+            for c, v in classes.items()) + f" (cut-off {ON_OBJECT:.0%})")
+    else:
+        where = (f"{shares['all']:.0%} of the wrong prompts' pixels lie on the image's label "
+                 f"({_where_wrong(shares['all'])}; cut-off {ON_OBJECT:.0%})")
     return (
         f"{mode}: sensitivity {fixed(labelled)} on labelled images "
         f"({describe_sensitivity(labelled)}), {fixed(every)} on all images (false alarms on empty "
@@ -85,7 +96,7 @@ def sensitivity_readings(
     """One sentence per mode from its `sensitivity_forms` table and its
     `wrong_prompt_localisation` (criteria: `BLIND_BELOW`, `ON_OBJECT`)."""
     return [
-        _reading_of_forms(mode, table, localisation[mode]["all"]) for mode, table in forms.items()
+        _reading_of_forms(mode, table, localisation[mode]) for mode, table in forms.items()
     ]
 
 

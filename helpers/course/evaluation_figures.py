@@ -71,7 +71,7 @@ def modes_figure(spread: pd.DataFrame, comparison: pd.DataFrame, reference: str 
     how = f"{resamples} photo resamples" if resamples else "resampled photos"
     left.set_title(f"test split, thresholds chosen on validation per mode and class\n"
                    f"bars: mean per-image IoU; error bars: each mode's own interval over {how}\n"
-                   "(a gain over zero-shot is judged by its paired interval, printed below)",
+                   "(a gain over zero-shot is judged by its paired interval, in the readings)",
                    fontsize=10)
     left.set_xlabel("mode")
     miou = spread.groupby("mode", sort=False)["iou"].mean()

@@ -294,14 +294,17 @@ def _unsaved_thresholds(
 
 
 def _usage(checkpoint: str, unsaved: tuple[dict | None, str] | None) -> list[str]:
-    """How to run the model: at its saved thresholds, or (`unsaved`) at the ones chosen for it."""
-    both = '["segment crack", "segment taping area"]'
+    """How to run the model: at its saved thresholds (`unsaved` None), or at the ones chosen
+    for it but not saved beside it (`unsaved`: (thresholds or None, notebook))."""
     chosen = unsaved[0] if unsaved else None
+    load = [f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
+            'rgb_array = load_rgb("photo.jpg")  # an RGB photo as a uint8 array']
+    call = 'masks = segmenter.masks(rgb_array, ["segment crack", "segment taping area"], settings)'
     if not chosen:
         bash = [f'python -m helpers.predict photos/ --prompt "segment crack" '
                 f'--prompt "segment taping area" --model {checkpoint} --out masks/']
-        python = [f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
-                  f"masks = segmenter.masks(rgb_array, {both})"]
+        settings = (f'settings = PredictSettings.read("{checkpoint}")  # the saved thresholds'
+                    if unsaved is None else "settings = PredictSettings()  # 0.5 for every prompt")
         intro = ([] if unsaved is None else
                  ["No thresholds were chosen for this model yet, so these run at 0.5.", ""])
     else:
@@ -309,15 +312,14 @@ def _usage(checkpoint: str, unsaved: tuple[dict | None, str] | None) -> list[str
                 f"--threshold {num(t)} --model {checkpoint} --out masks/{c}/"
                 for c, t in sorted(chosen.items()) if c in DEFAULT_PROMPT]
         per_class = ", ".join(f"{c!r}: {num(t)}" for c, t in sorted(chosen.items()))
-        python = ["from helpers.inference.segmenter import PredictSettings",
-                  f'segmenter = Segmenter.from_pretrained("{checkpoint}")',
-                  f"settings = PredictSettings(threshold={{{per_class}}})",
-                  f"masks = segmenter.masks(rgb_array, {both}, settings)"]
+        settings = f"settings = PredictSettings(threshold={{{per_class}}})"
         intro = [f"This folder saves no thresholds, so pass the ones notebook {unsaved[1]} chose "
                  "on validation (`--threshold` applies one value to every prompt of a call: one "
                  "call per class, each with its own output folder and run record):", ""]
     return [*intro, "```bash", *bash, "```", "", "```python",
-            "from helpers.inference.segmenter import Segmenter", *python, "```", ""]
+            "from helpers.data.images import load_rgb",
+            "from helpers.inference.segmenter import PredictSettings, Segmenter",
+            *load, settings, call, "```", ""]
 
 
 def _threshold_lines(
@@ -325,8 +327,8 @@ def _threshold_lines(
 ) -> list[str]:
     """Which thresholds were chosen on validation, by which notebook, and what `predict` does."""
     if settings and settings.get("threshold"):
-        return ["Chosen on validation, per prompt class, saved beside the weights "
-                f"(`{SETTINGS_FILE}`) and applied by `predict`: "
+        return ["Chosen on validation, per prompt class, by notebook 05 (its threshold rule), "
+                f"saved beside the weights (`{SETTINGS_FILE}`) and applied by `predict`: "
                 + _per_class(settings["threshold"]) + "."]
     chosen, notebook = _unsaved_thresholds(m06, variant, scored_mode)
     unsaved = (f"This folder holds no `{SETTINGS_FILE}` (notebook 05 writes one for the run it "

@@ -205,9 +205,10 @@ def split_sizes_figure(sizes: pd.DataFrame, small: int | None = None, note: str 
         ):
             bars = ax.bar(x + (k - 0.5) * 0.4, sizes[(kind, cls)], 0.4, label=kind, **style)
             ax.bar_label(bars, fontsize=8)
-        if small is not None:
-            ax.axhline(small, color="grey", linestyle="--", linewidth=1,
-                       label=f"{small} photos: fewer is too small to trust")
+        if small is not None:  # drawn over the photo bars only: it is a count of photos
+            photo_x = x + 0.5 * 0.4
+            ax.hlines([small] * len(x), photo_x - 0.3, photo_x + 0.3, color="black", linestyle="--",
+                      linewidth=1, label=f"{small} photos: fewer is too small to trust")
         ax.set_xticks(x, list(sizes.index))
         ax.set_ylim(0, 1.3 * max(sizes[("images", cls)].max(), small or 0))  # room for the legend
         ax.set_xlabel("split")

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from helpers.core.numbers import signed
+from helpers.core.numbers import signed, signed_interval
 
 N_RESAMPLES = 2000
 LEVEL = 0.9  # a 90 % interval
@@ -126,7 +126,7 @@ def describe_gains(
         rough = f"; only {r.photos} photos: the interval itself is rough" * (r.photos < small)
         out.append(
             f"{r.mode} on {r.dataset}: {what} {signed(r.diff)} against {reference}, {pct} interval "
-            f"[{signed(r.diff_low)}, {signed(r.diff_high)}] over {r.photos} photos: {verdict} "
+            f"{signed_interval(r.diff_low, r.diff_high)} over {r.photos} photos: {verdict} "
             f"(the criterion: the interval lies wholly above or below 0; {scope}{rough})."
         )
     return out

@@ -102,7 +102,8 @@ def summary_03(m: JointDataset) -> list[str]:
     ]
     out.append(
         f"{m.groups_in_several_splits} photo groups lie in more than one split"
-        + (" (the split is leakage-free)." if m.groups_in_several_splits == 0 else ".")
+        + (" (no leakage that stems and the hash can find)." if m.groups_in_several_splits == 0
+           else ".")
     )
     if m.export_leakage:
         theirs, ours = (
