@@ -56,6 +56,9 @@ def test_every_exercise_has_a_solution_function(name):
     assert defined == sorted(wanted), f"{name}: solutions {defined}, exercises {wanted}"
     for fn in wanted:
         assert list(inspect.signature(getattr(module, fn)).parameters) == ["course"], fn
+    # `python notebooks/solutions/<name>.py` runs them all, as the notebook's Solutions line says
+    text = inspect.getsource(module)
+    assert 'if __name__ == "__main__":' in text and "run_exercises(globals())" in text, name
 
 
 # Solutions run on the quick profile (the demo, 1 epoch, capped evaluation) against the run the

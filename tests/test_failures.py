@@ -18,6 +18,7 @@ from helpers.evaluate.failures import (
     failure_conclusion,
     failure_counts,
     fix_for,
+    gallery_gaps,
     gallery_picks,
     hidden_passes,
     refinement_verdict,
@@ -374,3 +375,17 @@ def test_each_category_s_measured_cause_matches_how_its_fixture_fails(stored):
     assert float(misplaced.split("median width ")[1].split(" px")[0]) == pytest.approx(4, abs=1)
     assert "no labelled object; the mask covers a median 1.3% of the image" in measured[
         "false alarm on an empty image"]
+
+
+def test_a_category_the_gallery_cannot_show_is_named():
+    tax = pd.DataFrame({
+        "image_id": ["a1", "a2", "b1"], "dataset": "taping", "iou": [0.2, 0.3, 0.1],
+        "category": ["over-segmentation: halo", UNEXPLAINED, "over-segmentation: elsewhere"],
+    })
+    photo_of = {"a1": "A", "a2": "A", "b1": "B"}  # the unexplained image shares photo A
+    picks = gallery_picks(tax, photo_of, n=4)
+    assert UNEXPLAINED not in set(picks["category"])
+    assert gallery_gaps(picks, tax) == [
+        "taping: not in the gallery: 'unexplained' (1 image) (one image per photo: its photos "
+        "are shown under another category, or the slots ran out)"]
+    assert gallery_gaps(gallery_picks(tax.iloc[[1, 2]], photo_of, n=4), tax.iloc[[1, 2]]) == []

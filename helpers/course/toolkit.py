@@ -51,8 +51,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     "helpers.evaluate.failures": (
         "FAIL_IOU", "cause_sentence", "failure_conclusion", "failure_counts", "gallery_picks",
         "refinement_quality", "root_cause_table", "taxonomy",
-        "best_and_worst", "best_image_sentences", "hidden_passes", "refinement_gain",
-        "refinement_verdict",
+        "best_and_worst", "best_image_sentences", "gallery_gaps", "hidden_passes",
+        "refinement_gain", "refinement_verdict",
     ),
     "helpers.evaluate.metrics": ("iou", "mean_scores"),
     "helpers.evaluate.predictions": (

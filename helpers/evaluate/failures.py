@@ -280,7 +280,8 @@ MEANING: dict[str, str] = {
     "false alarm on an empty image": "the model marks objects on walls that have none",
     "missed object": "the model does not respond to the object at all",
     "penalty from the box label": "the rectangle labels, not only the model, hold the score down",
-    "boundary offset": "the model finds the object and misses its outline by a pixel or two",
+    "boundary offset": "the model finds the object and at least half of its outline lies within 2 "
+    "px of the label's (on a thin crack a mask a few pixels too wide can do that too)",
     "over-segmentation: halo": "the model finds the object but draws it wider than it is",
     "over-segmentation: elsewhere": "the model finds the object but also marks areas more than "
     "a patch away from it (the gallery shows whether plain wall or other structures)",
@@ -541,6 +542,23 @@ def gallery_picks(
                 picked.append(queue.pop(0))
                 shown.add(failing.at[picked[-1], "group_id"])
     return failing.loc[picked].drop(columns="_order").reset_index(drop=True)
+
+
+def gallery_gaps(picks: pd.DataFrame, tax: pd.DataFrame) -> list[str]:
+    """Per class, the failure categories of `tax` that `gallery_picks` left out of `picks`
+    (their images come only from photos the gallery already shows, or the slots ran out)."""
+    out = []
+    failing = tax[tax["category"] != PASSED]
+    for cls, part in failing.groupby("dataset", sort=True):
+        shown = set(picks.loc[picks["dataset"] == cls, "category"])
+        counts = part["category"].value_counts()
+        left = [c for c in CATEGORIES if c in counts.index and c not in shown]
+        if left:
+            out.append(f"{cls}: not in the gallery: " + ", ".join(
+                f"'{c}' ({counts[c]} image{'s' if counts[c] != 1 else ''})" for c in left)
+                + " (one image per photo: its photos are shown under another category, or the "
+                "slots ran out)")
+    return out
 
 
 def refinement_quality(manifest: pd.DataFrame, refined: pd.DataFrame) -> pd.DataFrame:

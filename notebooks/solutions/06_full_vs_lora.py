@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from helpers.course.toolkit import (
+    PROMPTS,
     apply_thresholds,
     class_of_prompt,
     describe_gains,
@@ -88,8 +89,16 @@ def exercise_3(course) -> pd.DataFrame:
         marked = (wrong.tp + wrong.fp).groupby([wrong.dataset, wrong.prompt]).mean()
         for cls, part in marked.groupby(level=0):
             prompt = part.idxmax()[1]
+            # words it shares with the right class's prompts ("segment" is in every prompt)
+            right_words = {w for p in PROMPTS[cls] for w in p.split()} - {"segment"}
+            shared = sorted(set(prompt.split()) & right_words)
             rows.append({"mode": mode, "image_class": cls, "wrong prompt": prompt,
-                         "mean predicted pixels": part.max()})
+                         "mean predicted pixels": part.max(),
+                         "words shared with the right class": ", ".join(shared) or "none"})
+    for r in rows:
+        print(f"{r['mode']} on {r['image_class']} images: the wrong prompt marking the most is "
+              f"{r['wrong prompt']!r}; words it shares with the right class's prompts: "
+              f"{r['words shared with the right class']}.")
     return pd.DataFrame(rows)
 
 
@@ -99,3 +108,9 @@ def exercise_4(course) -> pd.DataFrame:
     lora = trained_model(course.cfg, "lora", course.manifest, course.out_name)
     scores = _scores(course, {"lora": lora}, held_out=mine)
     return scores["lora"].held_out(mine).round(4)
+
+
+if __name__ == "__main__":
+    from helpers.course.session import run_exercises
+
+    run_exercises(globals())
