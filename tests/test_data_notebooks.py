@@ -203,6 +203,11 @@ def test_07_summary_says_what_the_counts_mean_and_calls_no_fix_without_its_crite
 
     text = " ".join(run_summary(_failure_analysis()))
     assert "Every taping test image fails (17 of 17)" in text
+    assert "empty image fails too" not in text  # no empty taping image: nothing to warn about
+    empty = {"taping": {"images": 19, "empty": 2, "failing": 18,
+                        "over-segmentation: elsewhere": 17, "false alarm on an empty image": 1}}
+    assert "(a false alarm on an empty image fails too)" in " ".join(
+        run_summary(_failure_analysis(taxonomy_counts=empty)))
     assert "even the best of the 17 labelled test images scores IoU 0.410" in text
     assert "from 0.195 to 0.273 (+0.079; 90% interval over 7 photos" in text
     assert "not shown to be a fix" in text and "counts as a fix" not in text

@@ -470,7 +470,8 @@ def _listening_lines(m: ModeComparison) -> list[str]:
     if m.prompt_sensitivity_forms:
         out += [
             "",
-            "The same in four forms (labelled: images whose label marks something; all: every "
+            "The same in four forms, plus the deployed form's reference (labelled: images whose "
+            "label marks something; all: every "
             "image; deployed: each prompt at its own class's threshold, read against "
             "deployed_blind, a prompt-blind copy at those thresholds; on_object: from the "
             "pixels on the label only):",

@@ -29,11 +29,10 @@ def summary_07(m: FailureAnalysis) -> list[str]:
     caveats (one training seed; synthetic seams)."""
     out = []
     for cls, row in m.taxonomy_counts.items():
-        verdict = class_verdict(cls, **class_counts(row))
-        out.append(
-            f"{verdict[0].upper()}{verdict[1:]} (a false alarm on an empty image fails too)"
-            + _leading(row) + "."
-        )
+        counts = class_counts(row)
+        verdict = class_verdict(cls, **counts)
+        empty = " (a false alarm on an empty image fails too)" if counts.get("empty") else ""
+        out.append(f"{verdict[0].upper()}{verdict[1:]}{empty}" + _leading(row) + ".")
     out += [f"{sentence}." for sentence in m.best_image_sentences]
     out += m.refinement_verdict  # the gain with its interval, the verdict and its caveats
     return out
