@@ -138,7 +138,7 @@ def test_the_conclusion_names_the_leading_category_and_its_criterion():
     assert text.startswith("4 of 5 images fail")
     assert "for cracks 'over-segmentation: halo' (3 of 4 failing images)" in text
     assert "criterion: precision < 0.5, recall >= 0.5" in text
-    assert "explain 4 of the 4" in text
+    assert "4 of the 4 meet the criterion of a named category" in text
     passed = taxonomy(frame([row(iou=0.9, precision=0.9)]))
     assert failure_conclusion(failure_counts(passed)).startswith("No image of 1 fails")
 

@@ -146,9 +146,23 @@ def test_sensitivity_readings_state_their_cut_offs():
     assert "finds the object whatever it is asked; cut-off 50%" in line
     (split,) = sensitivity_readings({"lora": forms},
                                     {"lora": {"cracks": 0.09, "taping": 0.9, "all": 0.2}})
-    assert ("of the wrong prompts' pixels, on cracks images 9% lie on the image's label (mostly "
+    assert ("of the wrong prompts' pixels, on crack images 9% lie on the image's label (mostly "
             "off the object); on taping images 90% lie on the image's label (it finds the object "
             "whatever it is asked) (cut-off 50%)") in split  # a pooled share hides a class
+    matrix = pd.DataFrame([
+        {"image_class": "cracks", "prompt_class": "cracks", "right_prompt": True,
+         "foreground_share": 0.0226},
+        {"image_class": "cracks", "prompt_class": "taping", "right_prompt": False,
+         "foreground_share": 0.0215},
+        {"image_class": "taping", "prompt_class": "taping", "right_prompt": True,
+         "foreground_share": 0.2},
+        {"image_class": "taping", "prompt_class": "cracks", "right_prompt": False,
+         "foreground_share": 0.001},
+    ])
+    (ratio,) = sensitivity_readings({"lora": forms}, {"lora": {"all": 0.8}}, {"lora": matrix})
+    assert ("By mean foreground share, the wrong prompt marks on crack images 0.951 times as "
+            "much (nearly as much or more); on taping images 0.005 times as much (almost "
+            "nothing) as the right one") in ratio  # prompt-aware by s, yet not on crack images
     (quiet,) = sensitivity_readings({"lora": forms}, {"lora": {"all": math.nan}})
     assert "the wrong prompts mark nothing" in quiet
 

@@ -68,12 +68,14 @@ def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float
     deployed, blind = forms.loc["deployed", "all"], forms.loc["deployed_blind", "all"]
     on_object = forms.loc["on_object", "all"]
     beyond = deployed - blind >= BLIND_BELOW
+    from helpers.course.prompt_switch import class_images
+
     classes = {c: v for c, v in shares.items() if c != "all" and not pd.isna(v)}
     if pd.isna(shares.get("all", float("nan"))):
         where = "the wrong prompts mark nothing"
     elif classes:
         where = ("of the wrong prompts' pixels, " + "; ".join(
-            f"on {c} images {v:.0%} lie on the image's label ({_where_wrong(v)})"
+            f"on {class_images(c)} {v:.0%} lie on the image's label ({_where_wrong(v)})"
             for c, v in classes.items()) + f" (cut-off {ON_OBJECT:.0%})")
     else:
         where = (f"{shares['all']:.0%} of the wrong prompts' pixels lie on the image's label "
@@ -90,13 +92,33 @@ def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float
     )
 
 
+def _ratio_clause(matrix: pd.DataFrame) -> str:
+    """How much the wrong prompt marks beside the right one, per image class, from a
+    cross-prompt matrix (mean foreground shares), in `prompt_switch`'s words and cut-offs."""
+    from helpers.course.prompt_switch import RATIO_WORDS, class_images, foreground_ratios
+
+    ratios = foreground_ratios(matrix.to_dict("records"))
+    if not ratios:
+        return ""
+    words = [f"on {class_images(c)} {r:.3f} times as much ("
+             + next(w for cut, w in RATIO_WORDS if r < cut) + ")" for c, r in ratios.items()]
+    cuts = ", ".join(f"{c:g}" for c, _ in RATIO_WORDS[:-1])
+    return (" By mean foreground share, the wrong prompt marks " + "; ".join(words)
+            + f" as the right one (cut-offs {cuts}).")
+
+
 def sensitivity_readings(
-    forms: Mapping[str, pd.DataFrame], localisation: Mapping[str, Mapping[str, float]]
+    forms: Mapping[str, pd.DataFrame], localisation: Mapping[str, Mapping[str, float]],
+    matrices: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[str]:
     """One sentence per mode from its `sensitivity_forms` table and its
-    `wrong_prompt_localisation` (criteria: `BLIND_BELOW`, `ON_OBJECT`)."""
+    `wrong_prompt_localisation` (criteria: `BLIND_BELOW`, `ON_OBJECT`), and with `matrices`
+    (each mode's `cross_prompt_matrix`) how much the wrong prompt marks beside the right one:
+    a per-image mean can read prompt-aware while a few images carry large false alarms."""
     return [
-        _reading_of_forms(mode, table, localisation[mode]) for mode, table in forms.items()
+        _reading_of_forms(mode, table, localisation[mode])
+        + (_ratio_clause(matrices[mode]) if matrices and mode in matrices else "")
+        for mode, table in forms.items()
     ]
 
 

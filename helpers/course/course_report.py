@@ -523,7 +523,7 @@ def section_07(m: FailureAnalysis) -> str:
         "",
         f"Why test images fail (IoU below {m.fail_iou}, or anything predicted on a "
         "crack-free image; default prompt per class): failing images per measured category, "
-        "and the share the categories explain:",
+        "and the share that meets the criterion of a named category (all but 'unexplained'):",
         "",
     ]
     out.append(_table([

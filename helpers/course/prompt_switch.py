@@ -100,7 +100,7 @@ def switch_figure(stats: pd.DataFrame, drawn: Mapping[str, Any], split: str = "v
         "prompt at its class's threshold chosen on validation"))
 
 
-def _images(cls: str) -> str:
+def class_images(cls: str) -> str:
     """ "crack images", "taping images": a class's images in a sentence."""
     return {"cracks": "crack images"}.get(cls, f"{cls} images")
 
@@ -120,8 +120,8 @@ def figure_reading(stats: pd.DataFrame) -> list[str]:
             for r, w in zip(right.itertuples(), wrong.itertuples(), strict=True)
         )
         out.append(
-            f"In the figure's {len(right)} {_images(cls).replace('images', 'photos')} the right "
-            "prompt marks "
+            f"In the figure's {len(right)} {class_images(cls).replace('images', 'photos')} the "
+            "right prompt marks "
             f"{right['foreground_share'].mean():.2%} of the image on average (IoU "
             f"{right['iou'].mean():.2f} with the label, which covers "
             f"{right['label_share'].mean():.2%}), the wrong prompt "
@@ -248,7 +248,7 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
     labelled, every = by_form.get("labelled"), _finite(by_form.get("all"), "all")
     if labelled is not None and _finite(labelled, "all") is not None:
         per_class = "; ".join(
-            f"{_images(c)} {fixed(labelled[c])}, {_sensitivity_words(labelled[c])}"
+            f"{class_images(c)} {fixed(labelled[c])}, {_sensitivity_words(labelled[c])}"
             for c in _classes(labelled)
         )
         out.append(
@@ -269,7 +269,8 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
             gain = deployed[c] - blind[c]
             verdict = ("the prompt adds to what the thresholds do" if gain > PROMPT_ADDS
                        else "no more than the thresholds alone give")
-            parts.append(f"{_images(c)} {fixed(deployed[c])} against {fixed(blind[c])}: {verdict}")
+            parts.append(
+                f"{class_images(c)} {fixed(deployed[c])} against {fixed(blind[c])}: {verdict}")
         if parts:
             out.append(
                 "Deployed (each prompt at its own class's threshold, as predict runs), against "
@@ -280,7 +281,7 @@ def _forms_sentences(by_form: Mapping[str, Mapping[str, Any]]) -> list[str]:
     if on_object is not None and _classes(on_object):
         out.append(
             "Counted on the label's pixels only (on_object): " + "; ".join(
-                f"{_images(c)} {fixed(on_object[c])}, {_sensitivity_words(on_object[c])}"
+                f"{class_images(c)} {fixed(on_object[c])}, {_sensitivity_words(on_object[c])}"
                 for c in _classes(on_object)
             ) + "."
         )
@@ -318,7 +319,7 @@ def switch_reading(
     for cls in dict.fromkeys(r["image_class"] for r in matrix):
         if (cls, False) in share and (cls, True) in share:
             sentence = _matrix_sentence(share[(cls, True)], share[(cls, False)],
-                                        ratios.get(cls), f"{split} {_images(cls)}")
+                                        ratios.get(cls), f"{split} {class_images(cls)}")
             if cls in excess_of:
                 sentence += " " + _excess_sentence(excess_of[cls])
             out.append(sentence)
@@ -333,7 +334,7 @@ def switch_reading(
         else:
             where = "mostly off the label: false alarms elsewhere"
         out.append(
-            f"Of the pixels the wrong prompt marks on {_images(cls)}, {value:.3f} lie on the "
+            f"Of the pixels the wrong prompt marks on {class_images(cls)}, {value:.3f} lie on the "
             f"image's label: {where} (cut-off {ON_LABEL_HALF:g})."
         )
     return out

@@ -376,7 +376,9 @@ def failure_conclusion(counts: pd.DataFrame) -> str:
                          f"images): {meaning}")
     return (
         f"{failing} of {images} images fail (IoU < {FAIL_IOU}, or a false alarm on an empty "
-        f"image); the categories explain {explained} of the {failing}. What the counts mean: "
+        f"image); {explained} of the {failing} meet the criterion of a named category (the "
+        "rest are 'unexplained'; a category names what was measured, not a proven cause). "
+        "What the counts mean: "
         f"{verdicts}. The most common category, per class: " + "; ".join(leads) + "."
     )
 
