@@ -163,6 +163,10 @@ def test_sensitivity_readings_state_their_cut_offs():
     assert ("By mean foreground share, the wrong prompt marks on crack images 0.951 times as "
             "much (nearly as much or more); on taping images 0.005 times as much (almost "
             "nothing) as the right one") in ratio  # prompt-aware by s, yet not on crack images
+    (little,) = sensitivity_readings({"lora": forms}, {"lora": {"taping": 0.9, "all": 0.9}},
+                                     {"lora": matrix})
+    assert ("on taping images 90% lie on the image's label (the little it marks is the "
+            "object") in little
     (quiet,) = sensitivity_readings({"lora": forms}, {"lora": {"all": math.nan}})
     assert "the wrong prompts mark nothing" in quiet
 

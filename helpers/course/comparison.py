@@ -55,15 +55,24 @@ def mode_comparison(runs: Mapping[str, Any], per_class: pd.DataFrame, cuda: bool
     return pd.DataFrame(rows, dtype=object).set_index("mode")
 
 
-def _where_wrong(share: float) -> str:
-    """Where one share of the wrong prompts' pixels lies, read against `ON_OBJECT`."""
-    return ("it finds the object whatever it is asked" if share >= ON_OBJECT
-            else "mostly off the object")
+def _where_wrong(share: float, ratio: float | None = None) -> str:
+    """Where one share of the wrong prompts' pixels lies, read against `ON_OBJECT`; with
+    `ratio` (wrong over right foreground) under the first ratio cut-off, the wrong prompt
+    marks almost nothing, and what little it marks is what is said."""
+    from helpers.course.prompt_switch import RATIO_WORDS
+
+    if share < ON_OBJECT:
+        return "mostly off the object"
+    if ratio is not None and ratio < RATIO_WORDS[0][0]:
+        return "the little it marks is the object itself"
+    return "it finds the object whatever it is asked"
 
 
-def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float]) -> str:
+def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float],
+                      ratios: Mapping[str, float] | None = None) -> str:
     """One sentence on one mode's sensitivity forms and wrong-prompt localisation (`shares`:
-    per image class and "all")."""
+    per image class and "all"; `ratios`: wrong over right foreground per image class)."""
+    ratios = ratios or {}
     labelled, every = forms.loc["labelled", "all"], forms.loc["all", "all"]
     deployed, blind = forms.loc["deployed", "all"], forms.loc["deployed_blind", "all"]
     on_object = forms.loc["on_object", "all"]
@@ -75,7 +84,8 @@ def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float
         where = "the wrong prompts mark nothing"
     elif classes:
         where = ("of the wrong prompts' pixels, " + "; ".join(
-            f"on {class_images(c)} {v:.0%} lie on the image's label ({_where_wrong(v)})"
+            f"on {class_images(c)} {v:.0%} lie on the image's label "
+            f"({_where_wrong(v, ratios.get(c))})"
             for c, v in classes.items()) + f" (cut-off {ON_OBJECT:.0%})")
     else:
         where = (f"{shares['all']:.0%} of the wrong prompts' pixels lie on the image's label "
@@ -115,11 +125,15 @@ def sensitivity_readings(
     `wrong_prompt_localisation` (criteria: `BLIND_BELOW`, `ON_OBJECT`), and with `matrices`
     (each mode's `cross_prompt_matrix`) how much the wrong prompt marks beside the right one:
     a per-image mean can read prompt-aware while a few images carry large false alarms."""
-    return [
-        _reading_of_forms(mode, table, localisation[mode])
-        + (_ratio_clause(matrices[mode]) if matrices and mode in matrices else "")
-        for mode, table in forms.items()
-    ]
+    from helpers.course.prompt_switch import foreground_ratios
+
+    out = []
+    for mode, table in forms.items():
+        matrix = (matrices or {}).get(mode)
+        ratios = foreground_ratios(matrix.to_dict("records")) if matrix is not None else {}
+        out.append(_reading_of_forms(mode, table, localisation[mode], ratios)
+                   + (_ratio_clause(matrix) if matrix is not None else ""))
+    return out
 
 
 def blind_reading(mode: str, sensitivity: float, cosine: Mapping[str, float]) -> str:
