@@ -527,7 +527,7 @@ def section_07(m: FailureAnalysis) -> str:
         "",
     ]
     out.append(_table([
-        {"dataset": d, **v, "explained": m.explained_share.get(d)}
+        {"dataset": d, **v, "in a named category": m.explained_share.get(d)}
         for d, v in m.taxonomy_counts.items()
     ]))
     if m.conclusion:
