@@ -119,6 +119,16 @@ def _false_alarm_share(rows: pd.DataFrame) -> float:
     return float(((rows["tp"] + rows["fp"]) > 0).mean()) if len(rows) else float("nan")
 
 
+def validation_iou(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
+    """IoU per class on validation at the thresholds chosen there per class, and those
+    thresholds (`table`: an `evaluate_model` table; its other splits are ignored)."""
+    from helpers.evaluate.sweep import choose_thresholds, summary_at
+
+    chosen = choose_thresholds(table, split=SPLIT, by=["dataset"])
+    summary = summary_at(table, chosen, split=SPLIT).set_index("dataset")
+    return {cls: float(summary.loc[cls, "iou"]) for cls in ("cracks", "taping")}, chosen
+
+
 def validation_scores(table: pd.DataFrame, wrong: pd.DataFrame) -> dict[str, float]:
     """IoU per class, mIoU and both false-alarm shares from validation sweep tables.
 
@@ -126,15 +136,13 @@ def validation_scores(table: pd.DataFrame, wrong: pd.DataFrame) -> dict[str, flo
     class's prompts (`evaluate_model` tables). Thresholds are chosen per class on `table`.
     """
     from helpers.data.prompts import class_of_prompt
-    from helpers.evaluate.sweep import apply_thresholds, choose_thresholds, summary_at
+    from helpers.evaluate.sweep import apply_thresholds
 
     for name, frame in (("table", table), ("wrong", wrong)):
         if set(frame["split"]) - {SPLIT}:
             raise ValueError(f"{name} holds splits other than {SPLIT!r}: the sweep is on "
                              f"validation only")
-    chosen = choose_thresholds(table, split=SPLIT, by=["dataset"])
-    summary = summary_at(table, chosen, split=SPLIT).set_index("dataset")
-    iou = {cls: float(summary.loc[cls, "iou"]) for cls in ("cracks", "taping")}
+    iou, chosen = validation_iou(table)
     own = apply_thresholds(table, chosen, split=SPLIT)
     per_prompt = {p: chosen[class_of_prompt(p)] for p in wrong["prompt"].unique()}
     other = apply_thresholds(wrong, per_prompt, split=SPLIT, by=["prompt"])
@@ -232,18 +240,13 @@ def defaults_check(choices: pd.DataFrame, table: pd.DataFrame, best_epoch: int,
     """Whether the stored table's defaults row is the run a notebook just trained: the same
     best epoch and validation IoU per class (`table`: that run's `evaluate_model` table, scored
     as `validation_scores` scores). A table from other code or settings is called stale."""
-    from helpers.evaluate.sweep import choose_thresholds, summary_at
-
     meta = choices.attrs.get("settings", {})
     d = choices[choices["default"].astype(bool)].iloc[0]
     if (meta.get("profile"), int(d.epochs), int(d.seed)) != (profile, epochs, seed):
         return (f"The choices table holds the {meta.get('profile', 'demo')} profile's runs "
                 f"({int(d.epochs)} epochs, seed {int(d.seed)}); this run ({profile}, {epochs} "
                 f"epochs, seed {seed}) is not one of them.")
-    val = table[table["split"] == SPLIT]
-    iou = summary_at(val, choose_thresholds(val, split=SPLIT, by=["dataset"]),
-                     split=SPLIT).set_index("dataset")["iou"]
-    mine = {c: round(float(iou[c]), 4) for c in ("cracks", "taping")}
+    mine = {c: round(v, 4) for c, v in validation_iou(table)[0].items()}
     stored = {c: float(getattr(d, f"val_iou_{c}")) for c in ("cracks", "taping")}
     if int(d.best_epoch) == best_epoch and all(abs(mine[c] - stored[c]) < 1e-4 for c in mine):
         return (f"The choices table's defaults row is this run: best epoch {best_epoch}, "

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.core.numbers import fixed, rounded
+from helpers.data.prompts import class_images
 from helpers.evaluate.sensitivity import BLIND_BELOW, describe_sensitivity
 
 ON_OBJECT = 0.5  # a wrong prompt with at least this share of its pixels on the label finds it
@@ -77,8 +78,6 @@ def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float
     deployed, blind = forms.loc["deployed", "all"], forms.loc["deployed_blind", "all"]
     on_object = forms.loc["on_object", "all"]
     beyond = deployed - blind >= BLIND_BELOW
-    from helpers.course.prompt_switch import class_images
-
     classes = {c: v for c, v in shares.items() if c != "all" and not pd.isna(v)}
     if pd.isna(shares.get("all", float("nan"))):
         where = "the wrong prompts mark nothing"
@@ -105,13 +104,13 @@ def _reading_of_forms(mode: str, forms: pd.DataFrame, shares: Mapping[str, float
 def _ratio_clause(matrix: pd.DataFrame) -> str:
     """How much the wrong prompt marks beside the right one, per image class, from a
     cross-prompt matrix (mean foreground shares), in `prompt_switch`'s words and cut-offs."""
-    from helpers.course.prompt_switch import RATIO_WORDS, class_images, foreground_ratios
+    from helpers.course.prompt_switch import RATIO_WORDS, foreground_ratios, ratio_words
 
     ratios = foreground_ratios(matrix.to_dict("records"))
     if not ratios:
         return ""
     words = [f"on {class_images(c)} {r:.3f} times as much ("
-             + next(w for cut, w in RATIO_WORDS if r < cut) + ")" for c, r in ratios.items()]
+             + ratio_words(r) + ")" for c, r in ratios.items()]
     cuts = ", ".join(f"{c:g}" for c, _ in RATIO_WORDS[:-1])
     return (" By mean foreground share, the wrong prompt marks " + "; ".join(words)
             + f" as the right one (cut-offs {cuts}).")

@@ -168,8 +168,10 @@ def card_text(run_folder: Path) -> str:
                   "items (the per-split counts appear once notebook 05 or 06 has run).", ""]
     lines += ["Prompts seen in training (one drawn per item and epoch):", ""]
     lines += [f"- {cls}: " + ", ".join(f'"{p}"' for p in PROMPTS[cls]) for cls in CLASSES]
+    saved = (settings or {}).get("threshold") or None
+    unsaved = None if saved else _unsaved_thresholds(m06, variant, mode if scored else None)
     lines += ["", "## Thresholds", ""]
-    lines += _threshold_lines(settings, m06, variant, mode if scored else None)
+    lines += _threshold_lines(saved, unsaved)
     lines += ["", "## Evaluation", ""]
     if scored:
         lines += _evaluation(mode, m04, m06)
@@ -184,8 +186,7 @@ def card_text(run_folder: Path) -> str:
     bias = (m07 or {}).get("rectangle_bias") if scored and (m07 or {}).get("mode") == mode else None
     lines += _limitations(data, sizes, bias, variant)
     lines += ["", "## How to use", ""]
-    lines += _usage(checkpoint, None if settings and settings.get("threshold")
-                    else _unsaved_thresholds(m06, variant, mode if scored else None))
+    lines += _usage(checkpoint, unsaved)
     lines += [
         "## References",
         "",
@@ -322,15 +323,14 @@ def _usage(checkpoint: str, unsaved: tuple[dict | None, str] | None) -> list[str
             *load, settings, call, "```", ""]
 
 
-def _threshold_lines(
-    settings: dict | None, m06: dict | None, variant: dict | None, scored_mode: str | None
-) -> list[str]:
-    """Which thresholds were chosen on validation, by which notebook, and what `predict` does."""
-    if settings and settings.get("threshold"):
+def _threshold_lines(saved: dict | None, unsaved: tuple[dict | None, str] | None) -> list[str]:
+    """Which thresholds were chosen on validation, by which notebook, and what `predict` does:
+    `saved` beside the weights, else `unsaved` (`_unsaved_thresholds`)."""
+    if saved:
         return ["Chosen on validation, per prompt class, by notebook 05 (its threshold rule), "
                 f"saved beside the weights (`{SETTINGS_FILE}`) and applied by `predict`: "
-                + _per_class(settings["threshold"]) + "."]
-    chosen, notebook = _unsaved_thresholds(m06, variant, scored_mode)
+                + _per_class(saved) + "."]
+    chosen, notebook = unsaved or (None, "")
     unsaved = (f"This folder holds no `{SETTINGS_FILE}` (notebook 05 writes one for the run it "
                "tunes), so `predict` applies 0.5 to every prompt unless given `--threshold`.")
     if chosen:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.core.numbers import fixed
+from helpers.data.prompts import class_images
 from helpers.evaluate.sensitivity import BLIND_BELOW, sensitivity_band
 
 LABEL_COLOUR = (40, 200, 80)
@@ -100,12 +101,8 @@ def switch_figure(stats: pd.DataFrame, drawn: Mapping[str, Any], split: str = "v
         "prompt at its class's threshold chosen on validation"))
 
 
-def class_images(cls: str) -> str:
-    """ "crack images", "taping images": a class's images in a sentence."""
-    return {"cracks": "crack images"}.get(cls, f"{cls} images")
-
-
-def _ratio_words(ratio: float) -> str:
+def ratio_words(ratio: float) -> str:
+    """The reading of a wrong-over-right foreground ratio by `RATIO_WORDS`' cut-offs."""
     return next(words for cut, words in RATIO_WORDS if ratio < cut)
 
 
@@ -236,7 +233,7 @@ def _matrix_sentence(right: Mapping[str, Any], wrong: Mapping[str, Any], ratio: 
         f"{right['foreground_share']:.4f} of the image on average (IoU with the label "
         f"{right['iou']:.3f}) and the wrong prompt {wrong['foreground_share']:.4f} "
         f"(IoU {wrong['iou']:.3f}): the wrong prompt "
-        f"{'still ' if ratio >= RATIO_WORDS[0][0] else ''}marks {_ratio_words(ratio)} "
+        f"{'still ' if ratio >= RATIO_WORDS[0][0] else ''}marks {ratio_words(ratio)} "
         f"({ratio:.3f} times as much; cut-offs "
         f"{', '.join(f'{c:g}' for c, _ in RATIO_WORDS[:-1])})."
     )

@@ -26,6 +26,11 @@ PROMPTS: dict[str, list[str]] = {
 
 DEFAULT_PROMPT: dict[str, str] = {"cracks": "segment crack", "taping": "segment taping area"}
 
+
+def class_images(cls: str) -> str:
+    """ "crack images", "taping images": a class's images in a sentence."""
+    return {"cracks": "crack images"}.get(cls, f"{cls} images")
+
 # Separate random streams per purpose so that e.g. turning on negatives leaves prompts unchanged.
 STREAM_PROMPT = 0
 STREAM_NEGATIVE = 1

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from helpers.core.numbers import fixed, signed
-from helpers.data.prompts import PROMPTS
+from helpers.data.prompts import PROMPTS, class_images
 from helpers.evaluate.sensitivity import BLIND_BELOW, sensitivity_band
 from helpers.evaluate.sweep import apply_thresholds, choose_thresholds
 
@@ -89,9 +89,6 @@ def held_out_gaps(scores: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-IMAGES = {"cracks": "crack images", "taping": "taping images"}  # a class's images, in words
-
-
 def _closeness(gap: float, close: float) -> str:
     return "close" if abs(gap) <= close else "lower" if gap < 0 else "higher"
 
@@ -146,7 +143,7 @@ def describe_held_out(
                             "carry over to the held-out words as well as to its training ones")
             if deaf:
                 listens += (f"{';' if followed or lower else ':'} on "
-                            + " and ".join(f"{IMAGES.get(c, c + ' images')} (sensitivity "
+                            + " and ".join(f"{class_images(c)} (sensitivity "
                                            f"{fixed(per_image_class[c])})" for c in deaf)
                             + " it is prompt-blind, so there closeness says nothing about the "
                             "words")

@@ -89,10 +89,10 @@ class ProtocolScores:
 def extra_store(held_out: Mapping[str, Sequence[str]] = HELD_OUT_PROMPTS) -> str:
     """The second pass's folder name: `EXTRA_STORE` for the course's held-out phrasings, a
     folder of its own for any other set, so trying new words never overwrites the course's."""
-    if {c: list(v) for c, v in held_out.items()} == {c: list(v) for c, v in
-                                                    HELD_OUT_PROMPTS.items()}:
+    chosen = {c: list(v) for c, v in sorted(held_out.items())}
+    if chosen == {c: list(v) for c, v in HELD_OUT_PROMPTS.items()}:
         return EXTRA_STORE
-    return f"{EXTRA_STORE}-{key_hash({c: list(v) for c, v in sorted(held_out.items())})}"
+    return f"{EXTRA_STORE}-{key_hash(chosen)}"
 
 
 def evaluate_protocol(
